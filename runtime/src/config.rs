@@ -1,0 +1,326 @@
+//! The `weir.toml` file as plain serde structs; defaults are Amazon API Gateway's quotas.
+//!
+//! Nothing here knows about hyper or wasmtime: [`crate::gateway`] compiles these structs
+//! into the form the server runs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The public listener.
+    #[serde(default)]
+    pub server: Server,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Plugins by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Plugin>,
+    /// API-wide settings.
+    #[serde(default)]
+    pub api: Api,
+    /// The HTTP API's routes.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`: where and how the public listener runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The stage name exposed to plugins as `$context.stage`.
+    #[serde(default = "default_stage")]
+    pub stage: String,
+    /// Time a client has to send the request line and headers.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            stage: default_stage(),
+            header_read_timeout: default_header_read_timeout(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_stage() -> String {
+    "$default".to_owned()
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[limits]`: request limits, defaulting to AWS's quotas.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Time the integration has to answer (default 29 s, at least 50 ms).
+    #[serde(default = "default_integration_timeout", with = "humantime_serde")]
+    pub integration_timeout: Duration,
+    /// Largest request body accepted (default 10 MB); larger gets 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// Largest request line plus headers (default 10,240 bytes); larger gets 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            integration_timeout: default_integration_timeout(),
+            max_body: default_max_body(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+fn default_integration_timeout() -> Duration {
+    Duration::from_secs(29)
+}
+fn default_max_body() -> ByteSize {
+    ByteSize::mb(10)
+}
+fn default_max_header_bytes() -> usize {
+    10_240
+}
+
+/// The kind of plugin, i.e. the WIT world it implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// `weir:plugin/mapper`
+    Mapper,
+    /// `weir:plugin/authorizer`
+    Authorizer,
+    /// `weir:plugin/cors`
+    Cors,
+}
+
+impl World {
+    /// The world's name in the WIT package.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Mapper => "mapper",
+            World::Authorizer => "authorizer",
+            World::Cors => "cors",
+        }
+    }
+}
+
+/// `[plugins.NAME]`: one WebAssembly component.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plugin {
+    /// The component file, relative to the config file.
+    pub file: PathBuf,
+    /// The world the component must implement.
+    pub world: World,
+    /// Execution deadline of one call (default 100 ms).
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    pub deadline: Duration,
+    /// Linear-memory cap of one instance (default 64 MiB).
+    #[serde(default = "default_max_memory")]
+    pub max_memory: ByteSize,
+    /// The plugin's own settings, handed to it as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_memory() -> ByteSize {
+    ByteSize::mib(64)
+}
+
+/// `[api]`: settings for the whole API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The CORS policy plugin applied to every route.
+    pub cors: Option<String>,
+}
+
+/// `[[routes]]`: one route of the HTTP API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// AWS route key: `GET /pets/{id}`, `ANY /files/{path+}` or `$default`.
+    pub key: String,
+    /// Where matching requests go.
+    pub integration: Integration,
+    /// The authorizer that must allow the request first.
+    pub authorizer: Option<RouteAuthorizer>,
+    /// A mapper plugin applied to the request.
+    pub request_mapping: Option<String>,
+    /// A mapper plugin applied to the response.
+    pub response_mapping: Option<String>,
+    /// This route's integration timeout (overrides `limits.integration_timeout`).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+/// A route's integration.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Integration {
+    /// Proxy to an upstream URL template (`{param}` and `{proxy+}` are substituted).
+    Http {
+        /// e.g. `http://127.0.0.1:9000/pets/{id}`.
+        url: String,
+    },
+    /// Answer with a fixed response.
+    Mock {
+        /// Status code (default 200).
+        #[serde(default = "default_mock_status")]
+        status: u16,
+        /// Response headers.
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// Response body.
+        #[serde(default)]
+        body: String,
+    },
+}
+
+fn default_mock_status() -> u16 {
+    200
+}
+
+/// A route's `authorizer = { ... }` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuthorizer {
+    /// The authorizer plugin's name.
+    pub plugin: String,
+    /// Where the identity comes from: `$request.header.NAME` or `$request.querystring.NAME`.
+    #[serde(default = "default_identity_source")]
+    pub identity_source: Vec<String>,
+    /// How long a decision is cached per identity (default 300 s, max 3600 s, 0 = off).
+    #[serde(default = "default_auth_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Authorization scopes the route requires (passed to the authorizer).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+fn default_identity_source() -> Vec<String> {
+    vec!["$request.header.Authorization".to_owned()]
+}
+fn default_auth_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// A config file that could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML did not match the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml/serde said, naming the key.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and parses a config file (no semantic checks; see `gateway::compile`).
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| LoadError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses config text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_aws_quotas() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.limits.integration_timeout, Duration::from_secs(29));
+        assert_eq!(c.limits.max_body, ByteSize::mb(10));
+        assert_eq!(c.limits.max_header_bytes, 10_240);
+        assert!(c.routes.is_empty());
+    }
+
+    #[test]
+    fn parses_a_full_route() {
+        let c = Config::parse(
+            r#"
+            [limits]
+            integration_timeout = "5s"
+            max_body = "1MiB"
+            [plugins.jwt]
+            file = "jwt.wasm"
+            world = "authorizer"
+            config = { issuer = "x" }
+            [[routes]]
+            key = "GET /pets/{id}"
+            integration = { type = "http", url = "http://127.0.0.1:9/pets/{id}" }
+            authorizer = { plugin = "jwt", ttl = "0s" }
+            timeout = "100ms"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body, ByteSize::mib(1));
+        let r = &c.routes[0];
+        assert_eq!(r.timeout, Some(Duration::from_millis(100)));
+        assert!(matches!(r.integration, Integration::Http { .. }));
+        let a = r.authorizer.as_ref().unwrap();
+        assert_eq!(a.identity_source, ["$request.header.Authorization"]);
+        assert_eq!(a.ttl, Duration::ZERO);
+        assert_eq!(c.plugins["jwt"].world, World::Authorizer);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = Config::parse("[limits]\nmax_bodee = 3\n").unwrap_err();
+        assert!(err.contains("max_bodee"), "{err}");
+    }
+}

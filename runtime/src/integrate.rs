@@ -1,0 +1,283 @@
+//! The integrate stage: proxy to an HTTP upstream through a pooled client, or answer
+//! with a mock response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Uri};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::GatewayError;
+
+/// A route's integration.
+pub enum Integration {
+    /// Proxy to an upstream.
+    Http(HttpTarget),
+    /// A fixed response.
+    Mock(Arc<MockResponse>),
+}
+
+/// A fixed response.
+pub struct MockResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Param(String),
+}
+
+/// An upstream URL template: `http://host:port/path/{param}/{proxy+}`.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    scheme_authority: String,
+    authority: HeaderValue,
+    /// `None`: the template has no path, so the client's path is forwarded as is.
+    path: Option<Vec<Part>>,
+}
+
+impl HttpTarget {
+    /// Parses a template whose `{name}` placeholders must be among `params`.
+    pub fn parse(url: &str, params: &[String]) -> Result<Self, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            if url.starts_with("https://") {
+                format!("`{url}`: https upstreams are not supported yet; use http://")
+            } else {
+                format!("`{url}`: the URL must start with http://")
+            }
+        })?;
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if path.starts_with('?') || path.contains('?') {
+            return Err(format!("`{url}`: a query string in the template is not supported"));
+        }
+        let parsed: http::uri::Authority = authority
+            .parse()
+            .map_err(|_| format!("`{url}`: invalid host `{authority}`"))?;
+        if parsed.as_str().contains('@') {
+            return Err(format!("`{url}`: credentials in the URL are not supported"));
+        }
+        let path = if path.is_empty() {
+            None
+        } else {
+            Some(parse_template(path, params).map_err(|e| format!("`{url}`: {e}"))?)
+        };
+        Ok(Self {
+            scheme_authority: format!("http://{authority}"),
+            authority: HeaderValue::from_str(authority)
+                .map_err(|_| format!("`{url}`: invalid host `{authority}`"))?,
+            path,
+        })
+    }
+
+    /// The upstream URI for a request. `path_override` is a path set by a mapper.
+    pub fn uri(
+        &self,
+        client_path: &str,
+        path_override: Option<&str>,
+        params: &[(String, String)],
+        query: &str,
+    ) -> Result<Uri, GatewayError> {
+        let mut uri = String::with_capacity(self.scheme_authority.len() + 64);
+        uri.push_str(&self.scheme_authority);
+        match (path_override, &self.path) {
+            (Some(p), _) => uri.push_str(p),
+            (None, None) => uri.push_str(client_path),
+            (None, Some(parts)) => {
+                for part in parts {
+                    match part {
+                        Part::Literal(l) => uri.push_str(l),
+                        Part::Param(name) => {
+                            let v = params
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.as_str())
+                                .unwrap_or("");
+                            uri.push_str(v);
+                        }
+                    }
+                }
+            }
+        }
+        if !query.is_empty() {
+            uri.push('?');
+            uri.push_str(query);
+        }
+        uri.parse()
+            .map_err(|_| GatewayError::BadRequest(format!("cannot build an upstream URI from `{uri}`")))
+    }
+
+    /// The upstream's `host:port`.
+    pub fn authority(&self) -> &HeaderValue {
+        &self.authority
+    }
+}
+
+fn parse_template(path: &str, params: &[String]) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .map(|c| open + c)
+            .ok_or("unclosed `{` in the path")?;
+        if open > 0 {
+            parts.push(Part::Literal(rest[..open].to_owned()));
+        }
+        let name = rest[open + 1..close].trim_end_matches('+');
+        if !params.iter().any(|p| p == name) {
+            return Err(format!("placeholder `{{{name}}}` is not a parameter of the route key"));
+        }
+        parts.push(Part::Param(name.to_owned()));
+        rest = &rest[close + 1..];
+    }
+    if rest.contains('}') {
+        return Err("unmatched `}` in the path".to_owned());
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Literal(rest.to_owned()));
+    }
+    Ok(parts)
+}
+
+/// Headers that describe one connection and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(HeaderName::from_static("proxy-connection"));
+}
+
+/// The pooled keep-alive client shared by every HTTP integration.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self { client }
+    }
+}
+
+impl Upstream {
+    /// Sends a request and waits for the response head, within `timeout`.
+    pub async fn send(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(GatewayError::BadGateway(error_chain(&e))),
+            Err(_) => Err(GatewayError::IntegrationTimeout(timeout)),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn substitutes_params_and_greedy_paths() {
+        let t = HttpTarget::parse("http://127.0.0.1:9000/pets/{id}/{rest+}", &params(&["id", "rest"]))
+            .unwrap();
+        let p = vec![("id".into(), "7".into()), ("rest".into(), "a/b".into())];
+        let uri = t.uri("/ignored", None, &p, "x=1").unwrap();
+        assert_eq!(uri, "http://127.0.0.1:9000/pets/7/a/b?x=1");
+        let uri = t.uri("/ignored", Some("/v2/x"), &p, "").unwrap();
+        assert_eq!(uri, "http://127.0.0.1:9000/v2/x");
+    }
+
+    #[test]
+    fn template_without_path_forwards_the_client_path() {
+        let t = HttpTarget::parse("http://localhost:81", &[]).unwrap();
+        assert_eq!(t.uri("/a/b", None, &[], "").unwrap(), "http://localhost:81/a/b");
+        assert_eq!(t.authority(), "localhost:81");
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        for (url, want) in [
+            ("https://x/", "https upstreams are not supported"),
+            ("ftp://x/", "must start with http://"),
+            ("http://x/{id}", "not a parameter of the route key"),
+            ("http://x/{id", "unclosed"),
+            ("http://x/a}", "unmatched"),
+            ("http://x/?a=1", "query string"),
+            ("http://u@x/", "credentials"),
+        ] {
+            let err = HttpTarget::parse(url, &[]).unwrap_err();
+            assert!(err.contains(want), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-custom".parse().unwrap());
+        h.insert("x-custom", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,17 @@
+//! Weir: a self-hosted API gateway whose policies are sandboxed WebAssembly components.
+//!
+//! The request path is [`pipeline::handle`]; each stage has its own module. Config
+//! parsing ([`config`]) and route matching ([`route`]) know nothing of hyper or
+//! wasmtime; [`plugin`] is the only module that touches wasmtime.
+
+pub mod authorize;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod gateway;
+pub mod integrate;
+pub mod map;
+pub mod pipeline;
+pub mod plugin;
+pub mod route;
+pub mod server;

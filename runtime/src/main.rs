@@ -1,0 +1,140 @@
+//! The `weir` command: `weir serve` runs the gateway, `weir validate` checks a config.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use weir::config::Config;
+use weir::gateway;
+use weir::integrate::Upstream;
+use weir::pipeline::Shared;
+use weir::plugin::PluginHost;
+use weir::server::{self, ServerSettings};
+
+/// Weir: an API gateway whose policies are WebAssembly components.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format on stderr. The filter comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway described by a config file.
+    Serve {
+        /// The config file.
+        #[arg(long, short, default_value = "weir.toml")]
+        config: PathBuf,
+    },
+    /// Check a config file (plugins included) without serving; exit 1 on error.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Validate { config } => validate(&config),
+        Command::Serve { config } => match serve(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn base_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn validate(path: &Path) -> ExitCode {
+    let result = Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            let host = PluginHost::new().map_err(|e| e.to_string())?;
+            gateway::compile(&config, &base_dir(path), &host)
+                .map(|gw| (gw.routes.len(), config.plugins.len()))
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok((routes, plugins)) => {
+            println!("{}: ok ({routes} routes, {plugins} plugins)", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for line in errors.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let host = PluginHost::new()?;
+    let gateway = gateway::compile(&config, &base_dir(path), &host)
+        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir-worker")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, routes = gateway.routes.len(), "weir listening");
+        // The first stdout line names the real address (port 0 resolved) for scripts.
+        println!("weir listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let shared = Arc::new(Shared {
+            gateway: Arc::new(gateway),
+            upstream: Upstream::default(),
+        });
+        let settings = ServerSettings {
+            header_read_timeout: config.server.header_read_timeout,
+            shutdown_grace: config.server.shutdown_grace,
+            max_header_bytes: config.limits.max_header_bytes,
+        };
+        server::serve(listener, shared, settings, server::shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    drop(host);
+    Ok(())
+}

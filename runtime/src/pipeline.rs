@@ -1,0 +1,376 @@
+//! The request path of an HTTP API, top to bottom, in one function: [`handle`].
+//!
+//! accept → CORS preflight → route → authorize → map request → integrate →
+//! map response → CORS decorate → access log. Each stage lives in its own module and
+//! returns a typed [`GatewayError`]; only this module turns errors into responses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::authorize::authorize;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, Route};
+use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
+use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
+use crate::plugin::Context;
+use crate::{cors, route::RouteMatch};
+
+/// The body of every response the gateway sends: buffered, or streamed from an upstream.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What every request needs besides the gateway: the upstream client.
+pub struct Shared {
+    /// The compiled gateway.
+    pub gateway: Arc<Gateway>,
+    /// The pooled upstream client.
+    pub upstream: Upstream,
+}
+
+/// Facts gathered along the way for the access log.
+#[derive(Default)]
+struct Access {
+    route_key: Option<Arc<str>>,
+    integration_latency: Option<Duration>,
+    integration_status: Option<u16>,
+    principal_id: Option<String>,
+}
+
+/// Serves one request. Never fails: every error becomes a response here.
+pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+    let started = Instant::now();
+    let gw = &*shared.gateway;
+    let (head, body) = req.into_parts();
+    let request_id = request_id(&head.headers);
+    let mut access = Access::default();
+
+    // CORS preflight: answered by the policy before routing and authorization.
+    let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
+    let result = match preflight {
+        Some(policy) => cors::preflight(policy, &head).await.map(plugin_response),
+        None => serve(gw, &shared.upstream, &head, body, &request_id, remote, &mut access).await,
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.is_server_fault() {
+                tracing::error!(request_id = %request_id, error = %e, "request failed");
+            } else {
+                tracing::debug!(request_id = %request_id, error = %e, "request refused");
+            }
+            error_response(&e)
+        }
+    };
+    if let Some(policy) = &gw.cors
+        && preflight.is_none()
+    {
+        cors::decorate(policy, &head, &mut resp).await;
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    log_access(&head, &resp, &request_id, remote, &access, started);
+    resp
+}
+
+/// The stages after accept, for a request that is not a preflight.
+async fn serve(
+    gw: &Gateway,
+    upstream: &Upstream,
+    head: &Parts,
+    body: Incoming,
+    request_id: &str,
+    remote: SocketAddr,
+    access: &mut Access,
+) -> Result<Response<Body>, GatewayError> {
+    // Accept: size limits.
+    check_header_size(head, gw.limits.max_header_bytes)?;
+    let max_body = gw.limits.max_body;
+    if content_length(&head.headers).is_some_and(|len| len > max_body) {
+        return Err(GatewayError::PayloadTooLarge { limit: max_body });
+    }
+
+    // Route.
+    let RouteMatch { route: index, params } = gw
+        .table
+        .lookup(head.method.as_str(), head.uri.path())
+        .ok_or(GatewayError::NotFound)?;
+    let route = &gw.routes[index];
+    access.route_key = Some(route.key.clone());
+    let mut ctx = needs_context(route).then(|| Context {
+        request_id: request_id.to_owned(),
+        route_key: route.key.to_string(),
+        stage: gw.stage.to_string(),
+        path_parameters: params.clone(),
+        source_ip: remote.ip().to_string(),
+        principal_id: None,
+        authorizer_context: Vec::new(),
+    });
+
+    // Authorize.
+    if let (Some(auth), Some(ctx)) = (&route.authorizer, ctx.as_mut()) {
+        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx).await?;
+        access.principal_id = Some(allowed.principal_id.clone());
+        ctx.principal_id = Some(allowed.principal_id);
+        ctx.authorizer_context = allowed.context;
+    }
+
+    // Read the body (bounded).
+    let body = read_body(body, max_body).await?;
+    let mut req = MappedRequest {
+        method: head.method.clone(),
+        path_override: None,
+        query: head.uri.query().unwrap_or("").to_owned(),
+        headers: head.headers.clone(),
+        body,
+    };
+
+    // Map request.
+    if let (Some(mapper), Some(ctx)) = (&route.request_mapping, ctx.as_ref()) {
+        match map_request(mapper, req, head.uri.path(), ctx).await? {
+            Mapped::Forward(mapped) => req = mapped,
+            Mapped::Respond(resp) => return Ok(plugin_response(resp)),
+        }
+    }
+
+    // Integrate.
+    let integration_started = Instant::now();
+    let result = integrate(route, upstream, head, req, &params, request_id, remote).await;
+    access.integration_latency = Some(integration_started.elapsed());
+    let resp = result?;
+    access.integration_status = Some(resp.status().as_u16());
+
+    // Map response.
+    match (&route.response_mapping, ctx.as_ref()) {
+        (Some(mapper), Some(ctx)) => {
+            let (parts, body) = resp.into_parts();
+            let body = tokio::time::timeout(route.timeout, Limited::new(body, max_body as usize).collect())
+                .await
+                .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
+                .map_err(|e| GatewayError::BadGateway(format!("reading the upstream body: {e}")))?
+                .to_bytes();
+            let mapped = map_response(mapper, parts.status, &parts.headers, body, ctx).await?;
+            Ok(plugin_response(mapped))
+        }
+        _ => Ok(resp),
+    }
+}
+
+fn needs_context(route: &Route) -> bool {
+    route.authorizer.is_some() || route.request_mapping.is_some() || route.response_mapping.is_some()
+}
+
+async fn integrate(
+    route: &Route,
+    upstream: &Upstream,
+    head: &Parts,
+    req: MappedRequest,
+    params: &[(String, String)],
+    request_id: &str,
+    remote: SocketAddr,
+) -> Result<Response<Body>, GatewayError> {
+    match &route.integration {
+        Integration::Mock(mock) => {
+            let mut resp = Response::new(full(mock.body.clone()));
+            *resp.status_mut() = mock.status;
+            for (n, v) in &mock.headers {
+                resp.headers_mut().append(n.clone(), v.clone());
+            }
+            Ok(resp)
+        }
+        Integration::Http(target) => {
+            let uri = target.uri(
+                head.uri.path(),
+                req.path_override.as_deref(),
+                params,
+                &req.query,
+            )?;
+            let mut headers = req.headers;
+            strip_hop_by_hop(&mut headers);
+            forwarded_headers(&mut headers, head, request_id, remote);
+            headers.insert(header::HOST, target.authority().clone());
+            let mut up = Request::new(Full::new(req.body));
+            *up.method_mut() = req.method;
+            *up.uri_mut() = uri;
+            *up.headers_mut() = headers;
+            let resp = upstream.send(up, route.timeout).await?;
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Ok(Response::from_parts(parts, body.boxed()))
+        }
+    }
+}
+
+fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, remote: SocketAddr) {
+    let ip = remote.ip().to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(host) = head.headers.get(header::HOST).cloned().or_else(|| {
+        head.uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    }) {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+}
+
+fn check_header_size(head: &Parts, limit: usize) -> Result<(), GatewayError> {
+    // Request line: METHOD SP URI SP HTTP/1.1 CRLF; each header: name ": " value CRLF.
+    let mut size = head.method.as_str().len() + head.uri.to_string().len() + 12;
+    for (n, v) in &head.headers {
+        size += n.as_str().len() + v.len() + 4;
+    }
+    if size > limit {
+        return Err(GatewayError::HeadersTooLarge { limit });
+    }
+    Ok(())
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(GatewayError::BadRequest(e.to_string())),
+    }
+}
+
+fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
+
+fn plugin_response(p: PluginResponse) -> Response<Body> {
+    let mut resp = Response::new(full(p.body));
+    *resp.status_mut() = p.status;
+    *resp.headers_mut() = p.headers;
+    resp
+}
+
+/// The response for a failed request: status and `{"message": ...}`.
+pub fn error_response(e: &GatewayError) -> Response<Body> {
+    let (status, _) = e.status_and_message();
+    json_response(status, e.body())
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The client's `x-request-id` when it is sane, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return v.to_owned();
+    }
+    new_request_id()
+}
+
+/// A process-unique id: a per-process random prefix and a scrambled counter.
+fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}{:016x}", prefix, splitmix64(n ^ prefix))
+}
+
+/// A bijection on u64 that scatters consecutive inputs.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn log_access(
+    head: &Parts,
+    resp: &Response<Body>,
+    request_id: &str,
+    remote: SocketAddr,
+    access: &Access,
+    started: Instant,
+) {
+    let user_agent = head
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let response_length = hyper::body::Body::size_hint(resp.body()).exact();
+    tracing::info!(
+        target: "weir::access",
+        requestId = request_id,
+        httpMethod = head.method.as_str(),
+        path = head.uri.path(),
+        routeKey = access.route_key.as_deref().unwrap_or("-"),
+        status = resp.status().as_u16(),
+        responseLength = response_length,
+        responseLatency = started.elapsed().as_secs_f64() * 1000.0,
+        integrationLatency = access.integration_latency.map(|d| d.as_secs_f64() * 1000.0),
+        integrationStatus = access.integration_status,
+        authorizer.principalId = access.principal_id.as_deref(),
+        sourceIp = %remote.ip(),
+        userAgent = user_agent,
+        protocol = ?head.version,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoes_sane_request_ids_only() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", "bad id".parse().unwrap());
+        let id = request_id(&h);
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_request_id());
+    }
+}

@@ -1,0 +1,1 @@
+//! Paths of the plugins built for tests.
