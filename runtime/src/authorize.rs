@@ -217,20 +217,31 @@ mod tests {
     #[test]
     fn parses_identity_sources() {
         assert_eq!(
-            "$request.header.Authorization".parse::<IdentitySource>().unwrap(),
+            "$request.header.Authorization"
+                .parse::<IdentitySource>()
+                .unwrap(),
             IdentitySource::Header(HeaderName::from_static("authorization"))
         );
         assert_eq!(
-            "$request.querystring.token".parse::<IdentitySource>().unwrap(),
+            "$request.querystring.token"
+                .parse::<IdentitySource>()
+                .unwrap(),
             IdentitySource::Query("token".into())
         );
         assert!("$request.body.x".parse::<IdentitySource>().is_err());
-        assert!("$request.header.bad name".parse::<IdentitySource>().is_err());
+        assert!(
+            "$request.header.bad name"
+                .parse::<IdentitySource>()
+                .is_err()
+        );
     }
 
     #[test]
     fn reads_query_parameters() {
-        assert_eq!(query_param("a=1&token=x%20y&b", "token").as_deref(), Some("x y"));
+        assert_eq!(
+            query_param("a=1&token=x%20y&b", "token").as_deref(),
+            Some("x y")
+        );
         assert_eq!(query_param("b", "b").as_deref(), Some(""));
         assert_eq!(query_param("a=1", "token"), None);
         assert_eq!(percent_decode("%zz%4"), "%zz%4");

@@ -102,7 +102,9 @@ pub fn compile(
     let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
         match config.plugins.get(name) {
             None => {
-                errors.push(format!("{key}: plugin `{name}` is not defined in [plugins]"));
+                errors.push(format!(
+                    "{key}: plugin `{name}` is not defined in [plugins]"
+                ));
                 None
             }
             Some(spec) if spec.world != world => {
@@ -175,10 +177,20 @@ pub fn compile(
             })
         });
         let request_mapping = r.request_mapping.as_deref().and_then(|name| {
-            plugin_of(name, World::Mapper, &format!("{at}.request_mapping"), &mut errors)
+            plugin_of(
+                name,
+                World::Mapper,
+                &format!("{at}.request_mapping"),
+                &mut errors,
+            )
         });
         let response_mapping = r.response_mapping.as_deref().and_then(|name| {
-            plugin_of(name, World::Mapper, &format!("{at}.response_mapping"), &mut errors)
+            plugin_of(
+                name,
+                World::Mapper,
+                &format!("{at}.response_mapping"),
+                &mut errors,
+            )
         });
         if let Some(integration) = integration {
             routes.push(Route {
@@ -249,7 +261,13 @@ fn load_plugins(
             deadline: spec.deadline,
             max_memory: max_memory as usize,
         };
-        match host.load(name, &base_dir.join(&spec.file), spec.world, limits, config_json) {
+        match host.load(
+            name,
+            &base_dir.join(&spec.file),
+            spec.world,
+            limits,
+            config_json,
+        ) {
             Ok(p) => {
                 plugins.insert(name.clone(), p);
             }
@@ -305,4 +323,3 @@ fn compile_integration(
         }
     }
 }
-

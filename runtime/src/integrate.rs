@@ -62,7 +62,9 @@ impl HttpTarget {
             None => (rest, ""),
         };
         if path.starts_with('?') || path.contains('?') {
-            return Err(format!("`{url}`: a query string in the template is not supported"));
+            return Err(format!(
+                "`{url}`: a query string in the template is not supported"
+            ));
         }
         let parsed: http::uri::Authority = authority
             .parse()
@@ -116,8 +118,9 @@ impl HttpTarget {
             uri.push('?');
             uri.push_str(query);
         }
-        uri.parse()
-            .map_err(|_| GatewayError::BadRequest(format!("cannot build an upstream URI from `{uri}`")))
+        uri.parse().map_err(|_| {
+            GatewayError::BadRequest(format!("cannot build an upstream URI from `{uri}`"))
+        })
     }
 
     /// The upstream's `host:port`.
@@ -139,7 +142,9 @@ fn parse_template(path: &str, params: &[String]) -> Result<Vec<Part>, String> {
         }
         let name = rest[open + 1..close].trim_end_matches('+');
         if !params.iter().any(|p| p == name) {
-            return Err(format!("placeholder `{{{name}}}` is not a parameter of the route key"));
+            return Err(format!(
+                "placeholder `{{{name}}}` is not a parameter of the route key"
+            ));
         }
         parts.push(Part::Param(name.to_owned()));
         rest = &rest[close + 1..];
@@ -236,8 +241,11 @@ mod tests {
 
     #[test]
     fn substitutes_params_and_greedy_paths() {
-        let t = HttpTarget::parse("http://127.0.0.1:9000/pets/{id}/{rest+}", &params(&["id", "rest"]))
-            .unwrap();
+        let t = HttpTarget::parse(
+            "http://127.0.0.1:9000/pets/{id}/{rest+}",
+            &params(&["id", "rest"]),
+        )
+        .unwrap();
         let p = vec![("id".into(), "7".into()), ("rest".into(), "a/b".into())];
         let uri = t.uri("/ignored", None, &p, "x=1").unwrap();
         assert_eq!(uri, "http://127.0.0.1:9000/pets/7/a/b?x=1");
@@ -248,7 +256,10 @@ mod tests {
     #[test]
     fn template_without_path_forwards_the_client_path() {
         let t = HttpTarget::parse("http://localhost:81", &[]).unwrap();
-        assert_eq!(t.uri("/a/b", None, &[], "").unwrap(), "http://localhost:81/a/b");
+        assert_eq!(
+            t.uri("/a/b", None, &[], "").unwrap(),
+            "http://localhost:81/a/b"
+        );
         assert_eq!(t.authority(), "localhost:81");
     }
 

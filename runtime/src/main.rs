@@ -92,7 +92,10 @@ fn validate(path: &Path) -> ExitCode {
         });
     match result {
         Ok((routes, plugins)) => {
-            println!("{}: ok ({routes} routes, {plugins} plugins)", path.display());
+            println!(
+                "{}: ok ({routes} routes, {plugins} plugins)",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -24,7 +24,10 @@ pub fn headers_to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// Pairs from a plugin as a header map; an invalid name or value fails the request.
-pub fn pairs_to_headers(pairs: &[(String, String)], plugin: &str) -> Result<HeaderMap, GatewayError> {
+pub fn pairs_to_headers(
+    pairs: &[(String, String)],
+    plugin: &str,
+) -> Result<HeaderMap, GatewayError> {
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
         let n = HeaderName::try_from(name.as_str()).map_err(|_| GatewayError::PluginOutput {
@@ -123,7 +126,10 @@ pub async fn map_request(
             })?;
             let path_override = if r.path == path {
                 None
-            } else if r.path.starts_with('/') && r.path.parse::<http::uri::PathAndQuery>().is_ok() && !r.path.contains('?') {
+            } else if r.path.starts_with('/')
+                && r.path.parse::<http::uri::PathAndQuery>().is_ok()
+                && !r.path.contains('?')
+            {
                 Some(r.path)
             } else {
                 return Err(GatewayError::PluginOutput {
@@ -131,7 +137,9 @@ pub async fn map_request(
                     what: format!("path {:?}", r.path),
                 });
             };
-            if r.query.contains(['#', ' ']) || http::uri::PathAndQuery::try_from(format!("/?{}", r.query)).is_err() {
+            if r.query.contains(['#', ' '])
+                || http::uri::PathAndQuery::try_from(format!("/?{}", r.query)).is_err()
+            {
                 return Err(GatewayError::PluginOutput {
                     plugin: name.to_string(),
                     what: format!("query {:?}", r.query),
@@ -179,13 +187,19 @@ mod tests {
         assert!(pairs_to_headers(&bad, "p").is_err());
         let bad = [("bad name".to_owned(), "v".to_owned())];
         assert!(pairs_to_headers(&bad, "p").is_err());
-        let good = [("X-A".to_owned(), "1".to_owned()), ("x-a".to_owned(), "2".to_owned())];
+        let good = [
+            ("X-A".to_owned(), "1".to_owned()),
+            ("x-a".to_owned(), "2".to_owned()),
+        ];
         let h = pairs_to_headers(&good, "p").unwrap();
         assert_eq!(h.get_all("x-a").iter().count(), 2);
         for s in [0, 99, 100, 199, 600, 1000] {
             assert!(status_from_plugin(s, "p").is_err(), "{s}");
         }
-        assert_eq!(status_from_plugin(418, "p").unwrap(), StatusCode::IM_A_TEAPOT);
+        assert_eq!(
+            status_from_plugin(418, "p").unwrap(),
+            StatusCode::IM_A_TEAPOT
+        );
     }
 
     #[test]

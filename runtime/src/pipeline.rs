@@ -61,7 +61,18 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
     let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
     let result = match preflight {
         Some(policy) => cors::preflight(policy, &head).await.map(plugin_response),
-        None => serve(gw, &shared.upstream, &head, body, &request_id, remote, &mut access).await,
+        None => {
+            serve(
+                gw,
+                &shared.upstream,
+                &head,
+                body,
+                &request_id,
+                remote,
+                &mut access,
+            )
+            .await
+        }
     };
     let mut resp = match result {
         Ok(resp) => resp,
@@ -104,7 +115,10 @@ async fn serve(
     }
 
     // Route.
-    let RouteMatch { route: index, params } = gw
+    let RouteMatch {
+        route: index,
+        params,
+    } = gw
         .table
         .lookup(head.method.as_str(), head.uri.path())
         .ok_or(GatewayError::NotFound)?;
@@ -157,11 +171,14 @@ async fn serve(
     match (&route.response_mapping, ctx.as_ref()) {
         (Some(mapper), Some(ctx)) => {
             let (parts, body) = resp.into_parts();
-            let body = tokio::time::timeout(route.timeout, Limited::new(body, max_body as usize).collect())
-                .await
-                .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
-                .map_err(|e| GatewayError::BadGateway(format!("reading the upstream body: {e}")))?
-                .to_bytes();
+            let body = tokio::time::timeout(
+                route.timeout,
+                Limited::new(body, max_body as usize).collect(),
+            )
+            .await
+            .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
+            .map_err(|e| GatewayError::BadGateway(format!("reading the upstream body: {e}")))?
+            .to_bytes();
             let mapped = map_response(mapper, parts.status, &parts.headers, body, ctx).await?;
             Ok(plugin_response(mapped))
         }
@@ -170,7 +187,9 @@ async fn serve(
 }
 
 fn needs_context(route: &Route) -> bool {
-    route.authorizer.is_some() || route.request_mapping.is_some() || route.response_mapping.is_some()
+    route.authorizer.is_some()
+        || route.request_mapping.is_some()
+        || route.response_mapping.is_some()
 }
 
 async fn integrate(

@@ -56,7 +56,9 @@ pub enum RouteKeyError {
     #[error("expected `METHOD /path` or `$default`")]
     Shape,
     /// The method is not one AWS allows.
-    #[error("unknown method `{0}` (expected one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, ANY)")]
+    #[error(
+        "unknown method `{0}` (expected one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS, ANY)"
+    )]
     Method(String),
     /// The path does not start with `/`.
     #[error("path must start with `/`")]
@@ -98,9 +100,9 @@ impl std::str::FromStr for RouteKey {
                     return Err(RouteKeyError::GreedyNotLast(name.clone()));
                 }
                 if let Segment::Param(name) | Segment::Greedy(name) = &segment
-                    && segments.iter().any(
-                        |s| matches!(s, Segment::Param(n) | Segment::Greedy(n) if n == name),
-                    )
+                    && segments
+                        .iter()
+                        .any(|s| matches!(s, Segment::Param(n) | Segment::Greedy(n) if n == name))
                 {
                     return Err(RouteKeyError::DuplicateParam(name.clone()));
                 }
@@ -218,7 +220,12 @@ struct PathTable {
 }
 
 impl PathTable {
-    fn insert(&mut self, pattern: String, key: &RouteKey, route: usize) -> Result<(), RouteConflict> {
+    fn insert(
+        &mut self,
+        pattern: String,
+        key: &RouteKey,
+        route: usize,
+    ) -> Result<(), RouteConflict> {
         if let Some(existing) = self.keys.get(&pattern) {
             return Err(RouteConflict {
                 key: key.to_string(),
@@ -274,7 +281,9 @@ impl RouteTable {
                         None => &mut table.any,
                     };
                     paths.insert(matchit_pattern(segments), key, i)?;
-                    table.ranks.push(segments.iter().map(Segment::rank).collect());
+                    table
+                        .ranks
+                        .push(segments.iter().map(Segment::rank).collect());
                 }
             }
         }

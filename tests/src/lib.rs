@@ -1,1 +1,386 @@
-//! End-to-end test support.
+//! End-to-end test support: start the real `weir` binary on `127.0.0.1:0` with a config,
+//! start real upstream servers, send real HTTP requests, and sign real JWTs.
+
+pub mod jwt;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub use weir_test_artifacts as artifacts;
+
+/// A running `weir serve` process; killed on drop.
+pub struct Weir {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The directory holding its config.
+    pub dir: PathBuf,
+    logs: Arc<Mutex<String>>,
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh, empty directory for one test.
+pub fn test_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "weir-test-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Weir {
+    /// Writes `config` (with `listen = 127.0.0.1:0` added unless present) and starts
+    /// `bin serve` on it, waiting until it listens.
+    pub fn start(bin: &str, config: &str) -> Weir {
+        let dir = test_dir();
+        let config = if config.contains("[server]") {
+            config.to_owned()
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{config}")
+        };
+        let path = dir.join("weir.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::start_file(bin, &path, &[])
+    }
+
+    /// Starts `bin serve --config path` with extra environment variables.
+    pub fn start_file(bin: &str, path: &Path, env: &[(&str, &str)]) -> Weir {
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(path)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning weir");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    logs.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("weir listening on http://") else {
+            std::thread::sleep(Duration::from_millis(200));
+            let status = child.try_wait();
+            panic!(
+                "weir did not start (status {status:?}); stdout: {line:?}; stderr:\n{}",
+                logs.lock().unwrap()
+            );
+        };
+        let addr = addr.parse().unwrap();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stdout.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Weir {
+            child,
+            addr,
+            dir: path.parent().unwrap().to_owned(),
+            logs,
+        }
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A keep-alive HTTP/1.1 client.
+#[derive(Clone)]
+pub struct Client {
+    inner: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self {
+            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl Client {
+    /// Sends a request; panics only on transport errors.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Reply {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+    }
+
+    /// Sends a request.
+    pub async fn try_send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, String> {
+        let mut req = Request::new(Full::new(body.into()));
+        *req.method_mut() = Method::from_bytes(method.as_bytes()).unwrap();
+        *req.uri_mut() = url.parse().unwrap();
+        for (n, v) in headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let resp = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Reply {
+        self.send("GET", url, &[], Bytes::new()).await
+    }
+}
+
+/// A request an [`Upstream`] received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// A real HTTP upstream on loopback. It answers every request with JSON describing
+/// it (`method`, `path`, `query`, `headers`, `body`), except:
+/// `/slow/{ms}` waits before answering, `/status/{code}` answers that status, and
+/// `/cors` sets `access-control-allow-origin: *` itself.
+pub struct Upstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    /// Starts the upstream on the current tokio runtime.
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let record = record.clone();
+                        async move { Ok::<_, Infallible>(answer(req, &record).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    /// `http://ADDR`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    record.lock().unwrap().push(Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    });
+    let mut status = StatusCode::OK;
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        status = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .unwrap_or(StatusCode::OK);
+    }
+    let headers: BTreeMap<String, String> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let json = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query().unwrap_or(""),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp.headers_mut()
+        .insert("server", "test-upstream".parse().unwrap());
+    if path == "/cors" {
+        resp.headers_mut()
+            .insert("access-control-allow-origin", "*".parse().unwrap());
+    }
+    resp
+}
+
+/// Sends raw bytes on a new connection and returns whatever comes back before the
+/// server closes it or `timeout` passes.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A loopback port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}

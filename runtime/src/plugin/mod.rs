@@ -188,7 +188,14 @@ impl PluginHost {
             path: path.display().to_string(),
             source,
         })?;
-        self.load_bytes(name, &path.display().to_string(), &bytes, world, limits, config_json)
+        self.load_bytes(
+            name,
+            &path.display().to_string(),
+            &bytes,
+            world,
+            limits,
+            config_json,
+        )
     }
 
     /// Like [`PluginHost::load`], from bytes; `origin` names them in errors.
@@ -235,9 +242,7 @@ impl PluginHost {
         })?;
         let pre = match world {
             World::Mapper => bindings::mapper::MapperPre::new(pre).map(Pre::Mapper),
-            World::Authorizer => {
-                bindings::authorizer::AuthorizerPre::new(pre).map(Pre::Authorizer)
-            }
+            World::Authorizer => bindings::authorizer::AuthorizerPre::new(pre).map(Pre::Authorizer),
             World::Cors => bindings::cors::CorsPre::new(pre).map(Pre::Cors),
         }
         .map_err(|e| {
@@ -246,7 +251,12 @@ impl PluginHost {
                 world.name()
             ))
         })?;
-        tracing::info!(plugin = name, world = world.name(), compile_ms = compiled_in.as_millis() as u64, "plugin loaded");
+        tracing::info!(
+            plugin = name,
+            world = world.name(),
+            compile_ms = compiled_in.as_millis() as u64,
+            "plugin loaded"
+        );
         Ok(Plugin {
             inner: Arc::new(Loaded {
                 name: name.into(),

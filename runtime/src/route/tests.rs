@@ -51,27 +51,43 @@ fn captures_params_and_greedy_paths() {
     let m = t.lookup("PUT", "/files/a/b/c.txt").unwrap();
     assert_eq!(m.route, 1);
     assert_eq!(m.params, [("path".to_owned(), "a/b/c.txt".to_owned())]);
-    assert_eq!(hit(&t, "GET", "/files/"), None, "greedy needs one character");
+    assert_eq!(
+        hit(&t, "GET", "/files/"),
+        None,
+        "greedy needs one character"
+    );
     assert_eq!(hit(&t, "GET", "/pets/42/x"), None);
 }
 
 #[test]
 fn most_specific_path_wins_then_exact_method() {
     let t = table(&[
-        "GET /pets/{id}",     // 0
-        "GET /pets/dog",      // 1
-        "ANY /pets/{id}",     // 2
-        "ANY /pets/cat",      // 3
-        "GET /{proxy+}",      // 4
-        "$default",           // 5
-        "POST /pets/{id}",    // 6
+        "GET /pets/{id}",  // 0
+        "GET /pets/dog",   // 1
+        "ANY /pets/{id}",  // 2
+        "ANY /pets/cat",   // 3
+        "GET /{proxy+}",   // 4
+        "$default",        // 5
+        "POST /pets/{id}", // 6
     ]);
     assert_eq!(hit(&t, "GET", "/pets/dog"), Some(1), "literal beats param");
     assert_eq!(hit(&t, "GET", "/pets/7"), Some(0), "exact method beats ANY");
-    assert_eq!(hit(&t, "GET", "/pets/cat"), Some(3), "literal ANY beats param GET");
+    assert_eq!(
+        hit(&t, "GET", "/pets/cat"),
+        Some(3),
+        "literal ANY beats param GET"
+    );
     assert_eq!(hit(&t, "PUT", "/pets/7"), Some(2));
-    assert_eq!(hit(&t, "POST", "/pets/dog"), Some(6), "a literal of another method is no match");
-    assert_eq!(hit(&t, "GET", "/other/thing"), Some(4), "greedy beats $default");
+    assert_eq!(
+        hit(&t, "POST", "/pets/dog"),
+        Some(6),
+        "a literal of another method is no match"
+    );
+    assert_eq!(
+        hit(&t, "GET", "/other/thing"),
+        Some(4),
+        "greedy beats $default"
+    );
     assert_eq!(hit(&t, "DELETE", "/other"), Some(5));
 }
 
@@ -91,6 +107,9 @@ fn conflicts_name_both_routes() {
     let err = RouteTable::new(&keys).err().unwrap();
     assert_eq!(err.key, "GET /pets/{name}");
     assert_eq!(err.with, "GET /pets/{id}");
-    let keys: Vec<RouteKey> = ["GET /a", "GET /a"].iter().map(|k| k.parse().unwrap()).collect();
+    let keys: Vec<RouteKey> = ["GET /a", "GET /a"]
+        .iter()
+        .map(|k| k.parse().unwrap())
+        .collect();
     assert!(RouteTable::new(&keys).is_err());
 }

@@ -1,1 +1,3 @@
-//! Paths of the plugins built for tests.
+//! Paths of the plugin components built from source for this test run (see `build.rs`).
+
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));

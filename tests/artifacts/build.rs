@@ -1,0 +1,145 @@
+//! Builds every plugin (shipped and test-only) from source for wasm32-wasip2, once per
+//! test build, and writes their paths into `$OUT_DIR/plugins.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (constant name, cargo workspace relative to the repo root, package, artifact stem)
+const PLUGINS: &[(&str, &str, &str, &str)] = &[
+    ("PARAM_MAPPING", "plugins", "param-mapping", "param_mapping"),
+    (
+        "JWT_AUTHORIZER",
+        "plugins",
+        "jwt-authorizer",
+        "jwt_authorizer",
+    ),
+    ("CORS", "plugins", "cors", "cors"),
+    ("ECHO_MAPPER", "tests/plugins", "echo-mapper", "echo_mapper"),
+    (
+        "COUNTING_AUTHORIZER",
+        "tests/plugins",
+        "counting-authorizer",
+        "counting_authorizer",
+    ),
+    ("TRAP", "tests/plugins", "trap", "trap"),
+    ("SPIN", "tests/plugins", "spin", "spin"),
+    ("HOG", "tests/plugins", "hog", "hog"),
+    (
+        "TRAP_AUTHORIZER",
+        "tests/plugins",
+        "trap-authorizer",
+        "trap_authorizer",
+    ),
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.join("../..").canonicalize().unwrap();
+    // Outside OUT_DIR so that dependencies are shared between test builds, but inside
+    // the host's target dir so `cargo clean` removes it.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm-plugins");
+
+    for dir in ["wit", "sdk/src", "sdk/Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    for workspace in ["plugins", "tests/plugins"] {
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            println!(
+                "cargo:rerun-if-changed={}",
+                root.join(workspace).join(file).display()
+            );
+        }
+    }
+
+    ensure_target();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut consts = String::new();
+    let mut names = Vec::new();
+    for (konst, workspace, package, stem) in PLUGINS {
+        let crate_dir = root.join(workspace).join(package);
+        println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            crate_dir.join("Cargo.toml").display()
+        );
+        let mut cmd = Command::new(&cargo);
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            package,
+        ])
+        .arg("--manifest-path")
+        .arg(root.join(workspace).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir);
+        // Settings of the outer build must not leak into the guest build.
+        for var in [
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_BUILD_RUSTFLAGS",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("running {cargo}: {e}"));
+        assert!(status.success(), "building plugin {package} failed");
+        let wasm = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{stem}.wasm"));
+        assert!(wasm.exists(), "{} was not produced", wasm.display());
+        consts.push_str(&format!(
+            "/// The `{package}` plugin component.\npub const {konst}: &str = {:?};\n",
+            wasm.display().to_string()
+        ));
+        names.push(*konst);
+    }
+    consts.push_str(&format!(
+        "/// Every plugin, as (constant name, path).\npub const ALL: &[(&str, &str)] = &[{}];\n",
+        names
+            .iter()
+            .map(|n| format!("({n:?}, {n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    consts.push_str(&format!(
+        "/// Calls `$m!(CONST)` once per plugin, so a plugin without a test fails to compile.\n#[macro_export]\nmacro_rules! foreach_plugin {{\n    ($m:ident) => {{\n{}    }};\n}}\n",
+        names.iter().map(|n| format!("        $m!({n});\n")).collect::<String>()
+    ));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("plugins.rs");
+    std::fs::write(out, consts).unwrap();
+}
+
+/// Installs the wasm32-wasip2 target when rustup is available (a no-op when present).
+fn ensure_target() {
+    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if let Some(root) = sysroot
+        && Path::new(&root).join("lib/rustlib/wasm32-wasip2").exists()
+    {
+        return;
+    }
+    let ok = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        println!(
+            "cargo:warning=could not install the wasm32-wasip2 target; run `rustup target add wasm32-wasip2`"
+        );
+    }
+}

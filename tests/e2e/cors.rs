@@ -1,0 +1,162 @@
+//! The shipped `cors` plugin as the API-wide policy.
+
+use bytes::Bytes;
+use weir_tests::artifacts::CORS;
+use weir_tests::{Client, Upstream};
+
+use crate::{toml_path, weir};
+
+pub const USES_CORS: bool = true;
+
+fn config(up: &Upstream) -> String {
+    format!(
+        r#"
+[plugins.cors]
+file = {cors}
+world = "cors"
+config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "POST"], allow_headers = ["content-type", "x-token"], expose_headers = ["x-request-id"], max_age = 600, allow_credentials = true }}
+
+[api]
+cors = "cors"
+
+[[routes]]
+key = "ANY /{{proxy+}}"
+integration = {{ type = "http", url = "{base}/{{proxy+}}" }}
+"#,
+        cors = toml_path(CORS),
+        base = up.base(),
+    )
+}
+
+#[tokio::test]
+async fn preflight_is_answered_without_an_options_route() {
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up));
+    let c = Client::default();
+    let r = c
+        .send(
+            "OPTIONS",
+            &gw.url("/items"),
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "content-type"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.status);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let methods = r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .to_ascii_uppercase();
+    assert!(methods.contains("POST"), "{methods}");
+    assert!(
+        r.header("access-control-allow-headers")
+            .unwrap()
+            .contains("content-type")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert!(r.header("x-request-id").is_some());
+
+    let r = c
+        .send(
+            "OPTIONS",
+            &gw.url("/items"),
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = c
+        .send(
+            "OPTIONS",
+            &gw.url("/items"),
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "DELETE"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert!(
+        r.header("access-control-allow-methods")
+            .is_none_or(|m| !m.contains("DELETE"))
+    );
+    assert!(
+        up.seen().is_empty(),
+        "preflights never reach the integration"
+    );
+}
+
+#[tokio::test]
+async fn simple_requests_are_decorated_and_backend_cors_headers_replaced() {
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up));
+    let c = Client::default();
+    let r = c
+        .send(
+            "GET",
+            &gw.url("/cors"),
+            &[("origin", "https://app.example")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example"),
+        "the backend's `*` was replaced"
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
+    assert!(
+        r.header("vary")
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
+
+    let r = c
+        .send(
+            "GET",
+            &gw.url("/cors"),
+            &[("origin", "https://evil.example")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("access-control-allow-origin").is_none(),
+        "backend header removed, none added"
+    );
+
+    let r = c.get(&gw.url("/plain")).await;
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert_eq!(r.header("vary"), Some("origin"));
+
+    let r = c
+        .send(
+            "GET",
+            &gw.url("/status/404"),
+            &[("origin", "https://app.example")],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example"),
+        "errors are decorated too"
+    );
+}

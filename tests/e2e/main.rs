@@ -1,0 +1,63 @@
+//! End-to-end tests: the real `weir` binary on loopback, real upstreams, real plugins
+//! built from source by `weir-test-artifacts`.
+
+mod authorizer;
+mod cors;
+mod examples;
+mod isolation;
+mod jwt;
+mod limits;
+mod mapping;
+mod routing;
+mod upstream;
+mod validate;
+
+use weir_tests::Weir;
+
+/// Starts `weir serve` with `config` (a listener on 127.0.0.1:0 is added).
+pub fn weir(config: &str) -> Weir {
+    Weir::start(env!("CARGO_BIN_EXE_weir"), config)
+}
+
+/// A TOML string literal for a path.
+pub fn toml_path(path: &str) -> String {
+    format!("{path:?}")
+}
+
+// Every plugin built for tests must be used by some test: adding one without a test
+// fails to compile here.
+macro_rules! used {
+    (PARAM_MAPPING) => {
+        mapping::USES_PARAM_MAPPING
+    };
+    (JWT_AUTHORIZER) => {
+        jwt::USES_JWT_AUTHORIZER
+    };
+    (CORS) => {
+        cors::USES_CORS
+    };
+    (ECHO_MAPPER) => {
+        isolation::USES_ECHO_MAPPER
+    };
+    (COUNTING_AUTHORIZER) => {
+        authorizer::USES_COUNTING_AUTHORIZER
+    };
+    (TRAP) => {
+        isolation::USES_TRAP
+    };
+    (SPIN) => {
+        isolation::USES_SPIN
+    };
+    (HOG) => {
+        isolation::USES_HOG
+    };
+    (TRAP_AUTHORIZER) => {
+        authorizer::USES_TRAP_AUTHORIZER
+    };
+}
+macro_rules! check_used {
+    ($name:ident) => {
+        const _: () = assert!(used!($name));
+    };
+}
+weir_tests::artifacts::foreach_plugin!(check_used);
