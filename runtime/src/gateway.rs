@@ -109,7 +109,7 @@ pub fn compile(
             }
             Some(spec) if spec.world != world => {
                 errors.push(format!(
-                    "{key}: plugin `{name}` is a `{}` plugin, expected a `{}` plugin",
+                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
                     spec.world.name(),
                     world.name()
                 ));

@@ -1,0 +1,132 @@
+//! One plugin call per world — fresh instance + call, the default isolation — for the
+//! shipped Rust plugins. `cargo bench -p weir --bench plugins`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use weir::config::World;
+use weir::plugin::{AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead};
+use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING};
+
+fn headers() -> Vec<(String, String)> {
+    [
+        ("host", "api.example"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("content-length", "1024"),
+        ("authorization", "Bearer x"),
+        ("x-request-id", "0123456789abcdef"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("accept-encoding", "gzip"),
+        ("origin", "https://app.example"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn context() -> Context {
+    Context {
+        request_id: "0123456789abcdef".into(),
+        route_key: "POST /orders/{id}".into(),
+        stage: "$default".into(),
+        path_parameters: vec![("id".into(), "42".into())],
+        source_ip: "127.0.0.1".into(),
+        principal_id: Some("user-1".into()),
+        authorizer_context: vec![("email".into(), "u1@example.com".into())],
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let host = PluginHost::new().unwrap();
+    let limits = Limits {
+        deadline: Duration::from_secs(1),
+        max_memory: 64 << 20,
+    };
+    let ctx = context();
+
+    let mapper = host
+        .load(
+            "params",
+            Path::new(PARAM_MAPPING),
+            World::Mapper,
+            limits.clone(),
+            r#"{"request":{"overwrite:header.x-user":"$request.header.user-agent","append:querystring.id":"$request.path.id","remove:header.accept-encoding":"''"}}"#.into(),
+        )
+        .unwrap();
+    let req = Request {
+        method: "POST".into(),
+        path: "/orders/42".into(),
+        query: "verbose=true".into(),
+        headers: headers(),
+        body: vec![b'x'; 1024],
+    };
+    c.bench_function("mapper/param-mapping map-request (fresh instance)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { mapper.map_request(&req, &ctx).await.unwrap() })
+    });
+
+    let secret = "bench-secret-bench-secret-bench!";
+    let authorizer = host
+        .load(
+            "jwt",
+            Path::new(JWT_AUTHORIZER),
+            World::Authorizer,
+            limits.clone(),
+            format!(r#"{{"issuer":"iss","audience":["aud"],"hs256_secret":"{secret}"}}"#),
+        )
+        .unwrap();
+    let token = weir_tests::jwt::sign_hs256(
+        secret.as_bytes(),
+        &serde_json::json!({"iss":"iss","aud":"aud","sub":"u","exp": weir_tests::jwt::now() + 3600}),
+    );
+    let auth_req = AuthorizationRequest {
+        method: "GET".into(),
+        path: "/orders/42".into(),
+        query: String::new(),
+        headers: headers(),
+        identity: vec![format!("Bearer {token}")],
+        scopes: Vec::new(),
+    };
+    c.bench_function("authorizer/jwt-authorizer HS256 (fresh instance)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { authorizer.authorize(&auth_req, &ctx).await.unwrap() })
+    });
+
+    let cors = host
+        .load(
+            "cors",
+            Path::new(CORS),
+            World::Cors,
+            limits,
+            r#"{"allow_origins":["https://app.example"],"allow_methods":["GET","POST"]}"#.into(),
+        )
+        .unwrap();
+    let head = RequestHead {
+        method: "GET".into(),
+        path: "/orders/42".into(),
+        query: String::new(),
+        headers: headers(),
+    };
+    let resp_headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("content-length".to_string(), "36".to_string()),
+    ];
+    c.bench_function("cors/cors decorate (fresh instance)", |b| {
+        b.to_async(&rt)
+            .iter(|| async { cors.decorate(&head, &resp_headers).await.unwrap() })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(5));
+    targets = bench
+}
+criterion_main!(benches);
