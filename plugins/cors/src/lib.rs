@@ -1,0 +1,42 @@
+//! CORS policy with Amazon API Gateway HTTP API semantics: answers preflights, adds
+//! the policy's headers to every response for an allowed origin, and replaces whatever
+//! CORS headers the backend set.
+
+mod policy;
+
+pub use policy::Policy;
+use weir_sdk::{Cors, Headers, RequestHead, Response};
+
+/// The exported plugin.
+pub struct CorsPlugin;
+
+fn policy() -> Option<Policy> {
+    match weir_sdk::config::<Policy>() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            weir_sdk::log::error(&e);
+            None
+        }
+    }
+}
+
+impl Cors for CorsPlugin {
+    fn preflight(req: RequestHead) -> Response {
+        match policy() {
+            Some(p) => p.preflight(&req),
+            None => Response::json(
+                500,
+                &serde_json::json!({"message": "Internal Server Error"}),
+            ),
+        }
+    }
+
+    fn decorate(req: RequestHead, headers: Headers) -> Headers {
+        match policy() {
+            Some(p) => p.decorate(&req, headers),
+            None => policy::strip_cors(headers),
+        }
+    }
+}
+
+weir_sdk::export_cors!(CorsPlugin);

@@ -1,0 +1,54 @@
+//! Parameter mapping with Amazon API Gateway HTTP API semantics: add, overwrite or
+//! remove headers and query-string parameters, overwrite the path on the way in, and
+//! the status code and headers on the way out, with values taken from the request,
+//! the response, the context and the authorizer.
+
+pub mod expr;
+pub mod mapping;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use weir_sdk::{Context, Mapper, Request, Response};
+
+use mapping::{Side, apply_request, apply_response, parse_ops};
+
+/// The plugin's config table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Operations on the request: `"append:header.x-a" = "value"`.
+    #[serde(default)]
+    pub request: BTreeMap<String, String>,
+    /// Operations on the response.
+    #[serde(default)]
+    pub response: BTreeMap<String, String>,
+}
+
+/// The exported plugin.
+pub struct ParamMapping;
+
+fn internal_error(why: &str) -> Response {
+    weir_sdk::log::error(why);
+    Response::json(
+        500,
+        &serde_json::json!({"message": "Internal Server Error"}),
+    )
+}
+
+impl Mapper for ParamMapping {
+    fn map_request(req: Request, ctx: &Context) -> Result<Request, Response> {
+        let config: Config = weir_sdk::config().map_err(|e| internal_error(&e))?;
+        let ops = parse_ops(&config.request, Side::Request).map_err(|e| internal_error(&e))?;
+        apply_request(&ops, req, ctx).map_err(|e| internal_error(&e))
+    }
+
+    fn map_response(resp: Response, ctx: &Context) -> Response {
+        let result = weir_sdk::config::<Config>()
+            .and_then(|c| parse_ops(&c.response, Side::Response))
+            .and_then(|ops| apply_response(&ops, resp, ctx));
+        result.unwrap_or_else(|e| internal_error(&e))
+    }
+}
+
+weir_sdk::export_mapper!(ParamMapping);

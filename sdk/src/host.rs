@@ -1,0 +1,46 @@
+//! The gateway's `host` interface: the plugin's config and structured logging.
+
+#[cfg(feature = "mapper")]
+use crate::mapper::bindings::weir::plugin::host as imports;
+
+#[cfg(all(feature = "authorizer", not(feature = "mapper")))]
+use crate::authorizer::bindings::weir::plugin::host as imports;
+
+#[cfg(all(feature = "cors", not(any(feature = "mapper", feature = "authorizer"))))]
+use crate::cors::bindings::weir::plugin::host as imports;
+
+/// The plugin's `config` table from `weir.toml`, as JSON text (`{}` when absent).
+pub fn config_json() -> String {
+    imports::config()
+}
+
+/// The plugin's `config` table from `weir.toml`, deserialized.
+pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+    serde_json::from_str(&config_json()).map_err(|e| format!("invalid plugin config: {e}"))
+}
+
+/// Structured logging through the gateway; records are tagged with the plugin's name.
+pub mod log {
+    use super::imports::{LogLevel, log};
+
+    /// Logs at trace level.
+    pub fn trace(message: &str) {
+        log(LogLevel::Trace, message);
+    }
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(LogLevel::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(LogLevel::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(LogLevel::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        log(LogLevel::Error, message);
+    }
+}

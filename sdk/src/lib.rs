@@ -1,0 +1,99 @@
+//! Write [Weir](https://github.com/) gateway plugins in Rust.
+//!
+//! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It enables the feature of its
+//! world (`mapper`, `authorizer` or `cors` — exactly one), implements one trait and
+//! exports it with one macro:
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! weir-sdk = { path = "../../sdk", features = ["mapper"] }
+//! ```
+//!
+//! ```
+//! use weir_sdk::{Context, Mapper, Request, Response};
+//!
+//! /// Requires an API version header and tells the upstream which route matched.
+//! struct Versioned;
+//!
+//! impl Mapper for Versioned {
+//!     fn map_request(mut req: Request, ctx: &Context) -> Result<Request, Response> {
+//!         if req.headers.get("x-api-version").is_none() {
+//!             return Err(Response::json(400, &serde_json::json!({"message": "x-api-version is required"})));
+//!         }
+//!         req.headers.insert("x-route-key", &ctx.route_key);
+//!         Ok(req)
+//!     }
+//! }
+//!
+//! # #[cfg(feature = "mapper")]
+//! weir_sdk::export_mapper!(Versioned);
+//!
+//! // The logic is plain Rust, so it can be tested on the host:
+//! let req = Request::new("GET", "/pets");
+//! let ctx = Context { route_key: "GET /pets".into(), ..Context::default() };
+//! assert_eq!(Versioned::map_request(req, &ctx).unwrap_err().status, 400);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2` and name the `.wasm` file in
+//! `weir.toml` with `world = "mapper"`. The gateway creates a fresh instance for every
+//! call, so a plugin keeps no state between requests. Read the plugin's `config` table
+//! with [`config`] and log with [`log`].
+
+extern crate self as weir_sdk;
+
+mod types;
+
+pub use types::*;
+
+#[cfg(any(feature = "mapper", feature = "authorizer", feature = "cors"))]
+mod host;
+
+#[cfg(any(feature = "mapper", feature = "authorizer", feature = "cors"))]
+pub use host::{config, config_json, log};
+
+#[cfg(feature = "mapper")]
+pub mod mapper;
+
+#[cfg(feature = "authorizer")]
+pub mod authorizer;
+
+#[cfg(feature = "cors")]
+pub mod cors;
+
+/// Implementation details used by the export macros.
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// Rewrites requests on their way to the integration, and responses on their way back.
+pub trait Mapper {
+    /// Returns the request to forward (possibly rewritten), or `Err` with a response to
+    /// answer the client directly (the integration is then not called).
+    fn map_request(req: Request, ctx: &Context) -> Result<Request, Response>;
+
+    /// Rewrites the integration's response. The default returns it unchanged.
+    fn map_response(resp: Response, ctx: &Context) -> Response {
+        let _ = ctx;
+        resp
+    }
+}
+
+/// Decides whether a request may proceed.
+pub trait Authorizer {
+    /// Allows or denies; the gateway caches the decision per identity for the route's TTL.
+    fn authorize(req: AuthorizationRequest, ctx: &Context) -> Decision;
+}
+
+/// A CORS policy.
+pub trait Cors {
+    /// Answers a preflight request (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`).
+    fn preflight(req: RequestHead) -> Response;
+
+    /// Returns the response headers with the policy's CORS headers applied.
+    fn decorate(req: RequestHead, headers: Headers) -> Headers;
+}
