@@ -83,25 +83,33 @@ fn base_dir(config: &Path) -> PathBuf {
 }
 
 fn validate(path: &Path) -> ExitCode {
-    let result = Config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|config| {
-            let host = PluginHost::new().map_err(|e| e.to_string())?;
-            gateway::compile(&config, &base_dir(path), &host)
-                .map(|gw| (gw.routes.len(), config.plugins.len()))
-                .map_err(|e| e.to_string())
-        });
-    match result {
-        Ok((routes, plugins)) => {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = match PluginHost::new() {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match gateway::compile(&config, &base_dir(path), &host) {
+        Ok(gw) => {
             println!(
-                "{}: ok ({routes} routes, {plugins} plugins)",
-                path.display()
+                "{}: ok ({} routes, {} plugins)",
+                path.display(),
+                gw.routes.len(),
+                config.plugins.len()
             );
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            for line in errors.lines() {
-                eprintln!("error: {line}");
+            for e in &errors.0 {
+                eprintln!("error: {e}");
             }
             ExitCode::FAILURE
         }

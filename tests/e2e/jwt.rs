@@ -162,8 +162,8 @@ async fn jwt_authorizer_checks_signature_and_claims() {
     assert_eq!(r.status, 401, "no Authorization header");
     assert_eq!(
         up.seen().len(),
-        3,
-        "only the accepted tokens reached the upstream"
+        4,
+        "only the four accepted tokens reached the upstream"
     );
 }
 
