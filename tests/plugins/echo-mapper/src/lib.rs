@@ -9,6 +9,8 @@ struct Echo;
 
 impl Guest for Echo {
     fn map_request(mut req: Request, ctx: Context) -> RequestOutcome {
+        // Guest stdout must reach the gateway's log, tagged with the plugin's name.
+        println!("echo-mapper stdout: {}", req.path);
         if req.path.ends_with("/direct") {
             return RequestOutcome::Respond(Response {
                 status: 418,
