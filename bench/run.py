@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+"""Drives the load benchmark; see bench/README.md.
+
+Every target proxies to the same upstream (nginx, one worker, a 36-byte JSON answer)
+and gets the same wrk load. Rounds are interleaved so that drift on a shared machine
+hits every target alike; the medians of the rounds are reported, with ratios."""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGINS = os.path.join(ROOT, "plugins", "target", "wasm32-wasip2", "release")
+WEIR = os.path.join(ROOT, "target", "release", "weir")
+SECRET = "bench-secret-bench-secret-bench!"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token():
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = b64(json.dumps({"iss": "bench", "aud": "bench", "sub": "bench-user", "iat": now,
+                             "exp": now + 86400}).encode())
+    sig = hmac.new(SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64(sig)}"
+
+
+def nginx_conf(workdir, listen, body):
+    return f"""
+worker_processes {"1" if body else "auto"};
+daemon off;
+pid {workdir}/nginx-{listen}.pid;
+error_log /dev/null crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/body-{listen};
+    proxy_temp_path {workdir}/proxy-{listen};
+    fastcgi_temp_path {workdir}/fcgi-{listen};
+    uwsgi_temp_path {workdir}/uwsgi-{listen};
+    scgi_temp_path {workdir}/scgi-{listen};
+    upstream backend {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{listen} reuseport;
+        location / {{
+            {body}
+        }}
+    }}
+}}
+"""
+
+
+UPSTREAM_PORT = 0
+
+
+def start(cmd, port, **kw):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    wait_port(port)
+    return proc
+
+
+def weir_config(scenario, port):
+    up = f"http://127.0.0.1:{UPSTREAM_PORT}/"
+    plugins = ""
+    route_extra = ""
+    api = ""
+    integration = f'{{ type = "http", url = "http://127.0.0.1:{UPSTREAM_PORT}" }}'
+    if scenario == "mock":
+        integration = '{ type = "mock", body = \'{"ok":true,"from":"upstream"}\' }'
+    if scenario in ("mapping", "full"):
+        plugins += f"""
+[plugins.params]
+file = "{PLUGINS}/param_mapping.wasm"
+world = "mapper"
+[plugins.params.config.request]
+"overwrite:header.x-user" = "$context.authorizer.principalId"
+"append:header.x-request" = "$context.requestId"
+"remove:header.x-debug" = "''"
+"""
+        route_extra += 'request_mapping = "params"\n'
+    if scenario == "full":
+        plugins += f"""
+[plugins.jwt]
+file = "{PLUGINS}/jwt_authorizer.wasm"
+world = "authorizer"
+config = {{ issuer = "bench", audience = ["bench"], hs256_secret = "{SECRET}" }}
+[plugins.cors]
+file = "{PLUGINS}/cors.wasm"
+world = "cors"
+config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "POST"] }}
+"""
+        route_extra += 'authorizer = { plugin = "jwt" }\n'
+        api = '[api]\ncors = "cors"\n'
+    return f"""
+[server]
+listen = "127.0.0.1:{port}"
+{plugins}
+{api}
+[[routes]]
+key = "ANY /{{proxy+}}"
+integration = {integration}
+{route_extra}
+"""
+
+
+def wrk(port, seconds, headers):
+    cmd = ["wrk", "-t2", "-c64", f"-d{seconds}s", "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    cmd.append(f"http://127.0.0.1:{port}/bench/item?x=1")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = {}
+    for pct, val, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[pct] = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return rps, lat.get("50"), lat.get("99"), int(errors.group(1)) if errors else 0
+
+
+def main():
+    global UPSTREAM_PORT
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--scenarios", default="bare,mapping,full,mock")
+    args = ap.parse_args()
+    scenarios = args.scenarios.split(",")
+
+    work = tempfile.mkdtemp(prefix="weir-bench-")
+    procs = []
+    try:
+        UPSTREAM_PORT = free_port()
+        up_conf = os.path.join(work, "upstream.conf")
+        with open(up_conf, "w") as f:
+            body = "default_type application/json; return 200 '{\"ok\":true,\"from\":\"upstream\"}';"
+            f.write(nginx_conf(work, UPSTREAM_PORT, body))
+        procs.append(start(["nginx", "-c", up_conf], UPSTREAM_PORT))
+
+        targets = {"direct": UPSTREAM_PORT}
+        if shutil.which("nginx"):
+            port = free_port()
+            conf = os.path.join(work, "proxy.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_conf(work, port, "proxy_pass http://backend; proxy_http_version 1.1; "
+                                               "proxy_set_header Connection \"\";"))
+            procs.append(start(["nginx", "-c", conf], port))
+            targets["nginx"] = port
+        if shutil.which("haproxy"):
+            port = free_port()
+            conf = os.path.join(work, "haproxy.cfg")
+            with open(conf, "w") as f:
+                f.write(f"""global
+    nbthread 2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+backend be
+    server s1 127.0.0.1:{UPSTREAM_PORT}
+""")
+            procs.append(start(["haproxy", "-f", conf], port))
+            targets["haproxy"] = port
+        for sc in scenarios:
+            port = free_port()
+            conf = os.path.join(work, f"weir-{sc}.toml")
+            with open(conf, "w") as f:
+                f.write(weir_config(sc, port))
+            env = dict(os.environ, RUST_LOG="warn")
+            procs.append(start([WEIR, "serve", "--config", conf], port, env=env))
+            targets[f"weir {sc}"] = port
+
+        headers = ["Authorization: Bearer " + token(), "Origin: https://app.example",
+                   "x-debug: 1", "Accept: application/json"]
+        results = {name: [] for name in targets}
+        for rnd in range(args.rounds):
+            for name, port in targets.items():
+                r = wrk(port, args.duration, headers)
+                results[name].append(r)
+                print(f"round {rnd + 1} {name:14} {r[0]:>10.0f} req/s  p50 {r[1]:.2f} ms  "
+                      f"p99 {r[2]:.2f} ms  non-2xx {r[3]}", file=sys.stderr)
+
+        med = {n: (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs),
+                   statistics.median(x[2] for x in rs), sum(x[3] for x in rs))
+               for n, rs in results.items()}
+        print(f"\n{args.rounds} interleaved rounds of wrk -t2 -c64 -d{args.duration}s, medians\n")
+        print("| target | req/s | p50 ms | p99 ms | non-2xx | vs direct | vs nginx |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, (rps, p50, p99, errs) in med.items():
+            vs_direct = rps / med["direct"][0]
+            vs_nginx = f"{rps / med['nginx'][0]:.2f}x" if "nginx" in med else "-"
+            print(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {vs_direct:.2f}x | {vs_nginx} |")
+        if "weir bare" in med and "weir full" in med:
+            print(f"\nfull plugin chain / bare proxy: {med['weir full'][0] / med['weir bare'][0]:.2f}x")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
