@@ -18,6 +18,8 @@ pub struct Config {
     /// The public listener.
     #[serde(default)]
     pub server: Server,
+    /// The admin listener (health, readiness, metrics); off when absent.
+    pub admin: Option<Admin>,
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
@@ -72,6 +74,14 @@ fn default_header_read_timeout() -> Duration {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
+}
+
+/// `[admin]`: the admin listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address to listen on; keep it private (loopback or an internal network).
+    pub listen: SocketAddr,
 }
 
 /// `[limits]`: request limits, defaulting to AWS's quotas.

@@ -4,6 +4,7 @@
 //! parsing ([`config`]) and route matching ([`route`]) know nothing of hyper or
 //! wasmtime; [`plugin`] is the only module that touches wasmtime.
 
+pub mod admin;
 pub mod authorize;
 pub mod config;
 pub mod cors;

@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use weir::admin::AdminState;
 use weir::config::Config;
 use weir::gateway;
 use weir::integrate::Upstream;
@@ -118,6 +120,7 @@ fn validate(path: &Path) -> ExitCode {
 
 fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    let metrics = weir::admin::install_metrics()?;
     let host = PluginHost::new()?;
     let gateway = gateway::compile(&config, &base_dir(path), &host)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
@@ -131,10 +134,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, routes = gateway.routes.len(), "weir listening");
-        // The first stdout line names the real address (port 0 resolved) for scripts.
-        println!("weir listening on http://{addr}");
-        std::io::stdout().flush()?;
         let shared = Arc::new(Shared {
             gateway: Arc::new(gateway),
             upstream: Upstream::default(),
@@ -144,7 +143,45 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             shutdown_grace: config.server.shutdown_grace,
             max_header_bytes: config.limits.max_header_bytes,
         };
-        server::serve(listener, shared, settings, server::shutdown_signal()).await;
+        // Readiness drops at the shutdown signal so that load balancers stop sending
+        // while in-flight requests drain; the admin listener closes after the drain.
+        let ready = Arc::new(AtomicBool::new(true));
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let admin = match &config.admin {
+            Some(admin) => {
+                let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+                    .await
+                    .with_context(|| format!("binding the admin listener {}", admin.listen))?;
+                let admin_addr = admin_listener.local_addr()?;
+                tracing::info!(addr = %admin_addr, "admin listening");
+                println!("weir admin on http://{admin_addr}");
+                let state = AdminState {
+                    ready: ready.clone(),
+                    metrics,
+                };
+                Some(tokio::spawn(weir::admin::serve(
+                    admin_listener,
+                    state,
+                    async move {
+                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                    },
+                )))
+            }
+            None => None,
+        };
+        tracing::info!(%addr, routes = shared.gateway.routes.len(), "weir listening");
+        // The last line printed at start names the real address (port 0 resolved).
+        println!("weir listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let signal = async move {
+            server::shutdown_signal().await;
+            ready.store(false, Ordering::Relaxed);
+        };
+        server::serve(listener, shared, settings, signal).await;
+        let _ = stop_tx.send(true);
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         anyhow::Ok(())
     })?;
     drop(host);

@@ -93,8 +93,25 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    record_metrics(&resp, &access, started);
     log_access(&head, &resp, &request_id, remote, &access, started);
     resp
+}
+
+fn record_metrics(resp: &Response<Body>, access: &Access, started: Instant) {
+    let route = match &access.route_key {
+        Some(key) => metrics::SharedString::from(key.clone()),
+        None => metrics::SharedString::const_str("$none"),
+    };
+    let status = metrics::SharedString::from(resp.status().as_u16().to_string());
+    metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("weir_request_duration_seconds", "route" => route.clone(), "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    if let Some(latency) = access.integration_latency {
+        metrics::histogram!("weir_integration_duration_seconds", "route" => route)
+            .record(latency.as_secs_f64());
+    }
 }
 
 /// The stages after accept, for a request that is not a preflight.

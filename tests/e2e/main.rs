@@ -8,6 +8,7 @@ mod isolation;
 mod jwt;
 mod limits;
 mod mapping;
+mod observability;
 mod routing;
 mod upstream;
 mod validate;

@@ -28,6 +28,8 @@ pub struct Weir {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The admin listener's address, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     /// The directory holding its config.
     pub dir: PathBuf,
     logs: Arc<Mutex<String>>,
@@ -90,8 +92,16 @@ impl Weir {
             });
         }
         let mut line = String::new();
+        let mut admin = None;
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
+        loop {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+            match line.trim().strip_prefix("weir admin on http://") {
+                Some(a) => admin = a.parse().ok(),
+                None => break,
+            }
+        }
         let Some(addr) = line.trim().strip_prefix("weir listening on http://") else {
             std::thread::sleep(Duration::from_millis(200));
             let status = child.try_wait();
@@ -111,6 +121,7 @@ impl Weir {
         Weir {
             child,
             addr,
+            admin,
             dir: path.parent().unwrap().to_owned(),
             logs,
         }
@@ -119,6 +130,15 @@ impl Weir {
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://ADMIN` + `path` (panics when the config has no `[admin]`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.admin.expect("no [admin] listener"),
+            path
+        )
     }
 
     /// Everything the server wrote to stderr so far.

@@ -414,6 +414,7 @@ impl std::error::Error for DeadlineExceeded {}
 struct Call {
     store: Store<State>,
     output: MemoryOutputPipe,
+    started: Instant,
 }
 
 impl Plugin {
@@ -458,7 +459,11 @@ impl Plugin {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        Call { store, output }
+        Call {
+            store,
+            output,
+            started,
+        }
     }
 
     fn finish<T>(&self, call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
@@ -469,7 +474,7 @@ impl Plugin {
                 tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
             }
         }
-        result.map_err(|e| {
+        let result = result.map_err(|e| {
             let plugin = self.inner.name.clone();
             if e.downcast_ref::<DeadlineExceeded>().is_some() {
                 PluginError::Deadline {
@@ -487,7 +492,19 @@ impl Plugin {
                     message: format!("{e:#}"),
                 }
             }
-        })
+        });
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(PluginError::Deadline { .. }) => "timeout",
+            Err(PluginError::Memory { .. }) => "memory",
+            Err(PluginError::Trap { .. }) => "trap",
+        };
+        let plugin = metrics::SharedString::from(self.inner.name.clone());
+        metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin)
+            .record(call.started.elapsed().as_secs_f64());
+        result
     }
 
     fn wrong_world(&self, wanted: World) -> PluginError {
