@@ -23,6 +23,9 @@ pub struct Config {
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// The access log.
+    #[serde(default)]
+    pub access_log: AccessLog,
     /// Plugins by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, Plugin>,
@@ -82,6 +85,30 @@ fn default_shutdown_grace() -> Duration {
 pub struct Admin {
     /// Address to listen on; keep it private (loopback or an internal network).
     pub listen: SocketAddr,
+}
+
+/// `[access_log]`: one record per request on the `weir::access` log target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    /// Whether to write it (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The fields to write, by their AWS `$context` names (default: all).
+    pub fields: Option<Vec<String>>,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            fields: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[limits]`: request limits, defaulting to AWS's quotas.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::access_log::AccessLogFormat;
 use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
 use crate::config::{self, Config, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
@@ -78,6 +79,8 @@ pub struct Gateway {
     pub stage: Arc<str>,
     /// Cached authorizer decisions.
     pub auth_cache: AuthorizerCache,
+    /// Which access-log fields to write.
+    pub access_log: AccessLogFormat,
 }
 
 /// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
@@ -98,6 +101,14 @@ pub fn compile(
         errors.push("limits.max_header_bytes: must be at least 256".to_owned());
     }
 
+    let access_log = AccessLogFormat::new(
+        config.access_log.enabled,
+        config.access_log.fields.as_deref(),
+    )
+    .unwrap_or_else(|e| {
+        errors.push(format!("access_log.fields: {e}"));
+        AccessLogFormat::default()
+    });
     let plugins = load_plugins(config, base_dir, host, &mut errors);
     let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
         match config.plugins.get(name) {
@@ -224,6 +235,7 @@ pub fn compile(
         },
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
+        access_log,
     })
 }
 

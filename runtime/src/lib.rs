@@ -4,6 +4,7 @@
 //! parsing ([`config`]) and route matching ([`route`]) know nothing of hyper or
 //! wasmtime; [`plugin`] is the only module that touches wasmtime.
 
+pub mod access_log;
 pub mod admin;
 pub mod authorize;
 pub mod config;
@@ -16,3 +17,4 @@ pub mod pipeline;
 pub mod plugin;
 pub mod route;
 pub mod server;
+pub mod trace;

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -16,12 +16,14 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::access_log::{AccessRecord, Outcome};
 use crate::authorize::authorize;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
 use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
+use crate::trace::{TraceContext, splitmix64};
 use crate::{cors, route::RouteMatch};
 
 /// The body of every response the gateway sends: buffered, or streamed from an upstream.
@@ -31,6 +33,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// What every request needs besides the gateway: the upstream client.
 pub struct Shared {
@@ -40,22 +43,14 @@ pub struct Shared {
     pub upstream: Upstream,
 }
 
-/// Facts gathered along the way for the access log.
-#[derive(Default)]
-struct Access {
-    route_key: Option<Arc<str>>,
-    integration_latency: Option<Duration>,
-    integration_status: Option<u16>,
-    principal_id: Option<String>,
-}
-
 /// Serves one request. Never fails: every error becomes a response here.
 pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
     let started = Instant::now();
+    let received = SystemTime::now();
     let gw = &*shared.gateway;
     let (head, body) = req.into_parts();
     let request_id = request_id(&head.headers);
-    let mut access = Access::default();
+    let mut access = AccessRecord::default();
 
     // CORS preflight: answered by the policy before routing and authorization.
     let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
@@ -94,11 +89,23 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     record_metrics(&resp, &access, started);
-    log_access(&head, &resp, &request_id, remote, &access, started);
+    let outcome = Outcome {
+        status: resp.status().as_u16(),
+        length: hyper::body::Body::size_hint(resp.body()).exact(),
+    };
+    access.emit(
+        gw.access_log,
+        &head,
+        outcome,
+        &request_id,
+        remote,
+        started,
+        received,
+    );
     resp
 }
 
-fn record_metrics(resp: &Response<Body>, access: &Access, started: Instant) {
+fn record_metrics(resp: &Response<Body>, access: &AccessRecord, started: Instant) {
     let route = match &access.route_key {
         Some(key) => metrics::SharedString::from(key.clone()),
         None => metrics::SharedString::const_str("$none"),
@@ -122,7 +129,7 @@ async fn serve(
     body: Incoming,
     request_id: &str,
     remote: SocketAddr,
-    access: &mut Access,
+    access: &mut AccessRecord,
 ) -> Result<Response<Body>, GatewayError> {
     // Accept: size limits.
     check_header_size(head, gw.limits.max_header_bytes)?;
@@ -153,7 +160,9 @@ async fn serve(
 
     // Authorize.
     if let (Some(auth), Some(ctx)) = (&route.authorizer, ctx.as_mut()) {
-        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx).await?;
+        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx)
+            .await
+            .inspect_err(|e| access.authorizer_error = Some(e.to_string()))?;
         access.principal_id = Some(allowed.principal_id.clone());
         ctx.principal_id = Some(allowed.principal_id);
         ctx.authorizer_context = allowed.context;
@@ -179,9 +188,15 @@ async fn serve(
 
     // Integrate.
     let integration_started = Instant::now();
-    let result = integrate(route, upstream, head, req, &params, request_id, remote).await;
+    let down = Downstream {
+        head,
+        params: &params,
+        request_id,
+        remote,
+    };
+    let result = integrate(route, upstream, req, down, access).await;
     access.integration_latency = Some(integration_started.elapsed());
-    let resp = result?;
+    let resp = result.inspect_err(|e| access.integration_error = Some(e.to_string()))?;
     access.integration_status = Some(resp.status().as_u16());
 
     // Map response.
@@ -209,15 +224,27 @@ fn needs_context(route: &Route) -> bool {
         || route.response_mapping.is_some()
 }
 
+/// The client side of an exchange, as the integration needs it.
+struct Downstream<'a> {
+    head: &'a Parts,
+    params: &'a [(String, String)],
+    request_id: &'a str,
+    remote: SocketAddr,
+}
+
 async fn integrate(
     route: &Route,
     upstream: &Upstream,
-    head: &Parts,
     req: MappedRequest,
-    params: &[(String, String)],
-    request_id: &str,
-    remote: SocketAddr,
+    down: Downstream<'_>,
+    access: &mut AccessRecord,
 ) -> Result<Response<Body>, GatewayError> {
+    let Downstream {
+        head,
+        params,
+        request_id,
+        remote,
+    } = down;
     match &route.integration {
         Integration::Mock(mock) => {
             let mut resp = Response::new(full(mock.body.clone()));
@@ -237,6 +264,13 @@ async fn integrate(
             let mut headers = req.headers;
             strip_hop_by_hop(&mut headers);
             forwarded_headers(&mut headers, head, request_id, remote);
+            let trace = TraceContext::from_header(
+                head.headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()),
+            );
+            if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
+                headers.insert(TRACEPARENT.clone(), v);
+            }
+            access.trace_id = Some(trace.trace_id);
             headers.insert(header::HOST, target.authority().clone());
             let mut up = Request::new(Full::new(req.body));
             *up.method_mut() = req.method;
@@ -353,46 +387,6 @@ fn new_request_id() -> String {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016x}{:016x}", prefix, splitmix64(n ^ prefix))
-}
-
-/// A bijection on u64 that scatters consecutive inputs.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn log_access(
-    head: &Parts,
-    resp: &Response<Body>,
-    request_id: &str,
-    remote: SocketAddr,
-    access: &Access,
-    started: Instant,
-) {
-    let user_agent = head
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let response_length = hyper::body::Body::size_hint(resp.body()).exact();
-    tracing::info!(
-        target: "weir::access",
-        requestId = request_id,
-        httpMethod = head.method.as_str(),
-        path = head.uri.path(),
-        routeKey = access.route_key.as_deref().unwrap_or("-"),
-        status = resp.status().as_u16(),
-        responseLength = response_length,
-        responseLatency = started.elapsed().as_secs_f64() * 1000.0,
-        integrationLatency = access.integration_latency.map(|d| d.as_secs_f64() * 1000.0),
-        integrationStatus = access.integration_status,
-        authorizer.principalId = access.principal_id.as_deref(),
-        sourceIp = %remote.ip(),
-        userAgent = user_agent,
-        protocol = ?head.version,
-    );
 }
 
 #[cfg(test)]

@@ -93,3 +93,75 @@ integration = {{ type = "http", url = "{base}/slow/{{ms}}" }}
     let status = tokio::task::block_in_place(|| gw.terminate(Duration::from_secs(10)));
     assert!(status.expect("weir exited").success());
 }
+
+#[tokio::test]
+async fn trace_context_goes_upstream_and_into_the_access_log() {
+    let up = Upstream::start().await;
+    let gw = weir(&format!(
+        r#"
+[access_log]
+fields = ["requestId", "status", "routeKey", "traceId", "integrationError"]
+[[routes]]
+key = "GET /pets"
+integration = {{ type = "http", url = "{base}/pets" }}
+[[routes]]
+key = "GET /down"
+integration = {{ type = "http", url = "http://127.0.0.1:{closed}/" }}
+"#,
+        base = up.base(),
+        closed = weir_tests::closed_port(),
+    ));
+    let c = Client::default();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = c
+        .send(
+            "GET",
+            &gw.url("/pets"),
+            &[("traceparent", incoming), ("tracestate", "vendor=opaque")],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = &up.seen()[0];
+    let sent = seen.headers["traceparent"].to_str().unwrap();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{sent}"
+    );
+    assert_ne!(sent, incoming, "the gateway is a new parent span");
+    assert_eq!(seen.headers["tracestate"], "vendor=opaque");
+
+    c.get(&gw.url("/pets")).await;
+    let fresh = up.seen()[1].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(fresh.len(), 55, "{fresh}");
+    assert!(!fresh.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+
+    assert_eq!(c.get(&gw.url("/down")).await.status, 502);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let logs = gw.logs();
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("weir::access"))
+        .collect();
+    assert_eq!(access.len(), 3, "{logs}");
+    assert!(
+        access[0].contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{}",
+        access[0]
+    );
+    assert!(
+        access[0].contains("routeKey=\"GET /pets\""),
+        "{}",
+        access[0]
+    );
+    assert!(
+        !access[0].contains("userAgent"),
+        "only the chosen fields: {}",
+        access[0]
+    );
+    assert!(access[2].contains("integrationError="), "{}", access[2]);
+    assert!(access[2].contains("status=502"), "{}", access[2]);
+}

@@ -1,0 +1,108 @@
+//! W3C trace context: every upstream request carries a `traceparent` (the client's trace
+//! continued with a new parent id, or a new trace) and the client's `tracestate`.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A parsed or new trace context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// 2 hex digits.
+    pub flags: String,
+}
+
+impl TraceContext {
+    /// Continues a valid incoming `traceparent`, or starts a new sampled trace.
+    pub fn from_header(traceparent: Option<&str>) -> Self {
+        traceparent.and_then(parse).unwrap_or_else(|| TraceContext {
+            trace_id: format!("{:016x}{:016x}", random_u64(), random_u64()),
+            flags: "01".to_owned(),
+        })
+    }
+
+    /// The `traceparent` to send upstream, with a fresh parent (span) id.
+    pub fn child_header(&self) -> String {
+        let mut span = random_u64();
+        if span == 0 {
+            span = 1;
+        }
+        format!("00-{}-{span:016x}-{}", self.trace_id, self.flags)
+    }
+}
+
+fn parse(v: &str) -> Option<TraceContext> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    // Version ff is forbidden; version 00 has exactly four fields.
+    let valid = hex(version, 2)
+        && version != "ff"
+        && (version != "00" || parts.next().is_none())
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2);
+    valid.then(|| TraceContext {
+        trace_id: trace.to_owned(),
+        flags: flags.to_owned(),
+    })
+}
+
+/// Unpredictable enough for trace ids (not for secrets): a per-process random seed
+/// scrambled with a counter.
+fn random_u64() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    });
+    splitmix64(seed ^ splitmix64(COUNTER.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// A bijection on u64 that scatters consecutive inputs.
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continues_valid_traces_and_replaces_invalid_ones() {
+        let t = TraceContext::from_header(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let child = t.child_header();
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(child.ends_with("-01"));
+        assert_ne!(&child[36..52], "00f067aa0ba902b7", "a new parent id");
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let t = TraceContext::from_header(Some(bad));
+            assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
+            assert_eq!(t.trace_id.len(), 32);
+        }
+        assert_ne!(
+            TraceContext::from_header(None).trace_id,
+            TraceContext::from_header(None).trace_id
+        );
+    }
+}
