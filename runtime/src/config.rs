@@ -53,6 +53,9 @@ pub struct Server {
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Worker threads, each with its own event loop and listener socket
+    /// (`SO_REUSEPORT`); default: one per CPU core.
+    pub workers: Option<usize>,
 }
 
 impl Default for Server {
@@ -62,6 +65,7 @@ impl Default for Server {
             stage: default_stage(),
             header_read_timeout: default_header_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            workers: None,
         }
     }
 }

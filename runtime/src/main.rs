@@ -124,35 +124,71 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let host = PluginHost::new()?;
     let gateway = gateway::compile(&config, &base_dir(path), &host)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let gateway = Arc::new(gateway);
+    let workers = config
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+
+    // Every worker's socket is bound and listening before anything is printed; the first
+    // resolves port 0 for the others.
+    let first = server::reuseport_listener(config.server.listen)
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(server::reuseport_listener(addr).with_context(|| format!("binding {addr}"))?);
+    }
+    let settings = ServerSettings {
+        header_read_timeout: config.server.header_read_timeout,
+        shutdown_grace: config.server.shutdown_grace,
+        max_header_bytes: config.limits.max_header_bytes,
+    };
+    let (stop_workers, stop) = tokio::sync::watch::channel(false);
+    let mut threads = Vec::with_capacity(workers);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let gateway = gateway.clone();
+        let settings = settings.clone();
+        let mut stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-worker-{i}"))
+            .spawn(move || -> anyhow::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(socket)?;
+                    let shared = Arc::new(Shared {
+                        gateway,
+                        upstream: Upstream::default(),
+                    });
+                    let stopped = async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    };
+                    server::serve(listener, shared, settings, stopped).await;
+                    anyhow::Ok(())
+                })
+            })?;
+        threads.push(thread);
+    }
+
+    // The main thread handles signals and the admin listener.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("weir-worker")
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("binding {}", config.server.listen))?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            gateway: Arc::new(gateway),
-            upstream: Upstream::default(),
-        });
-        let settings = ServerSettings {
-            header_read_timeout: config.server.header_read_timeout,
-            shutdown_grace: config.server.shutdown_grace,
-            max_header_bytes: config.limits.max_header_bytes,
-        };
         // Readiness drops at the shutdown signal so that load balancers stop sending
         // while in-flight requests drain; the admin listener closes after the drain.
         let ready = Arc::new(AtomicBool::new(true));
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
         let admin = match &config.admin {
             Some(admin) => {
-                let admin_listener = tokio::net::TcpListener::bind(admin.listen)
+                let listener = tokio::net::TcpListener::bind(admin.listen)
                     .await
                     .with_context(|| format!("binding the admin listener {}", admin.listen))?;
-                let admin_addr = admin_listener.local_addr()?;
+                let admin_addr = listener.local_addr()?;
                 tracing::info!(addr = %admin_addr, "admin listening");
                 println!("weir admin on http://{admin_addr}");
                 let state = AdminState {
@@ -160,25 +196,35 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     metrics,
                 };
                 Some(tokio::spawn(weir::admin::serve(
-                    admin_listener,
+                    listener,
                     state,
                     async move {
-                        let _ = stop_rx.wait_for(|stop| *stop).await;
+                        let _ = admin_stopped.wait_for(|stop| *stop).await;
                     },
                 )))
             }
             None => None,
         };
-        tracing::info!(%addr, routes = shared.gateway.routes.len(), "weir listening");
+        tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
         // The last line printed at start names the real address (port 0 resolved).
         println!("weir listening on http://{addr}");
         std::io::stdout().flush()?;
-        let signal = async move {
-            server::shutdown_signal().await;
-            ready.store(false, Ordering::Relaxed);
-        };
-        server::serve(listener, shared, settings, signal).await;
-        let _ = stop_tx.send(true);
+
+        server::shutdown_signal().await;
+        ready.store(false, Ordering::Relaxed);
+        let _ = stop_workers.send(true);
+        let results = tokio::task::spawn_blocking(move || {
+            threads.into_iter().map(|t| t.join()).collect::<Vec<_>>()
+        })
+        .await?;
+        for result in results {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
+                Err(_) => tracing::error!("worker panicked"),
+            }
+        }
+        let _ = stop_admin.send(true);
         if let Some(admin) = admin {
             let _ = admin.await;
         }
