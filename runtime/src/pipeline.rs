@@ -308,7 +308,12 @@ fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, re
 
 fn check_header_size(head: &Parts, limit: usize) -> Result<(), GatewayError> {
     // Request line: METHOD SP URI SP HTTP/1.1 CRLF; each header: name ": " value CRLF.
-    let mut size = head.method.as_str().len() + head.uri.to_string().len() + 12;
+    let uri = &head.uri;
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| {
+            a.as_str().len() + 3 + uri.scheme_str().map_or(0, str::len)
+        });
+    let mut size = head.method.as_str().len() + target + 12;
     for (n, v) in &head.headers {
         size += n.as_str().len() + v.len() + 4;
     }
