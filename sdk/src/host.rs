@@ -1,13 +1,8 @@
 //! The gateway's `host` interface: the plugin's config and structured logging.
 
-#[cfg(feature = "mapper")]
+// Every world imports the same `weir:plugin/host@0.1.0`; the mapper world's bindings of
+// it serve plugins of all worlds (the import names are identical).
 use crate::mapper::bindings::weir::plugin::host as imports;
-
-#[cfg(all(feature = "authorizer", not(feature = "mapper")))]
-use crate::authorizer::bindings::weir::plugin::host as imports;
-
-#[cfg(all(feature = "cors", not(any(feature = "mapper", feature = "authorizer"))))]
-use crate::cors::bindings::weir::plugin::host as imports;
 
 /// The plugin's `config` table from `weir.toml`, as JSON text (`{}` when absent).
 pub fn config_json() -> String {

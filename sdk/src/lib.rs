@@ -1,15 +1,15 @@
-//! Write [Weir](https://github.com/) gateway plugins in Rust.
+//! Write Weir gateway plugins (mappers, authorizers, CORS policies) in Rust.
 //!
-//! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It enables the feature of its
-//! world (`mapper`, `authorizer` or `cors` — exactly one), implements one trait and
-//! exports it with one macro:
+//! A plugin is a `cdylib` crate built for `wasm32-wasip2`. It implements the trait of its
+//! world ([`Mapper`], [`Authorizer`] or [`Cors`]) and exports it with one macro
+//! ([`export_mapper!`], [`export_authorizer!`] or [`export_cors!`]):
 //!
 //! ```toml
 //! [lib]
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! weir-sdk = { path = "../../sdk", features = ["mapper"] }
+//! weir-sdk = { path = "../../sdk" }
 //! ```
 //!
 //! ```
@@ -28,7 +28,6 @@
 //!     }
 //! }
 //!
-//! # #[cfg(feature = "mapper")]
 //! weir_sdk::export_mapper!(Versioned);
 //!
 //! // The logic is plain Rust, so it can be tested on the host:
@@ -41,6 +40,21 @@
 //! `weir.toml` with `world = "mapper"`. The gateway creates a fresh instance for every
 //! call, so a plugin keeps no state between requests. Read the plugin's `config` table
 //! with [`config`] and log with [`log`].
+//!
+//! # Worlds and component types
+//!
+//! The SDK runs `wit_bindgen::generate!` once per world, each in its own module
+//! ([`mapper`], [`authorizer`], [`cors`]), so every plugin can use any of them and no
+//! cargo features are involved. What makes this safe: the SDK's bindings describe only
+//! the worlds' *imports* (wit-bindgen embeds `<world>-with-all-of-its-exports-removed`
+//! when the export macro is public), and the component type with the exports is
+//! embedded by the `export_*!` macro in the plugin crate itself. A component therefore
+//! exports exactly the world it exports, imports only the `host` functions it calls,
+//! and a cargo workspace of plugins of different worlds builds in one invocation.
+//!
+//! The logic of a plugin can be unit-tested on the host (`cargo test --target
+//! x86_64-unknown-linux-gnu`) as long as it does not call [`config`] or [`log`]: outside
+//! a wasm32 build those host functions panic.
 
 extern crate self as weir_sdk;
 
@@ -48,20 +62,13 @@ mod types;
 
 pub use types::*;
 
-#[cfg(any(feature = "mapper", feature = "authorizer", feature = "cors"))]
 mod host;
 
-#[cfg(any(feature = "mapper", feature = "authorizer", feature = "cors"))]
 pub use host::{config, config_json, log};
 
-#[cfg(feature = "mapper")]
-pub mod mapper;
-
-#[cfg(feature = "authorizer")]
 pub mod authorizer;
-
-#[cfg(feature = "cors")]
 pub mod cors;
+pub mod mapper;
 
 /// Implementation details used by the export macros.
 #[doc(hidden)]

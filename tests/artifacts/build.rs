@@ -58,21 +58,14 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut consts = String::new();
     let mut names = Vec::new();
-    for (konst, workspace, package, stem) in PLUGINS {
-        let crate_dir = root.join(workspace).join(package);
-        println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            crate_dir.join("Cargo.toml").display()
-        );
+    for workspace in ["plugins", "tests/plugins"] {
         let mut cmd = Command::new(&cargo);
         cmd.args([
             "build",
             "--release",
             "--target",
             "wasm32-wasip2",
-            "-p",
-            package,
+            "--workspace",
         ])
         .arg("--manifest-path")
         .arg(root.join(workspace).join("Cargo.toml"))
@@ -81,19 +74,32 @@ fn main() {
         for var in [
             "CARGO_ENCODED_RUSTFLAGS",
             "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
             "CARGO_BUILD_TARGET",
+            "CARGO_BUILD_TARGET_DIR",
             "CARGO_MAKEFLAGS",
             "MAKEFLAGS",
             "MFLAGS",
+            "RUSTC_WRAPPER",
             "RUSTC_WORKSPACE_WRAPPER",
-            "CARGO_BUILD_RUSTFLAGS",
         ] {
             cmd.env_remove(var);
         }
         let status = cmd
             .status()
             .unwrap_or_else(|e| panic!("running {cargo}: {e}"));
-        assert!(status.success(), "building plugin {package} failed");
+        assert!(
+            status.success(),
+            "building the plugins of {workspace}/ failed"
+        );
+    }
+    for (konst, workspace, package, stem) in PLUGINS {
+        let crate_dir = root.join(workspace).join(package);
+        println!("cargo:rerun-if-changed={}", crate_dir.join("src").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            crate_dir.join("Cargo.toml").display()
+        );
         let wasm = target_dir
             .join("wasm32-wasip2/release")
             .join(format!("{stem}.wasm"));

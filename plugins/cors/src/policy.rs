@@ -1,23 +1,37 @@
 //! The policy itself: plain Rust over SDK types, unit-tested on the host.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use weir_sdk::{Headers, RequestHead, Response};
+
+/// Accepts a list of strings or a single string (`"*"` or one value).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
 
 /// The plugin's config table.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Allowed origins: exact values, or `*` for any.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub allow_origins: Vec<String>,
     /// Allowed methods, or `*`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub allow_methods: Vec<String>,
     /// Allowed request headers, or `*`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub allow_headers: Vec<String>,
     /// Response headers the browser may read.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "one_or_many")]
     pub expose_headers: Vec<String>,
     /// Seconds a preflight may be cached.
     pub max_age: Option<u64>,
@@ -138,16 +152,27 @@ impl Policy {
     }
 }
 
-/// Removes every `access-control-*` header and makes sure `Vary` names `Origin`.
+/// Removes every `access-control-*` header and makes sure `Vary` names `Origin`: it is
+/// appended to an existing `Vary` value (`accept-encoding, origin`), or added as
+/// `vary: origin`; nothing changes when `Vary` already lists `Origin` or `*`.
 pub fn strip_cors(mut headers: Headers) -> Headers {
     headers.retain(|n, _| !n.to_ascii_lowercase().starts_with("access-control-"));
-    let varies = headers
-        .get_all("vary")
+    let values: Vec<String> = headers.get_all("vary").map(str::to_owned).collect();
+    let varies = values
+        .iter()
         .flat_map(|v| v.split(','))
         .any(|v| v.trim().eq_ignore_ascii_case("origin") || v.trim() == "*");
-    if !varies {
-        headers.append("vary", "origin");
+    if varies {
+        return headers;
     }
+    let merged = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .chain(["origin"])
+        .collect::<Vec<_>>()
+        .join(", ");
+    headers.insert("vary", &merged);
     headers
 }
 
@@ -257,10 +282,43 @@ mod tests {
         assert!(h.get("access-control-allow-methods").is_none());
         assert_eq!(
             h.get_all("vary").collect::<Vec<_>>(),
-            ["accept-encoding", "origin"]
+            ["accept-encoding, origin"]
         );
         let h = policy().decorate(&head(&[("origin", "https://evil.example")]), backend);
         assert!(h.get("access-control-allow-origin").is_none());
         assert_eq!(h.get("content-type"), Some("text/plain"));
+    }
+
+    #[test]
+    fn vary_is_merged_once() {
+        let h: Headers = [("Vary", "Accept-Encoding"), ("vary", "cookie")]
+            .into_iter()
+            .collect();
+        let h = strip_cors(h);
+        assert_eq!(
+            h.get_all("vary").collect::<Vec<_>>(),
+            ["Accept-Encoding, cookie, origin"]
+        );
+        let again = strip_cors(h.clone());
+        assert_eq!(again, h, "no duplicate origin");
+        let star: Headers = [("vary", "*")].into_iter().collect();
+        assert_eq!(strip_cors(star.clone()), star);
+    }
+
+    #[test]
+    fn config_accepts_a_single_wildcard() {
+        let p: Policy = serde_json::from_str(
+            r#"{"allow_origins":"*","allow_methods":"*","allow_headers":["x-a"],"max_age":5}"#,
+        )
+        .unwrap();
+        assert_eq!(p.allow_origins, ["*"]);
+        assert_eq!(p.allow_methods, ["*"]);
+        let r = p.preflight(&head(&[
+            ("origin", "https://x.example"),
+            ("access-control-request-method", "PATCH"),
+        ]));
+        assert_eq!(r.headers.get("access-control-allow-origin"), Some("*"));
+        assert_eq!(r.headers.get("access-control-allow-methods"), Some("PATCH"));
+        assert!(serde_json::from_str::<Policy>(r#"{"allow_origin":"*"}"#).is_err());
     }
 }

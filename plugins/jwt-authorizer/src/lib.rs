@@ -21,6 +21,10 @@ impl Authorizer for JwtAuthorizer {
                 return Decision::unauthorized("Unauthorized");
             }
         };
+        if config.jwks.is_none() && config.hs256_secret.is_none() {
+            weir_sdk::log::error("invalid plugin config: set `jwks`, `hs256_secret` or both");
+            return Decision::unauthorized("Unauthorized");
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)

@@ -24,6 +24,8 @@ pub enum Ref {
     RequestQuery(String),
     /// `$request.path.NAME` (a path parameter)
     RequestPath(String),
+    /// `$request.path` alone: the request path
+    RequestPathWhole,
     /// `$request.body.a.b.0` (JSON body)
     RequestBody(Vec<String>),
     /// `$response.header.NAME`
@@ -85,6 +87,26 @@ impl Template {
         Ok(Template(parts))
     }
 
+    /// Whether any part reads the request (`$request.*`).
+    pub fn reads_request(&self) -> bool {
+        self.refs().any(|r| {
+            matches!(
+                r,
+                Ref::RequestHeader(_)
+                    | Ref::RequestQuery(_)
+                    | Ref::RequestPath(_)
+                    | Ref::RequestPathWhole
+                    | Ref::RequestBody(_)
+            )
+        })
+    }
+
+    /// Whether any part reads the response (`$response.*`).
+    pub fn reads_response(&self) -> bool {
+        self.refs()
+            .any(|r| matches!(r, Ref::ResponseHeader(_) | Ref::ResponseBody(_)))
+    }
+
     /// Whether any part reads the request body.
     pub fn reads_request_body(&self) -> bool {
         self.refs().any(|r| matches!(r, Ref::RequestBody(_)))
@@ -136,6 +158,7 @@ fn parse_ref(r: &str) -> Result<Ref, String> {
     Ok(match (scope, kind) {
         ("request", "header") => Ref::RequestHeader(named(name)?),
         ("request", "querystring") => Ref::RequestQuery(named(name)?),
+        ("request", "path") if name.is_empty() => Ref::RequestPathWhole,
         ("request", "path") => Ref::RequestPath(named(name)?),
         ("request", "body") => Ref::RequestBody(path(name)?),
         ("response", "header") => Ref::ResponseHeader(named(name)?),
@@ -154,6 +177,8 @@ pub struct Env<'a> {
     pub request_headers: &'a Headers,
     /// The request's raw query string.
     pub request_query: &'a str,
+    /// The request's path.
+    pub request_path: &'a str,
     /// The request body as JSON, when some template reads it.
     pub request_body: Option<&'a Value>,
     /// The response's headers (response mapping only).
@@ -174,6 +199,7 @@ impl Env<'_> {
                 .map(|(_, v)| v)
                 .unwrap_or_default(),
             Ref::RequestPath(n) => self.ctx.path_param(n).unwrap_or("").to_owned(),
+            Ref::RequestPathWhole => self.request_path.to_owned(),
             Ref::RequestBody(p) => json_at(self.request_body, p),
             Ref::ResponseHeader(n) => self
                 .response_headers
@@ -188,7 +214,17 @@ impl Env<'_> {
                 "sourceIp" => self.ctx.source_ip.clone(),
                 _ => String::new(),
             },
-            Ref::Authorizer(k) => self.ctx.authorizer(k).unwrap_or("").to_owned(),
+            // AWS names JWT claims `$context.authorizer.claims.NAME`; the JWT authorizer
+            // passes them as plain keys, so both spellings work.
+            Ref::Authorizer(k) => self
+                .ctx
+                .authorizer(k)
+                .or_else(|| {
+                    k.strip_prefix("claims.")
+                        .and_then(|c| self.ctx.authorizer(c))
+                })
+                .unwrap_or("")
+                .to_owned(),
         }
     }
 }

@@ -91,16 +91,15 @@ fn parse_op(key: &str, value: &str, side: Side) -> Result<Op, String> {
         return Err(format!("`{key}` is not allowed in {side:?} mappings"));
     }
     let value = Template::parse(value).map_err(|e| format!("`{key}`: {e}"))?;
-    if side == Side::Request
-        && value.refs().any(|r| {
-            matches!(
-                r,
-                crate::expr::Ref::ResponseHeader(_) | crate::expr::Ref::ResponseBody(_)
-            )
-        })
-    {
+    if side == Side::Request && value.reads_response() {
         return Err(format!(
             "`{key}`: $response is not available in request mappings"
+        ));
+    }
+    if side == Side::Response && value.reads_request() {
+        // `map-response` is not given the request; refuse rather than map to "".
+        return Err(format!(
+            "`{key}`: $request is not available in response mappings"
         ));
     }
     Ok(Op {
@@ -125,6 +124,7 @@ pub fn apply_request(ops: &[Op], mut req: Request, ctx: &Context) -> Result<Requ
         let env = Env {
             request_headers: &req.headers,
             request_query: &req.query,
+            request_path: &req.path,
             request_body: body.as_ref(),
             response_headers: None,
             response_body: None,
@@ -162,7 +162,8 @@ pub fn apply_request(ops: &[Op], mut req: Request, ctx: &Context) -> Result<Requ
     Ok(req)
 }
 
-/// Applies response operations; values may read the original request's headers too.
+/// Applies response operations. Values read the response and the context (the
+/// request is not available when mapping a response).
 pub fn apply_response(ops: &[Op], mut resp: Response, ctx: &Context) -> Result<Response, String> {
     let body = json_body(
         &resp.body,
@@ -173,6 +174,7 @@ pub fn apply_response(ops: &[Op], mut resp: Response, ctx: &Context) -> Result<R
         let env = Env {
             request_headers: &no_headers,
             request_query: "",
+            request_path: "",
             request_body: None,
             response_headers: Some(&resp.headers),
             response_body: body.as_ref(),
@@ -248,6 +250,13 @@ mod tests {
             ops(
                 &[("overwrite:header.a", "$response.header.b")],
                 Side::Request
+            )
+            .is_err()
+        );
+        assert!(
+            ops(
+                &[("overwrite:header.a", "x $request.header.b")],
+                Side::Response
             )
             .is_err()
         );

@@ -16,6 +16,7 @@ fn env_eval(t: &str) -> String {
     let env = Env {
         request_headers: &headers,
         request_query: "q=1&s=a%20b",
+        request_path: "/x/7",
         request_body: Some(&body),
         response_headers: None,
         response_body: None,
@@ -47,6 +48,9 @@ fn resolves_every_reference_kind() {
     assert_eq!(env_eval("${context.authorizer.email}x"), "e@xx");
     assert_eq!(env_eval("$context.authorizer.principalId."), "p.");
     assert_eq!(env_eval("cost: $5"), "cost: $5");
+    assert_eq!(env_eval("$request.path?"), "/x/7?");
+    assert_eq!(env_eval("${context.authorizer.claims.email}"), "e@x");
+    assert_eq!(env_eval("$context.stage"), "$default");
     assert_eq!(
         env_eval("$response.header.x"),
         "",

@@ -1,31 +1,18 @@
 //! Test authorizer: logs every call (so tests can count them) and decides by token.
 
-wit_bindgen::generate!({ world: "authorizer", path: "../../../wit" });
-
-use weir::plugin::host::{self, LogLevel};
-use weir::plugin::outcomes::{Allow, Deny};
+use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
 struct Counting;
 
-impl Guest for Counting {
-    fn authorize(req: AuthorizationRequest, _ctx: Context) -> Decision {
-        host::log(LogLevel::Info, "authorize called");
+impl Authorizer for Counting {
+    fn authorize(req: AuthorizationRequest, _ctx: &Context) -> Decision {
+        weir_sdk::log::info("authorize called");
         match req.identity.first().map(String::as_str) {
-            Some("let-me-in") => Decision::Allow(Allow {
-                principal_id: "tester".into(),
-                context: vec![("role".into(), "admin".into())],
-                usage_identifier_key: None,
-            }),
-            Some("forbidden") => Decision::Deny(Deny {
-                status: 403,
-                message: "Forbidden".into(),
-            }),
-            _ => Decision::Deny(Deny {
-                status: 401,
-                message: "Unauthorized".into(),
-            }),
+            Some("let-me-in") => Decision::allow("tester").with_context("role", "admin"),
+            Some("forbidden") => Decision::forbidden("Forbidden"),
+            _ => Decision::unauthorized("Unauthorized"),
         }
     }
 }
 
-export!(Counting);
+weir_sdk::export_authorizer!(Counting);

@@ -1,23 +1,20 @@
 //! Test mapper that allocates (and touches) memory without bound.
 
-wit_bindgen::generate!({ world: "mapper", path: "../../../wit" });
+use weir_sdk::{Context, Mapper, Request, Response};
 
 struct Hog;
 
-impl Guest for Hog {
-    fn map_request(req: Request, _ctx: Context) -> RequestOutcome {
+impl Mapper for Hog {
+    fn map_request(req: Request, _ctx: &Context) -> Result<Request, Response> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
+            // A non-zero fill writes every page, so the memory is really used.
             hoard.push(vec![0xa5; 1 << 20]);
             if std::hint::black_box(hoard.len()) == usize::MAX {
-                return RequestOutcome::Forward(req);
+                return Ok(req);
             }
         }
     }
-
-    fn map_response(resp: Response, _ctx: Context) -> Response {
-        resp
-    }
 }
 
-export!(Hog);
+weir_sdk::export_mapper!(Hog);

@@ -1,23 +1,20 @@
 //! Test mapper that never returns.
 
-wit_bindgen::generate!({ world: "mapper", path: "../../../wit" });
+use weir_sdk::{Context, Mapper, Request, Response};
 
 struct Spin;
 
-impl Guest for Spin {
-    fn map_request(req: Request, _ctx: Context) -> RequestOutcome {
+impl Mapper for Spin {
+    fn map_request(req: Request, _ctx: &Context) -> Result<Request, Response> {
+        // `black_box` keeps the optimizer from proving the loop endless (and removing it).
         let mut n: u64 = 0;
         loop {
             n = std::hint::black_box(n.wrapping_add(1));
             if std::hint::black_box(n) == 0 {
-                return RequestOutcome::Forward(req);
+                return Ok(req);
             }
         }
     }
-
-    fn map_response(resp: Response, _ctx: Context) -> Response {
-        resp
-    }
 }
 
-export!(Spin);
+weir_sdk::export_mapper!(Spin);

@@ -1,13 +1,13 @@
 //! Test authorizer that panics (traps) on every call.
 
-wit_bindgen::generate!({ world: "authorizer", path: "../../../wit" });
+use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
 struct TrapAuthorizer;
 
-impl Guest for TrapAuthorizer {
-    fn authorize(_req: AuthorizationRequest, _ctx: Context) -> Decision {
+impl Authorizer for TrapAuthorizer {
+    fn authorize(_req: AuthorizationRequest, _ctx: &Context) -> Decision {
         panic!("trap-authorizer always fails");
     }
 }
 
-export!(TrapAuthorizer);
+weir_sdk::export_authorizer!(TrapAuthorizer);

@@ -1,17 +1,13 @@
 //! Test mapper that panics (traps) on every request.
 
-wit_bindgen::generate!({ world: "mapper", path: "../../../wit" });
+use weir_sdk::{Context, Mapper, Request, Response};
 
 struct Trap;
 
-impl Guest for Trap {
-    fn map_request(req: Request, _ctx: Context) -> RequestOutcome {
+impl Mapper for Trap {
+    fn map_request(req: Request, _ctx: &Context) -> Result<Request, Response> {
         panic!("trap plugin was asked to map {}", req.path);
-    }
-
-    fn map_response(resp: Response, _ctx: Context) -> Response {
-        resp
     }
 }
 
-export!(Trap);
+weir_sdk::export_mapper!(Trap);
