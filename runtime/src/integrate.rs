@@ -200,6 +200,9 @@ impl Default for Upstream {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            // One send() per request instead of a writev: measurably cheaper on loopback.
+            .http1_writev(false)
             .build(connector);
         Self { client }
     }

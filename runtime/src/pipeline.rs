@@ -110,7 +110,7 @@ fn record_metrics(resp: &Response<Body>, access: &AccessRecord, started: Instant
         Some(key) => metrics::SharedString::from(key.clone()),
         None => metrics::SharedString::const_str("$none"),
     };
-    let status = metrics::SharedString::from(resp.status().as_u16().to_string());
+    let status = metrics::SharedString::const_str(status_label(resp.status()));
     metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone())
         .increment(1);
     metrics::histogram!("weir_request_duration_seconds", "route" => route.clone(), "status" => status)
@@ -216,6 +216,18 @@ async fn serve(
         }
         _ => Ok(resp),
     }
+}
+
+/// A static label for a status code, so recording a metric allocates nothing.
+fn status_label(status: StatusCode) -> &'static str {
+    // 100..=999, made once: a fixed 900 short strings for the life of the process.
+    static LABELS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        (100..1000u16)
+            .map(|code| &*Box::leak(code.to_string().into_boxed_str()))
+            .collect()
+    });
+    labels[usize::from(status.as_u16()) - 100]
 }
 
 fn needs_context(route: &Route) -> bool {
