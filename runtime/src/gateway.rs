@@ -15,6 +15,7 @@ use crate::config::{self, Config, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
+use crate::usage::{self, Usage};
 
 /// Shortest integration timeout AWS allows.
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
@@ -78,6 +79,8 @@ pub struct Gateway {
     pub stage: Arc<str>,
     /// Cached authorizer decisions.
     pub auth_cache: AuthorizerCache,
+    /// Throttle levels, API keys, usage plans and quotas.
+    pub usage: Usage,
 }
 
 /// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
@@ -128,15 +131,18 @@ pub fn compile(
 
     let mut keys = Vec::new();
     let mut routes = Vec::new();
+    let mut canonical_keys = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         let key: RouteKey = match r.key.parse() {
             Ok(k) => k,
             Err(e) => {
                 errors.push(format!("{at}.key: invalid route key `{}`: {e}", r.key));
+                canonical_keys.push(None);
                 continue;
             }
         };
+        canonical_keys.push(Some(key.to_string()));
         let at = format!("{at} (`{key}`)");
         let params = route_params(&key);
         let integration = match compile_integration(&r.integration, &params) {
@@ -204,6 +210,7 @@ pub fn compile(
             keys.push(key);
         }
     }
+    let usage = usage::compile(config, &canonical_keys, base_dir, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -224,6 +231,7 @@ pub fn compile(
         },
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
+        usage,
     })
 }
 

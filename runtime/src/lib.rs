@@ -13,5 +13,8 @@ pub mod integrate;
 pub mod map;
 pub mod pipeline;
 pub mod plugin;
+pub mod quota;
 pub mod route;
 pub mod server;
+pub mod throttle;
+pub mod usage;

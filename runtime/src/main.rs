@@ -135,8 +135,17 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // The first stdout line names the real address (port 0 resolved) for scripts.
         println!("weir listening on http://{addr}");
         std::io::stdout().flush()?;
+        let gateway = Arc::new(gateway);
+        let quotas = gateway.usage.quotas().clone();
+        match quotas.load(weir::quota::unix_now()) {
+            Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),
+            Ok(_) => {}
+            // Serving with fresh counters beats not serving; say so loudly.
+            Err(e) => tracing::error!(error = %e, "quota counters not restored"),
+        }
+        let housekeeping = tokio::spawn(server::housekeeping(gateway.clone()));
         let shared = Arc::new(Shared {
-            gateway: Arc::new(gateway),
+            gateway,
             upstream: Upstream::default(),
         });
         let settings = ServerSettings {
@@ -145,6 +154,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             max_header_bytes: config.limits.max_header_bytes,
         };
         server::serve(listener, shared, settings, server::shutdown_signal()).await;
+        housekeeping.abort();
+        if let Err(e) = quotas.flush() {
+            tracing::error!(error = %e, "writing quota counters at shutdown");
+        }
         anyhow::Ok(())
     })?;
     drop(host);
