@@ -9,6 +9,7 @@ mod jwt;
 mod limits;
 mod mapping;
 mod routing;
+mod throttle;
 mod upstream;
 mod validate;
 

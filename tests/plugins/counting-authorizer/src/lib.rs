@@ -1,4 +1,5 @@
 //! Test authorizer: logs every call (so tests can count them) and decides by token.
+//! `key:VALUE` is allowed with `VALUE` as its usage-plan API key.
 
 wit_bindgen::generate!({ world: "authorizer", path: "../../../wit" });
 
@@ -15,6 +16,11 @@ impl Guest for Counting {
                 principal_id: "tester".into(),
                 context: vec![("role".into(), "admin".into())],
                 usage_identifier_key: None,
+            }),
+            Some(token) if token.starts_with("key:") => Decision::Allow(Allow {
+                principal_id: "keyholder".into(),
+                context: Vec::new(),
+                usage_identifier_key: Some(token["key:".len()..].into()),
             }),
             Some("forbidden") => Decision::Deny(Deny {
                 status: 403,
