@@ -81,6 +81,8 @@ pub struct AccessRecord {
     pub authorizer_error: Option<String>,
     /// The W3C trace id sent upstream.
     pub trace_id: Option<String>,
+    /// The caller's quota, for the response headers (only when `api.quota_headers` is on).
+    pub quota: Option<crate::quota::QuotaLeft>,
 }
 
 /// What the response looked like.

@@ -152,6 +152,8 @@ pub struct Authorized {
     pub principal_id: String,
     /// `$context.authorizer.*`.
     pub context: Vec<(String, String)>,
+    /// The API key for the usage plan, when `api_key_source = "authorizer"`.
+    pub usage_identifier_key: Option<String>,
 }
 
 /// Runs the route's authorizer (or its cached decision) for a request.
@@ -202,6 +204,7 @@ pub async fn authorize(
         Decision::Allow(a) => Ok(Authorized {
             principal_id: a.principal_id,
             context: a.context,
+            usage_identifier_key: a.usage_identifier_key,
         }),
         Decision::Deny(d) => Err(GatewayError::Denied {
             status: d.status,

@@ -32,6 +32,15 @@ pub struct Config {
     /// API-wide settings.
     #[serde(default)]
     pub api: Api,
+    /// The account-level token bucket.
+    #[serde(default)]
+    pub throttle: AccountThrottle,
+    /// Usage plans by name.
+    #[serde(default)]
+    pub usage_plans: BTreeMap<String, UsagePlan>,
+    /// API keys.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
     /// The HTTP API's routes.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -205,6 +214,119 @@ fn default_max_memory() -> ByteSize {
 pub struct Api {
     /// The CORS policy plugin applied to every route.
     pub cors: Option<String>,
+    /// Where the API key of a route with `api_key_required` comes from.
+    #[serde(default)]
+    pub api_key_source: ApiKeySource,
+    /// Add `x-quota-limit`, `x-quota-remaining` and `x-quota-reset` to responses of
+    /// requests counted against a quota (off by default, as on AWS).
+    #[serde(default)]
+    pub quota_headers: bool,
+    /// The file quota counters are kept in, relative to the config file
+    /// (default `weir-quotas.json`).
+    pub quota_file: Option<PathBuf>,
+}
+
+/// Where API keys come from.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeySource {
+    /// The `x-api-key` request header.
+    #[default]
+    Header,
+    /// The `usage-identifier-key` the route's authorizer returns.
+    Authorizer,
+}
+
+/// A token bucket: `rate` tokens per second, `burst` tokens at most.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleLimit {
+    /// Steady requests per second (fractions allowed, e.g. 0.5).
+    pub rate: f64,
+    /// Requests admitted at once after a quiet spell.
+    pub burst: u32,
+}
+
+/// `[throttle]`: the account-level bucket (AWS: 10,000 rps, burst 5,000).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountThrottle {
+    /// Steady requests per second.
+    #[serde(default = "default_account_rate")]
+    pub rate: f64,
+    /// Bucket size.
+    #[serde(default = "default_account_burst")]
+    pub burst: u32,
+}
+
+impl Default for AccountThrottle {
+    fn default() -> Self {
+        Self {
+            rate: default_account_rate(),
+            burst: default_account_burst(),
+        }
+    }
+}
+
+fn default_account_rate() -> f64 {
+    10_000.0
+}
+fn default_account_burst() -> u32 {
+    5_000
+}
+
+/// `[usage_plans.NAME]`: limits shared by the API keys on the plan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsagePlan {
+    /// Each key's own bucket (none: keys are only limited by route and account).
+    pub throttle: Option<ThrottleLimit>,
+    /// Requests per key per period.
+    pub quota: Option<Quota>,
+    /// Per-route buckets that replace `throttle` on those routes, by route key.
+    #[serde(default)]
+    pub route_throttle: BTreeMap<String, ThrottleLimit>,
+}
+
+/// A usage plan's `quota = { limit, period }`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests per period.
+    pub limit: u64,
+    /// `DAY`, `WEEK` or `MONTH` (UTC calendar periods).
+    pub period: QuotaPeriod,
+}
+
+/// A quota period, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum QuotaPeriod {
+    /// From 00:00 UTC.
+    Day,
+    /// From Monday 00:00 UTC.
+    Week,
+    /// From the 1st, 00:00 UTC.
+    Month,
+}
+
+/// `[[api_keys]]`: one API key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// A name for logs and the quota file (unique).
+    pub name: String,
+    /// The secret the client sends (20 to 128 visible ASCII characters).
+    pub value: String,
+    /// The usage plan it is on.
+    pub plan: String,
+    /// A disabled key is refused with 403.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[routes]]`: one route of the HTTP API.
@@ -224,6 +346,11 @@ pub struct Route {
     /// This route's integration timeout (overrides `limits.integration_timeout`).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// This route's own bucket, on top of the account's.
+    pub throttle: Option<ThrottleLimit>,
+    /// Requests need a valid, enabled API key (else 403).
+    #[serde(default)]
+    pub api_key_required: bool,
 }
 
 /// A route's integration.
@@ -327,6 +454,7 @@ mod tests {
         assert_eq!(c.limits.integration_timeout, Duration::from_secs(29));
         assert_eq!(c.limits.max_body, ByteSize::mb(10));
         assert_eq!(c.limits.max_header_bytes, 10_240);
+        assert_eq!((c.throttle.rate, c.throttle.burst), (10_000.0, 5_000));
         assert!(c.routes.is_empty());
     }
 
@@ -357,6 +485,44 @@ mod tests {
         assert_eq!(a.identity_source, ["$request.header.Authorization"]);
         assert_eq!(a.ttl, Duration::ZERO);
         assert_eq!(c.plugins["jwt"].world, World::Authorizer);
+    }
+
+    #[test]
+    fn parses_throttles_plans_and_keys() {
+        let c = Config::parse(
+            r#"
+            [api]
+            api_key_source = "authorizer"
+            [throttle]
+            rate = 100
+            [usage_plans.gold]
+            throttle = { rate = 0.5, burst = 2 }
+            quota = { limit = 1000, period = "WEEK" }
+            route_throttle = { "GET /pets" = { rate = 1, burst = 1 } }
+            [[api_keys]]
+            name = "alice"
+            value = "0123456789abcdefghij"
+            plan = "gold"
+            [[routes]]
+            key = "GET /pets"
+            integration = { type = "mock" }
+            throttle = { rate = 10, burst = 5 }
+            api_key_required = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.api.api_key_source, ApiKeySource::Authorizer);
+        assert_eq!((c.throttle.rate, c.throttle.burst), (100.0, 5000));
+        let gold = &c.usage_plans["gold"];
+        assert_eq!(gold.throttle.unwrap().rate, 0.5);
+        assert_eq!(gold.quota.unwrap().period, QuotaPeriod::Week);
+        assert_eq!(gold.route_throttle["GET /pets"].burst, 1);
+        assert!(c.api_keys[0].enabled);
+        assert!(c.routes[0].api_key_required);
+        assert_eq!(c.routes[0].throttle.unwrap().burst, 5);
+        assert!(
+            Config::parse("[usage_plans.x]\nquota = { limit = 1, period = \"HOUR\" }").is_err()
+        );
     }
 
     #[test]

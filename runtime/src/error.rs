@@ -1,8 +1,34 @@
 //! Typed request failures and the one place that turns them into responses.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::StatusCode;
 
 use crate::plugin::PluginError;
+use crate::quota::Exhausted;
+use crate::throttle::{Level, Throttled};
+
+/// What is wrong with a request's API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyProblem {
+    /// No key was sent (or the authorizer returned none).
+    Missing,
+    /// The key is not one of `[[api_keys]]`.
+    Unknown,
+    /// The key (named) is disabled.
+    Disabled(Arc<str>),
+}
+
+impl std::fmt::Display for ApiKeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiKeyProblem::Missing => f.write_str("missing"),
+            ApiKeyProblem::Unknown => f.write_str("unknown"),
+            ApiKeyProblem::Disabled(name) => write!(f, "`{name}` is disabled"),
+        }
+    }
+}
 
 /// Why a request could not be served normally. Every stage returns these; only
 /// [`GatewayError::status_and_message`] decides what the client sees.
@@ -57,6 +83,43 @@ pub enum GatewayError {
     /// The integration did not answer in time.
     #[error("integration timed out after {0:?}")]
     IntegrationTimeout(std::time::Duration),
+    /// A token bucket is empty.
+    #[error("throttled at the {} level; a token is free in {retry_after:?}", .level.name())]
+    Throttled {
+        /// The level whose bucket was empty.
+        level: Level,
+        /// Time until it has a token.
+        retry_after: Duration,
+    },
+    /// The API key's usage-plan quota is used up for this period.
+    #[error("quota of API key `{key}` is used up; the period ends in {retry_after:?}")]
+    QuotaExceeded {
+        /// The key's name.
+        key: Arc<str>,
+        /// Time until the period ends.
+        retry_after: Duration,
+    },
+    /// The route requires an API key and the request has no valid, enabled one.
+    #[error("API key {0}")]
+    ApiKey(ApiKeyProblem),
+}
+
+impl From<Throttled> for GatewayError {
+    fn from(t: Throttled) -> Self {
+        GatewayError::Throttled {
+            level: t.level,
+            retry_after: t.retry_after,
+        }
+    }
+}
+
+impl From<Exhausted> for GatewayError {
+    fn from(e: Exhausted) -> Self {
+        GatewayError::QuotaExceeded {
+            key: e.key,
+            retry_after: e.retry_after,
+        }
+    }
 }
 
 impl GatewayError {
@@ -90,6 +153,21 @@ impl GatewayError {
             GatewayError::IntegrationTimeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
             }
+            GatewayError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            GatewayError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
+            GatewayError::ApiKey(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+        }
+    }
+
+    /// For a `Retry-After` header: whole seconds, rounded up, at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::Throttled { retry_after, .. }
+            | GatewayError::QuotaExceeded { retry_after, .. } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                Some(secs.max(1))
+            }
+            _ => None,
         }
     }
 
@@ -103,5 +181,33 @@ impl GatewayError {
     /// rather than the client's.
     pub fn is_server_fault(&self) -> bool {
         self.status_and_message().0.is_server_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let throttled = |ms| GatewayError::Throttled {
+            level: Level::Route,
+            retry_after: Duration::from_millis(ms),
+        };
+        assert_eq!(throttled(1).retry_after_secs(), Some(1));
+        assert_eq!(throttled(0).retry_after_secs(), Some(1));
+        assert_eq!(throttled(2000).retry_after_secs(), Some(2));
+        assert_eq!(throttled(2001).retry_after_secs(), Some(3));
+        assert_eq!(GatewayError::NotFound.retry_after_secs(), None);
+        let refused = throttled(5);
+        let (status, message) = refused.status_and_message();
+        assert_eq!((status.as_u16(), message), (429, "Too Many Requests"));
+        let quota = GatewayError::QuotaExceeded {
+            key: "k".into(),
+            retry_after: Duration::from_secs(60),
+        };
+        assert_eq!(quota.body(), r#"{"message":"Limit Exceeded"}"#);
+        let key = GatewayError::ApiKey(ApiKeyProblem::Missing);
+        assert_eq!(key.status_and_message().0, StatusCode::FORBIDDEN);
     }
 }

@@ -16,6 +16,7 @@ use crate::config::{self, Config, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
+use crate::usage::{self, Usage};
 
 /// Shortest integration timeout AWS allows.
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
@@ -81,6 +82,8 @@ pub struct Gateway {
     pub auth_cache: AuthorizerCache,
     /// Which access-log fields to write.
     pub access_log: AccessLogFormat,
+    /// Throttle levels, API keys, usage plans and quotas.
+    pub usage: Usage,
 }
 
 /// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
@@ -139,15 +142,18 @@ pub fn compile(
 
     let mut keys = Vec::new();
     let mut routes = Vec::new();
+    let mut canonical_keys = Vec::new();
     for (i, r) in config.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         let key: RouteKey = match r.key.parse() {
             Ok(k) => k,
             Err(e) => {
                 errors.push(format!("{at}.key: invalid route key `{}`: {e}", r.key));
+                canonical_keys.push(None);
                 continue;
             }
         };
+        canonical_keys.push(Some(key.to_string()));
         let at = format!("{at} (`{key}`)");
         let params = route_params(&key);
         let integration = match compile_integration(&r.integration, &params) {
@@ -215,6 +221,7 @@ pub fn compile(
             keys.push(key);
         }
     }
+    let usage = usage::compile(config, &canonical_keys, base_dir, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -236,6 +243,7 @@ pub fn compile(
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
         access_log,
+        usage,
     })
 }
 

@@ -125,6 +125,13 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let gateway = gateway::compile(&config, &base_dir(path), &host)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
     let gateway = Arc::new(gateway);
+    let quotas = gateway.usage.quotas().clone();
+    match quotas.load(weir::quota::unix_now()) {
+        Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),
+        Ok(_) => {}
+        // Serving with fresh counters beats not serving; say so loudly.
+        Err(e) => tracing::error!(error = %e, "quota counters not restored"),
+    }
     let workers = config
         .server
         .workers
@@ -205,6 +212,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let housekeeping = tokio::spawn(server::housekeeping(gateway.clone()));
         tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
         // The last line printed at start names the real address (port 0 resolved).
         println!("weir listening on http://{addr}");
@@ -223,6 +231,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 Ok(Err(e)) => tracing::error!(error = %e, "worker failed"),
                 Err(_) => tracing::error!("worker panicked"),
             }
+        }
+        housekeeping.abort();
+        if let Err(e) = quotas.flush() {
+            tracing::error!(error = %e, "writing quota counters at shutdown");
         }
         let _ = stop_admin.send(true);
         if let Some(admin) = admin {

@@ -1,8 +1,10 @@
 //! The request path of an HTTP API, top to bottom, in one function: [`handle`].
 //!
-//! accept → CORS preflight → route → authorize → map request → integrate →
-//! map response → CORS decorate → access log. Each stage lives in its own module and
-//! returns a typed [`GatewayError`]; only this module turns errors into responses.
+//! accept → CORS preflight → route → throttle (API key from `x-api-key` → its plan →
+//! route → account; quota) → authorize (then API key from the authorizer → its plan;
+//! quota) → map request → integrate → map response → CORS decorate → access log. Each
+//! stage lives in its own module and returns a typed [`GatewayError`]; only this module
+//! turns errors into responses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +36,9 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
+static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
+static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
 /// What every request needs besides the gateway: the upstream client.
 pub struct Shared {
@@ -87,6 +92,12 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    if let Some(q) = access.quota {
+        let h = resp.headers_mut();
+        h.insert(X_QUOTA_LIMIT.clone(), q.limit.into());
+        h.insert(X_QUOTA_REMAINING.clone(), q.remaining.into());
+        h.insert(X_QUOTA_RESET.clone(), q.resets_at.into());
     }
     record_metrics(&resp, &access, started);
     let outcome = Outcome {
@@ -158,7 +169,11 @@ async fn serve(
         authorizer_context: Vec::new(),
     });
 
-    // Authorize.
+    // Throttle, before any plugin runs: the API key from `x-api-key` (403), its quota
+    // and plan bucket, then the route and account buckets (429).
+    access.quota = gw.usage.before_authorize(index, &head.headers)?;
+
+    // Authorize; then the API key the authorizer returned, its quota and plan bucket.
     if let (Some(auth), Some(ctx)) = (&route.authorizer, ctx.as_mut()) {
         let allowed = authorize(auth, &gw.auth_cache, index, head, ctx)
             .await
@@ -166,6 +181,10 @@ async fn serve(
         access.principal_id = Some(allowed.principal_id.clone());
         ctx.principal_id = Some(allowed.principal_id);
         ctx.authorizer_context = allowed.context;
+        let usage_key = allowed.usage_identifier_key.as_deref();
+        if let Some(left) = gw.usage.after_authorize(index, usage_key)? {
+            access.quota = Some(left);
+        }
     }
 
     // Read the body (bounded).
@@ -368,7 +387,11 @@ fn plugin_response(p: PluginResponse) -> Response<Body> {
 /// The response for a failed request: status and `{"message": ...}`.
 pub fn error_response(e: &GatewayError) -> Response<Body> {
     let (status, _) = e.status_and_message();
-    json_response(status, e.body())
+    let mut resp = json_response(status, e.body());
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 /// A JSON response.

@@ -19,7 +19,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::gateway::Gateway;
 use crate::pipeline::{self, Shared};
+
+/// How often changed quota counters are written to their file.
+const QUOTA_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often idle per-key throttle buckets are forgotten.
+const EVICT_EVERY: Duration = Duration::from_secs(60);
 
 /// Server settings that are not part of the gateway's request path.
 #[derive(Debug, Clone)]
@@ -92,6 +98,30 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(settings.shutdown_grace) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "grace period over; closing remaining connections");
+        }
+    }
+}
+
+/// Background upkeep, off the request path, until aborted: writes changed quota
+/// counters every second and evicts idle per-key buckets every minute.
+pub async fn housekeeping(gateway: Arc<Gateway>) {
+    let mut flush = tokio::time::interval(QUOTA_FLUSH_EVERY);
+    let mut evict = tokio::time::interval(EVICT_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let quotas = gateway.usage.quotas().clone();
+    let flushing = quotas.file().is_some();
+    loop {
+        tokio::select! {
+            _ = flush.tick(), if flushing => {
+                let quotas = quotas.clone();
+                match tokio::task::spawn_blocking(move || quotas.flush()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "writing quota counters"),
+                    Err(e) => tracing::warn!(error = %e, "quota writer failed"),
+                }
+            }
+            _ = evict.tick() => gateway.usage.throttle().evict_idle(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod limits;
 mod mapping;
 mod observability;
 mod routing;
+mod throttle;
 mod upstream;
 mod validate;
 

@@ -33,6 +33,12 @@ pub struct Weir {
     /// The directory holding its config.
     pub dir: PathBuf,
     logs: Arc<Mutex<String>>,
+    /// How it was started, for [`Weir::restart`].
+    bin: PathBuf,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    /// Whether dropping it removes `dir`.
+    owns_dir: bool,
 }
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
@@ -124,7 +130,29 @@ impl Weir {
             admin,
             dir: path.parent().unwrap().to_owned(),
             logs,
+            bin: bin.into(),
+            config: path.to_owned(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            owns_dir: true,
         }
+    }
+
+    /// Stops the server with SIGTERM (it must exit within 10 s) and starts it again on
+    /// the same config and directory (the address may change).
+    pub fn restart(&mut self) {
+        let status = self.terminate(Duration::from_secs(10));
+        assert!(status.is_some(), "weir did not stop on SIGTERM");
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let next = Weir::start_file(self.bin.to_str().unwrap(), &self.config, &env);
+        let mut old = std::mem::replace(self, next);
+        old.owns_dir = false;
     }
 
     /// `http://ADDR` + `path`.
@@ -176,7 +204,9 @@ impl Drop for Weir {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

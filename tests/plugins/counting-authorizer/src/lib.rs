@@ -1,4 +1,5 @@
 //! Test authorizer: logs every call (so tests can count them) and decides by token.
+//! `key:VALUE` is allowed with `VALUE` as its usage-plan API key.
 
 use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
@@ -9,6 +10,9 @@ impl Authorizer for Counting {
         weir_sdk::log::info("authorize called");
         match req.identity.first().map(String::as_str) {
             Some("let-me-in") => Decision::allow("tester").with_context("role", "admin"),
+            Some(token) if token.starts_with("key:") => {
+                Decision::allow("keyholder").with_usage_key(&token["key:".len()..])
+            }
             Some("forbidden") => Decision::forbidden("Forbidden"),
             _ => Decision::unauthorized("Unauthorized"),
         }
