@@ -82,6 +82,15 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
             } else {
                 tracing::debug!(request_id = %request_id, error = %e, "request refused");
             }
+            match &e {
+                GatewayError::Throttled { level, .. } => {
+                    metrics::counter!("weir_throttled_total", "level" => level.name()).increment(1);
+                }
+                GatewayError::QuotaExceeded { .. } => {
+                    metrics::counter!("weir_throttled_total", "level" => "quota").increment(1);
+                }
+                _ => {}
+            }
             error_response(&e)
         }
     };

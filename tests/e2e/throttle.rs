@@ -49,6 +49,8 @@ async fn a_burst_above_the_bucket_gets_exactly_the_excess_as_429s() {
     let up = Upstream::start().await;
     let gw = weir(&format!(
         r#"
+[admin]
+listen = "127.0.0.1:0"
 [[routes]]
 key = "GET /limited"
 integration = {{ type = "http", url = "{base}/limited" }}
@@ -74,6 +76,13 @@ integration = {{ type = "http", url = "{base}/free" }}
     for _ in 0..10 {
         assert_eq!(get(&c, &gw.url("/free"), None).await.status, 200);
     }
+    let metrics = c.get(&gw.admin_url("/metrics")).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"weir_throttled_total{level="route"} 7"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
