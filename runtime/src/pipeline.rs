@@ -57,11 +57,13 @@ pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr)
     let request_id = request_id(&head.headers);
     let mut access = AccessRecord::default();
 
-    // CORS preflight: answered by the policy before routing and authorization.
+    // Accept: size limits; then a CORS preflight is answered by the policy before
+    // routing and authorization.
     let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
-    let result = match preflight {
-        Some(policy) => cors::preflight(policy, &head).await.map(plugin_response),
-        None => {
+    let result = match (accept(&head, &gw.limits), preflight) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(policy)) => cors::preflight(policy, &head).await.map(plugin_response),
+        (Ok(()), None) => {
             serve(
                 gw,
                 &shared.upstream,
@@ -151,12 +153,7 @@ async fn serve(
     remote: SocketAddr,
     access: &mut AccessRecord,
 ) -> Result<Response<Body>, GatewayError> {
-    // Accept: size limits.
-    check_header_size(head, gw.limits.max_header_bytes)?;
     let max_body = gw.limits.max_body;
-    if content_length(&head.headers).is_some_and(|len| len > max_body) {
-        return Err(GatewayError::PayloadTooLarge { limit: max_body });
-    }
 
     // Route.
     let RouteMatch {
@@ -344,6 +341,18 @@ fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, re
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(X_REQUEST_ID.clone(), v);
     }
+}
+
+/// The accept stage: the request line plus headers (431) and a declared body (413)
+/// within limits. A body without `Content-Length` is checked while it is read.
+fn accept(head: &Parts, limits: &crate::gateway::Limits) -> Result<(), GatewayError> {
+    check_header_size(head, limits.max_header_bytes)?;
+    if content_length(&head.headers).is_some_and(|len| len > limits.max_body) {
+        return Err(GatewayError::PayloadTooLarge {
+            limit: limits.max_body,
+        });
+    }
+    Ok(())
 }
 
 fn check_header_size(head: &Parts, limit: usize) -> Result<(), GatewayError> {

@@ -91,6 +91,20 @@ async fn preflight_is_answered_without_an_options_route() {
         r.header("access-control-allow-methods")
             .is_none_or(|m| !m.contains("DELETE"))
     );
+    let huge = "v".repeat(10_300);
+    let r = c
+        .send(
+            "OPTIONS",
+            &gw.url("/items"),
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "POST"),
+                ("x-big", &huge),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 431, "size limits apply to preflights too");
     assert!(
         up.seen().is_empty(),
         "preflights never reach the integration"
