@@ -28,23 +28,31 @@ integration = {{ type = "http", url = "{base}/{{proxy+}}" }}
     )
 }
 
+/// An `OPTIONS /items` request with `headers`.
+async fn preflight(
+    c: &Client,
+    gw: &weir_tests::Weir,
+    headers: &[(&str, &str)],
+) -> weir_tests::Reply {
+    c.send("OPTIONS", &gw.url("/items"), headers, Bytes::new())
+        .await
+}
+
 #[tokio::test]
 async fn preflight_is_answered_without_an_options_route() {
     let up = Upstream::start().await;
     let gw = weir(&config(&up));
     let c = Client::default();
-    let r = c
-        .send(
-            "OPTIONS",
-            &gw.url("/items"),
-            &[
-                ("origin", "https://app.example"),
-                ("access-control-request-method", "POST"),
-                ("access-control-request-headers", "content-type"),
-            ],
-            Bytes::new(),
-        )
-        .await;
+    let r = preflight(
+        &c,
+        &gw,
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ],
+    )
+    .await;
     assert!(r.status.is_success(), "{}", r.status);
     assert_eq!(
         r.header("access-control-allow-origin"),
@@ -64,46 +72,40 @@ async fn preflight_is_answered_without_an_options_route() {
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert!(r.header("x-request-id").is_some());
 
-    let r = c
-        .send(
-            "OPTIONS",
-            &gw.url("/items"),
-            &[
-                ("origin", "https://evil.example"),
-                ("access-control-request-method", "POST"),
-            ],
-            Bytes::new(),
-        )
-        .await;
+    let r = preflight(
+        &c,
+        &gw,
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
     assert!(r.header("access-control-allow-origin").is_none());
-    let r = c
-        .send(
-            "OPTIONS",
-            &gw.url("/items"),
-            &[
-                ("origin", "https://app.example"),
-                ("access-control-request-method", "DELETE"),
-            ],
-            Bytes::new(),
-        )
-        .await;
+    let r = preflight(
+        &c,
+        &gw,
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "DELETE"),
+        ],
+    )
+    .await;
     assert!(
         r.header("access-control-allow-methods")
             .is_none_or(|m| !m.contains("DELETE"))
     );
     let huge = "v".repeat(10_300);
-    let r = c
-        .send(
-            "OPTIONS",
-            &gw.url("/items"),
-            &[
-                ("origin", "https://app.example"),
-                ("access-control-request-method", "POST"),
-                ("x-big", &huge),
-            ],
-            Bytes::new(),
-        )
-        .await;
+    let r = preflight(
+        &c,
+        &gw,
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("x-big", &huge),
+        ],
+    )
+    .await;
     assert_eq!(r.status, 431, "size limits apply to preflights too");
     assert!(
         up.seen().is_empty(),
