@@ -8,7 +8,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,7 +24,7 @@ use crate::gateway::{Gateway, Route};
 use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
-use crate::trace::{TraceContext, splitmix64};
+use crate::trace::{self, TraceContext};
 use crate::{cors, route::RouteMatch};
 
 /// The body of every response the gateway sends: buffered, or streamed from an upstream.
@@ -437,14 +436,7 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// A process-unique id: a per-process random prefix and a scrambled counter.
 fn new_request_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(|| {
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(std::time::SystemTime::now())
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:016x}", prefix, splitmix64(n ^ prefix))
+    format!("{:016x}{:016x}", trace::process_seed(), trace::random_u64())
 }
 
 #[cfg(test)]

@@ -54,20 +54,25 @@ fn parse(v: &str) -> Option<TraceContext> {
     })
 }
 
-/// Unpredictable enough for trace ids (not for secrets): a per-process random seed
-/// scrambled with a counter.
-fn random_u64() -> u64 {
+/// A random value fixed for the life of the process.
+pub fn process_seed() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| {
+    *SEED.get_or_init(|| {
         use std::hash::{BuildHasher, RandomState};
         RandomState::new().hash_one(std::time::SystemTime::now())
-    });
+    })
+}
+
+/// Unpredictable enough for trace and request ids (not for secrets): the process seed
+/// scrambled with a counter, so no two calls in a process return the same value.
+pub fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = process_seed();
     splitmix64(seed ^ splitmix64(COUNTER.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// A bijection on u64 that scatters consecutive inputs.
-pub fn splitmix64(mut z: u64) -> u64 {
+fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
