@@ -102,6 +102,9 @@ pub enum GatewayError {
     /// The route requires an API key and the request has no valid, enabled one.
     #[error("API key {0}")]
     ApiKey(ApiKeyProblem),
+    /// A plain request to a WebSocket API's path.
+    #[error("a WebSocket API needs an upgrade request")]
+    UpgradeRequired,
 }
 
 impl From<Throttled> for GatewayError {
@@ -156,6 +159,7 @@ impl GatewayError {
             GatewayError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
             GatewayError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
             GatewayError::ApiKey(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            GatewayError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "Upgrade Required"),
         }
     }
 

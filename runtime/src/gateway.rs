@@ -2,7 +2,7 @@
 //! route table, loaded plugins, parsed upstream templates. Every semantic check of
 //! `weir validate` happens here, and each error names the key it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +17,8 @@ use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
 use crate::usage::{self, Usage};
+use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
+use crate::throttle;
 
 /// Shortest integration timeout AWS allows.
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
@@ -84,6 +86,8 @@ pub struct Gateway {
     pub access_log: AccessLogFormat,
     /// Throttle levels, API keys, usage plans and quotas.
     pub usage: Usage,
+    /// WebSocket APIs.
+    pub websockets: WebSockets,
 }
 
 /// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
@@ -112,27 +116,12 @@ pub fn compile(
         errors.push(format!("access_log.fields: {e}"));
         AccessLogFormat::default()
     });
-    let plugins = load_plugins(config, base_dir, host, &mut errors);
-    let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
-        match config.plugins.get(name) {
-            None => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` is not defined in [plugins]"
-                ));
-                None
-            }
-            Some(spec) if spec.world != world => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
-                    spec.world.name(),
-                    world.name()
-                ));
-                None
-            }
-            // `None` here means it failed to load, which is already reported.
-            Some(_) => plugins.get(name).cloned(),
-        }
+    let plugins = Plugins {
+        config,
+        loaded: load_plugins(config, base_dir, host, &mut errors),
     };
+    let plugin_of =
+        |name: &str, world: World, key: &str, errors: &mut Vec<String>| plugins.get(name, world, key, errors);
 
     let cors = config
         .api
@@ -170,29 +159,10 @@ pub fn compile(
                 humantime::format_duration(timeout)
             ));
         }
-        let authorizer = r.authorizer.as_ref().and_then(|a| {
-            let at = format!("{at}.authorizer");
-            let plugin = plugin_of(&a.plugin, World::Authorizer, &at, &mut errors);
-            if a.ttl > MAX_AUTH_TTL {
-                errors.push(format!("{at}.ttl: at most 3600s"));
-            }
-            if a.identity_source.is_empty() {
-                errors.push(format!("{at}.identity_source: needs at least one source"));
-            }
-            let mut sources = Vec::new();
-            for s in &a.identity_source {
-                match s.parse::<IdentitySource>() {
-                    Ok(src) => sources.push(src),
-                    Err(e) => errors.push(format!("{at}.identity_source: {e}")),
-                }
-            }
-            Some(RouteAuthorizer {
-                plugin: plugin?,
-                identity: sources,
-                ttl: a.ttl,
-                scopes: a.scopes.clone(),
-            })
-        });
+        let authorizer = r
+            .authorizer
+            .as_ref()
+            .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors));
         let request_mapping = r.request_mapping.as_deref().and_then(|name| {
             plugin_of(
                 name,
@@ -222,6 +192,7 @@ pub fn compile(
         }
     }
     let usage = usage::compile(config, &canonical_keys, base_dir, &mut errors);
+    let websockets = compile_websockets(config, &plugins, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -244,7 +215,245 @@ pub fn compile(
         auth_cache: AuthorizerCache::default(),
         access_log,
         usage,
+        websockets,
     })
+}
+
+/// The plugins of a config, loaded, looked up by the keys that name them.
+struct Plugins<'a> {
+    config: &'a Config,
+    loaded: BTreeMap<String, Plugin>,
+}
+
+impl Plugins<'_> {
+    /// The plugin `name` for `key`, which needs a `world` plugin.
+    fn get(&self, name: &str, world: World, key: &str, errors: &mut Vec<String>) -> Option<Plugin> {
+        match self.config.plugins.get(name) {
+            None => {
+                errors.push(format!(
+                    "{key}: plugin `{name}` is not defined in [plugins]"
+                ));
+                None
+            }
+            Some(spec) if spec.world != world => {
+                errors.push(format!(
+                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
+                    spec.world.name(),
+                    world.name()
+                ));
+                None
+            }
+            // `None` here means it failed to load, which is already reported.
+            Some(_) => self.loaded.get(name).cloned(),
+        }
+    }
+}
+
+fn compile_authorizer(
+    a: &config::RouteAuthorizer,
+    at: &str,
+    plugins: &Plugins<'_>,
+    errors: &mut Vec<String>,
+) -> Option<RouteAuthorizer> {
+    let plugin = plugins.get(&a.plugin, World::Authorizer, at, errors);
+    if a.ttl > MAX_AUTH_TTL {
+        errors.push(format!("{at}.ttl: at most 3600s"));
+    }
+    if a.identity_source.is_empty() {
+        errors.push(format!("{at}.identity_source: needs at least one source"));
+    }
+    let mut sources = Vec::new();
+    for s in &a.identity_source {
+        match s.parse::<IdentitySource>() {
+            Ok(src) => sources.push(src),
+            Err(e) => errors.push(format!("{at}.identity_source: {e}")),
+        }
+    }
+    Some(RouteAuthorizer {
+        plugin: plugin?,
+        identity: sources,
+        ttl: a.ttl,
+        scopes: a.scopes.clone(),
+    })
+}
+
+/// Compiles `[websocket.NAME]` tables.
+fn compile_websockets(
+    config: &Config,
+    plugins: &Plugins<'_>,
+    errors: &mut Vec<String>,
+) -> WebSockets {
+    let mut apis = Vec::new();
+    let mut by_path = HashMap::new();
+    // Authorizer cache slots after the HTTP routes' ones.
+    let mut auth_slot = config.routes.len();
+    for (name, api) in &config.websocket {
+        let at = format!("websocket.{name}");
+        let mut ok = true;
+        if !api.path.starts_with('/') || api.path.contains(['?', '#', ' ']) {
+            errors.push(format!("{at}.path: `{}` is not a path", api.path));
+            ok = false;
+        } else if let Some(other) = by_path.get(&api.path) {
+            let other: &WebSocketApi = &apis[*other];
+            errors.push(format!(
+                "{at}.path: `{}` is already the path of websocket.{}",
+                api.path, other.name
+            ));
+            ok = false;
+        }
+        let selection = match api.route_selection.parse::<Selection>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(format!("{at}.route_selection: {e}"));
+                None
+            }
+        };
+        let l = &api.limits;
+        let connect_burst = l.connect_burst.unwrap_or(l.connect_rate);
+        let connect = throttle::Limit {
+            rate: f64::from(l.connect_rate),
+            burst: connect_burst,
+        };
+        if l.connect_rate == 0 {
+            errors.push(format!("{at}.limits.connect_rate: must be at least 1"));
+        }
+        if connect_burst == 0 {
+            errors.push(format!("{at}.limits.connect_burst: must be at least 1"));
+        }
+        for (key, d) in [("max_duration", l.max_duration), ("idle_timeout", l.idle_timeout)] {
+            if d < Duration::from_secs(1) {
+                errors.push(format!("{at}.limits.{key}: must be at least 1s"));
+            }
+        }
+        let max_message = l.max_message.as_u64();
+        let max_frame = l.max_frame.as_u64();
+        if !(128..=(16 << 20)).contains(&max_message) {
+            errors.push(format!("{at}.limits.max_message: must be between 128B and 16MiB"));
+        }
+        if max_frame < 128 || max_frame > max_message {
+            errors.push(format!(
+                "{at}.limits.max_frame: must be at least 128B and at most limits.max_message"
+            ));
+        }
+        if !(1..=65_536).contains(&l.outbound_queue) {
+            errors.push(format!("{at}.limits.outbound_queue: must be between 1 and 65536"));
+        }
+
+        let mut routes = HashMap::new();
+        let (mut on_connect, mut on_disconnect, mut on_default) = (None, None, None);
+        for (i, r) in api.routes.iter().enumerate() {
+            let at = format!("{at}.routes[{i}] (`{}`)", r.key);
+            let special = r.key.starts_with('$');
+            if special && !matches!(r.key.as_str(), "$connect" | "$disconnect" | "$default") {
+                errors.push(format!(
+                    "{at}.key: `$`-keys are `$connect`, `$disconnect` and `$default`"
+                ));
+                continue;
+            }
+            if r.key.is_empty() {
+                errors.push(format!("{at}.key: must not be empty"));
+                continue;
+            }
+            let is_message = !matches!(r.key.as_str(), "$connect" | "$disconnect");
+            if r.authorizer.is_some() && r.key != "$connect" {
+                errors.push(format!("{at}.authorizer: only `$connect` has an authorizer"));
+            }
+            if !is_message && (r.request_mapping.is_some() || r.route_response) {
+                errors.push(format!(
+                    "{at}: request_mapping and route_response apply to message routes only"
+                ));
+            }
+            let integration = compile_integration(&r.integration, &[])
+                .map_err(|e| errors.push(format!("{at}.integration: {e}")))
+                .ok();
+            let timeout = r.timeout.unwrap_or(config.limits.integration_timeout);
+            if timeout < MIN_TIMEOUT {
+                errors.push(format!("{at}.timeout: below the 50ms minimum"));
+            }
+            let authorizer = r
+                .authorizer
+                .as_ref()
+                .filter(|_| r.key == "$connect")
+                .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), plugins, errors));
+            let request_mapping = r.request_mapping.as_deref().and_then(|name| {
+                plugins.get(name, World::Mapper, &format!("{at}.request_mapping"), errors)
+            });
+            let Some(integration) = integration else {
+                continue;
+            };
+            let route = WsRoute {
+                key: r.key.as_str().into(),
+                integration,
+                authorizer,
+                auth_slot,
+                request_mapping,
+                route_response: r.route_response,
+                timeout,
+            };
+            auth_slot += 1;
+            let slot = match r.key.as_str() {
+                "$connect" => &mut on_connect,
+                "$disconnect" => &mut on_disconnect,
+                "$default" => &mut on_default,
+                key => {
+                    if routes.insert(key.to_owned(), route).is_some() {
+                        errors.push(format!("{at}.key: route `{key}` is defined twice"));
+                    }
+                    continue;
+                }
+            };
+            if slot.replace(route).is_some() {
+                errors.push(format!("{at}.key: route `{}` is defined twice", r.key));
+            }
+        }
+        let (true, Some(selection)) = (ok, selection) else {
+            continue;
+        };
+        by_path.insert(api.path.clone(), apis.len());
+        apis.push(WebSocketApi {
+            name: name.as_str().into(),
+            path: api.path.clone(),
+            selection,
+            connect: on_connect,
+            disconnect: on_disconnect,
+            default: on_default,
+            routes,
+            limits: websocket::Limits {
+                max_duration: l.max_duration,
+                idle_timeout: l.idle_timeout,
+                max_message: max_message as usize,
+                max_frame: max_frame as usize,
+                outbound_queue: l.outbound_queue,
+            },
+            connect_bucket: throttle::Bucket::new(connect),
+        });
+    }
+    WebSockets { apis, by_path }
+}
+
+/// The compiled WebSocket APIs, found by path or by name.
+#[derive(Default)]
+pub struct WebSockets {
+    apis: Vec<WebSocketApi>,
+    by_path: HashMap<String, usize>,
+}
+
+impl Gateway {
+    /// The WebSocket API on `path`, if one is there.
+    pub fn websocket_at(&self, path: &str) -> Option<&WebSocketApi> {
+        if self.websockets.apis.is_empty() {
+            return None;
+        }
+        self.websockets
+            .by_path
+            .get(path)
+            .map(|&i| &self.websockets.apis[i])
+    }
+
+    /// The WebSocket API named `name`.
+    pub fn websocket(&self, name: &str) -> Option<&WebSocketApi> {
+        self.websockets.apis.iter().find(|a| &*a.name == name)
+    }
 }
 
 fn load_plugins(

@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::Config;
 use weir::gateway;
-use weir::integrate::Upstream;
 use weir::pipeline::Shared;
 use weir::plugin::PluginHost;
 use weir::server::{self, ServerSettings};
+use weir::websocket::{ConnectionTable, LocalConnections};
 
 /// Weir: an API gateway whose policies are WebAssembly components.
 #[derive(Parser)]
@@ -125,6 +125,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let gateway = gateway::compile(&config, &base_dir(path), &host)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
     let gateway = Arc::new(gateway);
+    let connections: Arc<dyn ConnectionTable> = Arc::new(LocalConnections::default());
     let quotas = gateway.usage.quotas().clone();
     match quotas.load(weir::quota::unix_now()) {
         Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),
@@ -156,6 +157,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let mut threads = Vec::with_capacity(workers);
     for (i, socket) in sockets.into_iter().enumerate() {
         let gateway = gateway.clone();
+        let connections = connections.clone();
         let settings = settings.clone();
         let mut stop = stop.clone();
         let thread = std::thread::Builder::new()
@@ -166,10 +168,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     .build()?;
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
-                    let shared = Arc::new(Shared {
-                        gateway,
-                        upstream: Upstream::default(),
-                    });
+                    let shared = Arc::new(Shared::new(gateway, connections));
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
@@ -201,6 +200,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 let state = AdminState {
                     ready: ready.clone(),
                     metrics,
+                    connections: connections.clone(),
                 };
                 Some(tokio::spawn(weir::admin::serve(
                     listener,
@@ -220,6 +220,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
 
         server::shutdown_signal().await;
         ready.store(false, Ordering::Relaxed);
+        // WebSocket clients get a close frame (1001) and `$disconnect` runs while the
+        // workers drain.
+        connections.disconnect_all();
         let _ = stop_workers.send(true);
         let results = tokio::task::spawn_blocking(move || {
             threads.into_iter().map(|t| t.join()).collect::<Vec<_>>()

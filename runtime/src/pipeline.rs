@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,6 +26,7 @@ use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
 use crate::trace::{self, TraceContext};
+use crate::websocket::{self, ConnectionTable};
 use crate::{cors, route::RouteMatch};
 
 /// The body of every response the gateway sends: buffered, or streamed from an upstream.
@@ -39,28 +41,80 @@ static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
-/// What every request needs besides the gateway: the upstream client.
+/// What every request needs besides the gateway: the upstream client, the WebSocket
+/// connection table. One per worker thread.
 pub struct Shared {
     /// The compiled gateway.
     pub gateway: Arc<Gateway>,
     /// The pooled upstream client.
     pub upstream: Upstream,
+    /// Every open WebSocket connection (shared by all workers).
+    pub connections: Arc<dyn ConnectionTable>,
+    /// WebSocket connections this worker runs.
+    websockets: AtomicUsize,
+}
+
+impl Shared {
+    /// A worker's shared state.
+    pub fn new(gateway: Arc<Gateway>, connections: Arc<dyn ConnectionTable>) -> Self {
+        Self {
+            gateway,
+            upstream: Upstream::default(),
+            connections,
+            websockets: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a WebSocket connection this worker runs in (`1`) or out (`-1`).
+    pub fn websockets_open(&self, delta: isize) {
+        if delta >= 0 {
+            self.websockets.fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.websockets.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// WebSocket connections this worker runs.
+    pub fn websockets(&self) -> usize {
+        self.websockets.load(Ordering::Relaxed)
+    }
 }
 
 /// Serves one request. Never fails: every error becomes a response here.
-pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
     let gw = &*shared.gateway;
-    let (head, body) = req.into_parts();
+    let (mut head, body) = req.into_parts();
     let request_id = request_id(&head.headers);
     let mut access = AccessRecord::default();
 
-    // Accept: size limits; then a CORS preflight is answered by the policy before
-    // routing and authorization.
-    let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
+    // Accept: size limits; then a WebSocket API's handshake, or a CORS preflight
+    // answered by the policy before routing and authorization.
+    let websocket = gw.websocket_at(head.uri.path());
+    let preflight = gw
+        .cors
+        .as_ref()
+        .filter(|_| websocket.is_none() && cors::is_preflight(&head));
     let result = match (accept(&head, &gw.limits), preflight) {
         (Err(e), _) => Err(e),
+        (Ok(()), _) if websocket.is_some() => {
+            let api = websocket.expect("checked");
+            websocket::handshake(
+                shared,
+                gw,
+                api,
+                &mut head,
+                &request_id,
+                remote,
+                &mut access,
+            )
+            .await
+        }
         (Ok(()), Some(policy)) => cors::preflight(policy, &head).await.map(plugin_response),
         (Ok(()), None) => {
             serve(
@@ -388,6 +442,11 @@ async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
         }
         Err(e) => Err(GatewayError::BadRequest(e.to_string())),
     }
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full(Bytes::new())
 }
 
 fn full(body: Bytes) -> Body {

@@ -81,7 +81,9 @@ pub async fn serve(
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(pipeline::handle(&shared, req, remote).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -94,11 +96,17 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
+    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_grace) => {
+        () = tokio::time::sleep_until(deadline) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "grace period over; closing remaining connections");
         }
+    }
+    // Upgraded (WebSocket) connections are no longer hyper's: they were asked to close
+    // at the signal; wait for them to finish `$disconnect`, within the same grace.
+    while shared.websockets() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
