@@ -147,7 +147,11 @@ fn message(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 /// `/@connections/{id}`: `POST` sends the body to the client (binary when the content
 /// type is `application/octet-stream` or the body is not UTF-8, else text), `GET`
 /// describes the connection, `DELETE` closes it.
-async fn connections(state: &AdminState, id: &str, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn connections(
+    state: &AdminState,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let table = &state.connections;
     let gone = || message(StatusCode::GONE, "Gone");
     match *req.method() {
@@ -188,7 +192,11 @@ async fn connections(state: &AdminState, id: &str, req: Request<Incoming>) -> Re
                         "userAgent": info.user_agent,
                     },
                 });
-                response(StatusCode::OK, "application/json", Bytes::from(body.to_string()))
+                response(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from(body.to_string()),
+                )
             }
             None => gone(),
         },

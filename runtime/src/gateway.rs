@@ -16,9 +16,9 @@ use crate::config::{self, Config, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
+use crate::throttle;
 use crate::usage::{self, Usage};
 use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
-use crate::throttle;
 
 /// Shortest integration timeout AWS allows.
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
@@ -120,8 +120,9 @@ pub fn compile(
         config,
         loaded: load_plugins(config, base_dir, host, &mut errors),
     };
-    let plugin_of =
-        |name: &str, world: World, key: &str, errors: &mut Vec<String>| plugins.get(name, world, key, errors);
+    let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
+        plugins.get(name, world, key, errors)
+    };
 
     let cors = config
         .api
@@ -159,10 +160,9 @@ pub fn compile(
                 humantime::format_duration(timeout)
             ));
         }
-        let authorizer = r
-            .authorizer
-            .as_ref()
-            .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors));
+        let authorizer = r.authorizer.as_ref().and_then(|a| {
+            compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors)
+        });
         let request_mapping = r.request_mapping.as_deref().and_then(|name| {
             plugin_of(
                 name,
@@ -320,7 +320,10 @@ fn compile_websockets(
         if connect_burst == 0 {
             errors.push(format!("{at}.limits.connect_burst: must be at least 1"));
         }
-        for (key, d) in [("max_duration", l.max_duration), ("idle_timeout", l.idle_timeout)] {
+        for (key, d) in [
+            ("max_duration", l.max_duration),
+            ("idle_timeout", l.idle_timeout),
+        ] {
             if d < Duration::from_secs(1) {
                 errors.push(format!("{at}.limits.{key}: must be at least 1s"));
             }
@@ -328,7 +331,9 @@ fn compile_websockets(
         let max_message = l.max_message.as_u64();
         let max_frame = l.max_frame.as_u64();
         if !(128..=(16 << 20)).contains(&max_message) {
-            errors.push(format!("{at}.limits.max_message: must be between 128B and 16MiB"));
+            errors.push(format!(
+                "{at}.limits.max_message: must be between 128B and 16MiB"
+            ));
         }
         if max_frame < 128 || max_frame > max_message {
             errors.push(format!(
@@ -336,7 +341,9 @@ fn compile_websockets(
             ));
         }
         if !(1..=65_536).contains(&l.outbound_queue) {
-            errors.push(format!("{at}.limits.outbound_queue: must be between 1 and 65536"));
+            errors.push(format!(
+                "{at}.limits.outbound_queue: must be between 1 and 65536"
+            ));
         }
 
         let mut routes = HashMap::new();
@@ -356,7 +363,9 @@ fn compile_websockets(
             }
             let is_message = !matches!(r.key.as_str(), "$connect" | "$disconnect");
             if r.authorizer.is_some() && r.key != "$connect" {
-                errors.push(format!("{at}.authorizer: only `$connect` has an authorizer"));
+                errors.push(format!(
+                    "{at}.authorizer: only `$connect` has an authorizer"
+                ));
             }
             if !is_message && (r.request_mapping.is_some() || r.route_response) {
                 errors.push(format!(
@@ -376,7 +385,12 @@ fn compile_websockets(
                 .filter(|_| r.key == "$connect")
                 .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), plugins, errors));
             let request_mapping = r.request_mapping.as_deref().and_then(|name| {
-                plugins.get(name, World::Mapper, &format!("{at}.request_mapping"), errors)
+                plugins.get(
+                    name,
+                    World::Mapper,
+                    &format!("{at}.request_mapping"),
+                    errors,
+                )
             });
             let Some(integration) = integration else {
                 continue;

@@ -70,7 +70,8 @@ impl Shared {
         if delta >= 0 {
             self.websockets.fetch_add(delta as usize, Ordering::Relaxed);
         } else {
-            self.websockets.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            self.websockets
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
     }
 
@@ -104,16 +105,7 @@ pub async fn handle(
         (Err(e), _) => Err(e),
         (Ok(()), _) if websocket.is_some() => {
             let api = websocket.expect("checked");
-            websocket::handshake(
-                shared,
-                gw,
-                api,
-                &mut head,
-                &request_id,
-                remote,
-                &mut access,
-            )
-            .await
+            websocket::handshake(shared, gw, api, &mut head, &request_id, remote, &mut access).await
         }
         (Ok(()), Some(policy)) => cors::preflight(policy, &head).await.map(plugin_response),
         (Ok(()), None) => {

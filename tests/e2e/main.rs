@@ -13,6 +13,7 @@ mod routing;
 mod throttle;
 mod upstream;
 mod validate;
+mod websocket;
 
 use weir_tests::Weir;
 

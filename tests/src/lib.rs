@@ -2,6 +2,7 @@
 //! start real upstream servers, send real HTTP requests, and sign real JWTs.
 
 pub mod jwt;
+pub mod ws;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

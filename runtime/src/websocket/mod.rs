@@ -45,8 +45,8 @@ use crate::throttle::{Bucket, Level};
 use crate::trace::{self, TraceContext};
 
 pub use select::Selection;
-pub use table::{Command, ConnectionTable, LocalConnections, PostError};
 use table::Connection;
+pub use table::{Command, ConnectionTable, LocalConnections, PostError};
 
 /// Messages read ahead of the one being dispatched; past it, reading pauses.
 const MAX_PENDING: usize = 16;
@@ -383,7 +383,10 @@ impl Event<'_> {
         set(&EVENT_TYPE, self.kind.name());
         set(&REQUEST_ID, self.request_id);
         set(&X_FORWARDED_FOR, &self.source_ip.to_string());
-        set(&TRACEPARENT, &TraceContext::from_header(None).child_header());
+        set(
+            &TRACEPARENT,
+            &TraceContext::from_header(None).child_header(),
+        );
         if let Some(p) = self.principal {
             set(&PRINCIPAL_ID, p);
         }
@@ -398,7 +401,16 @@ async fn send_event(
     query: &str,
     body: Bytes,
 ) -> Result<(StatusCode, Bytes), GatewayError> {
-    send_request(upstream, event, Method::POST, None, query, &mut headers, body).await
+    send_request(
+        upstream,
+        event,
+        Method::POST,
+        None,
+        query,
+        &mut headers,
+        body,
+    )
+    .await
 }
 
 async fn send_request(
@@ -425,14 +437,12 @@ async fn send_request(
             let resp = upstream.send(req, route.timeout).await?;
             let status = resp.status();
             let limit = event.api.limits.max_message;
-            let body = tokio::time::timeout_at(
-                deadline,
-                Limited::new(resp.into_body(), limit).collect(),
-            )
-            .await
-            .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
-            .map_err(|e| GatewayError::BadGateway(format!("reading the response: {e}")))?
-            .to_bytes();
+            let body =
+                tokio::time::timeout_at(deadline, Limited::new(resp.into_body(), limit).collect())
+                    .await
+                    .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
+                    .map_err(|e| GatewayError::BadGateway(format!("reading the response: {e}")))?
+                    .to_bytes();
             Ok((status, body))
         }
     }
@@ -500,7 +510,10 @@ impl ConnectionTask {
         disconnect(&self.shared, &self.conn).await;
     }
 
-    async fn serve(&mut self, ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) -> CloseReason {
+    async fn serve(
+        &mut self,
+        ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+    ) -> CloseReason {
         let conn = self.conn.clone();
         let lifetime = tokio::time::sleep(self.limits.max_duration.saturating_sub(conn.age()));
         let idle = tokio::time::sleep(self.limits.idle_timeout);
@@ -588,11 +601,7 @@ impl ConnectionTask {
             if job.is_none()
                 && let Some(msg) = pending.pop_front()
             {
-                job = Some(Box::pin(dispatch(
-                    self.shared.clone(),
-                    conn.clone(),
-                    msg,
-                )));
+                job = Some(Box::pin(dispatch(self.shared.clone(), conn.clone(), msg)));
             }
         }
     }

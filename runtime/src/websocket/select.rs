@@ -27,9 +27,11 @@ impl std::str::FromStr for Selection {
         if let Some(rest) = s.strip_prefix('$')
             && !rest.starts_with('{')
         {
-            let path = rest
-                .strip_prefix(BODY)
-                .ok_or_else(|| format!("`{s}`: expected `$request.body.PATH` or a `${{request.body.PATH}}` template"))?;
+            let path = rest.strip_prefix(BODY).ok_or_else(|| {
+                format!(
+                    "`{s}`: expected `$request.body.PATH` or a `${{request.body.PATH}}` template"
+                )
+            })?;
             return Ok(Selection(vec![Part::Body(json_path(path, s)?)]));
         }
         let mut parts = Vec::new();
@@ -68,7 +70,10 @@ impl std::str::FromStr for Selection {
 
 fn json_path(path: &str, whole: &str) -> Result<Vec<String>, String> {
     let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
-    if keys.iter().any(|k| k.is_empty() || k.contains(['{', '}', '$'])) {
+    if keys
+        .iter()
+        .any(|k| k.is_empty() || k.contains(['{', '}', '$']))
+    {
         return Err(format!("`{whole}`: invalid JSON path `{path}`"));
     }
     Ok(keys)
@@ -110,7 +115,9 @@ impl Selection {
                     match v {
                         serde_json::Value::String(s) => key.push_str(s),
                         serde_json::Value::Number(n) => key.push_str(&n.to_string()),
-                        serde_json::Value::Bool(b) => key.push_str(if *b { "true" } else { "false" }),
+                        serde_json::Value::Bool(b) => {
+                            key.push_str(if *b { "true" } else { "false" })
+                        }
                         _ => return None,
                     }
                 }
@@ -154,7 +161,8 @@ mod tests {
         assert_eq!(s.select(br#"{"meta":"chat"}"#), None);
         let t = sel("${request.body.service}/${request.body.action}");
         assert_eq!(
-            t.select(br#"{"service":"rooms","action":"join"}"#).as_deref(),
+            t.select(br#"{"service":"rooms","action":"join"}"#)
+                .as_deref(),
             Some("rooms/join")
         );
         assert_eq!(t.select(br#"{"service":"rooms"}"#), None);
@@ -180,7 +188,11 @@ mod tests {
 
     #[test]
     fn displays_as_written() {
-        for s in ["$request.body.a.b", "${request.body.a}/${request.body.b}", "x${request.body.a}"] {
+        for s in [
+            "$request.body.a.b",
+            "${request.body.a}/${request.body.b}",
+            "x${request.body.a}",
+        ] {
             assert_eq!(sel(s).to_string(), s);
         }
     }
