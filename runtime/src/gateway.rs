@@ -285,6 +285,7 @@ fn compile_websockets(
 ) -> WebSockets {
     let mut apis = Vec::new();
     let mut by_path = HashMap::new();
+    let mut paths = HashMap::new();
     // Authorizer cache slots after the HTTP routes' ones.
     let mut auth_slot = config.routes.len();
     for (name, api) in &config.websocket {
@@ -293,11 +294,10 @@ fn compile_websockets(
         if !api.path.starts_with('/') || api.path.contains(['?', '#', ' ']) {
             errors.push(format!("{at}.path: `{}` is not a path", api.path));
             ok = false;
-        } else if let Some(other) = by_path.get(&api.path) {
-            let other: &WebSocketApi = &apis[*other];
+        } else if let Some(other) = paths.insert(api.path.clone(), name.clone()) {
             errors.push(format!(
-                "{at}.path: `{}` is already the path of websocket.{}",
-                api.path, other.name
+                "{at}.path: `{}` is already the path of websocket.{other}",
+                api.path
             ));
             ok = false;
         }
@@ -317,7 +317,7 @@ fn compile_websockets(
         if l.connect_rate == 0 {
             errors.push(format!("{at}.limits.connect_rate: must be at least 1"));
         }
-        if connect_burst == 0 {
+        if l.connect_burst == Some(0) {
             errors.push(format!("{at}.limits.connect_burst: must be at least 1"));
         }
         for (key, d) in [
