@@ -22,7 +22,9 @@ fn usage() -> ! {
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or_else(|| usage())
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,10 +59,7 @@ async fn open(
     url: &str,
     addr: SocketAddr,
     source: Option<IpAddr>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    Box<dyn std::error::Error>,
-> {
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Box<dyn std::error::Error>> {
     let socket = TcpSocket::new_v4()?;
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0))?;
@@ -160,7 +159,11 @@ async fn echo(args: &[String]) {
         errors += e;
     }
     all.sort_unstable();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     println!(
         "{{\"messages\":{},\"errors\":{errors},\"per_second\":{:.0},\"p50_us\":{},\"p99_us\":{}}}",
         all.len(),

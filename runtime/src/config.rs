@@ -202,6 +202,21 @@ pub struct Plugin {
     /// The plugin's own settings, handed to it as JSON.
     #[serde(default)]
     pub config: toml::Table,
+    /// What a failing call (trap, deadline, memory cap, invalid output) does: `fail_closed`
+    /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
+    #[serde(default)]
+    pub failure: FailurePolicy,
+}
+
+/// `[plugins.NAME] failure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// The request fails (500); authorizers always deny.
+    #[default]
+    FailClosed,
+    /// The request goes on unmapped (optional mappers only).
+    FailOpen,
 }
 
 fn default_deadline() -> Duration {

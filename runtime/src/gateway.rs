@@ -12,8 +12,9 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::access_log::AccessLogFormat;
 use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
-use crate::config::{self, Config, World};
+use crate::config::{self, Config, FailurePolicy, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
+use crate::map::Mapper;
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
 use crate::throttle;
@@ -52,9 +53,9 @@ pub struct Route {
     /// The authorizer, if any.
     pub authorizer: Option<RouteAuthorizer>,
     /// The request mapper, if any.
-    pub request_mapping: Option<Plugin>,
+    pub request_mapping: Option<Mapper>,
     /// The response mapper, if any.
-    pub response_mapping: Option<Plugin>,
+    pub response_mapping: Option<Mapper>,
     /// The integration timeout.
     pub timeout: Duration,
 }
@@ -120,15 +121,11 @@ pub fn compile(
         config,
         loaded: load_plugins(config, base_dir, host, &mut errors),
     };
-    let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
-        plugins.get(name, world, key, errors)
-    };
-
     let cors = config
         .api
         .cors
         .as_deref()
-        .and_then(|name| plugin_of(name, World::Cors, "api.cors", &mut errors));
+        .and_then(|name| plugins.get(name, World::Cors, "api.cors", &mut errors));
 
     let mut keys = Vec::new();
     let mut routes = Vec::new();
@@ -163,22 +160,14 @@ pub fn compile(
         let authorizer = r.authorizer.as_ref().and_then(|a| {
             compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors)
         });
-        let request_mapping = r.request_mapping.as_deref().and_then(|name| {
-            plugin_of(
-                name,
-                World::Mapper,
-                &format!("{at}.request_mapping"),
-                &mut errors,
-            )
-        });
-        let response_mapping = r.response_mapping.as_deref().and_then(|name| {
-            plugin_of(
-                name,
-                World::Mapper,
-                &format!("{at}.response_mapping"),
-                &mut errors,
-            )
-        });
+        let request_mapping = r
+            .request_mapping
+            .as_deref()
+            .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), &mut errors));
+        let response_mapping = r
+            .response_mapping
+            .as_deref()
+            .and_then(|name| plugins.mapper(name, &format!("{at}.response_mapping"), &mut errors));
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -246,6 +235,16 @@ impl Plugins<'_> {
             // `None` here means it failed to load, which is already reported.
             Some(_) => self.loaded.get(name).cloned(),
         }
+    }
+
+    /// The mapper `name` for `key`, with its failure policy.
+    fn mapper(&self, name: &str, key: &str, errors: &mut Vec<String>) -> Option<Mapper> {
+        let plugin = self.get(name, World::Mapper, key, errors)?;
+        Some(Mapper {
+            plugin,
+            fail_open: self.config.plugins[name].failure == FailurePolicy::FailOpen,
+            max_body: self.config.limits.max_body.as_u64(),
+        })
     }
 }
 
@@ -384,14 +383,10 @@ fn compile_websockets(
                 .as_ref()
                 .filter(|_| r.key == "$connect")
                 .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), plugins, errors));
-            let request_mapping = r.request_mapping.as_deref().and_then(|name| {
-                plugins.get(
-                    name,
-                    World::Mapper,
-                    &format!("{at}.request_mapping"),
-                    errors,
-                )
-            });
+            let request_mapping = r
+                .request_mapping
+                .as_deref()
+                .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), errors));
             let Some(integration) = integration else {
                 continue;
             };
@@ -487,6 +482,13 @@ fn load_plugins(
         let max_memory = spec.max_memory.as_u64();
         if !(64 * 1024..=plugin::MEMORY_CEILING).contains(&max_memory) {
             errors.push(format!("{at}.max_memory: must be between 64KiB and 1GiB"));
+            ok = false;
+        }
+        if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
+            errors.push(format!(
+                "{at}.failure: only mappers may fail open; {} plugins always fail closed",
+                spec.world.name()
+            ));
             ok = false;
         }
         let config_json = match serde_json::to_string(&spec.config) {

@@ -107,7 +107,9 @@ pub async fn handle(
             let api = websocket.expect("checked");
             websocket::handshake(shared, gw, api, &mut head, &request_id, remote, &mut access).await
         }
-        (Ok(()), Some(policy)) => cors::preflight(policy, &head).await.map(plugin_response),
+        (Ok(()), Some(policy)) => cors::preflight(policy, &head, gw.limits.max_body)
+            .await
+            .map(plugin_response),
         (Ok(()), None) => {
             serve(
                 gw,

@@ -4,6 +4,7 @@
 mod authorizer;
 mod cors;
 mod examples;
+mod hostile;
 mod isolation;
 mod jwt;
 mod limits;
@@ -53,6 +54,9 @@ macro_rules! used {
     };
     (HOG) => {
         isolation::USES_HOG
+    };
+    (HOSTILE) => {
+        hostile::USES_HOSTILE
     };
     (TRAP_AUTHORIZER) => {
         authorizer::USES_TRAP_AUTHORIZER

@@ -38,9 +38,9 @@ use crate::authorize::{RouteAuthorizer, authorize};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
-use crate::map::{Mapped, MappedRequest, map_request};
+use crate::map::{Mapped, MappedRequest, Mapper, map_request};
 use crate::pipeline::{Body, Shared};
-use crate::plugin::{Context, Plugin};
+use crate::plugin::Context;
 use crate::throttle::{Bucket, Level};
 use crate::trace::{self, TraceContext};
 
@@ -111,7 +111,7 @@ pub struct WsRoute {
     /// The slot of this route in the gateway's authorizer cache.
     pub auth_slot: usize,
     /// The message mapper.
-    pub request_mapping: Option<Plugin>,
+    pub request_mapping: Option<Mapper>,
     /// Whether the integration's answer goes back to the client.
     pub route_response: bool,
     /// The integration timeout.
