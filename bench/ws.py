@@ -73,7 +73,7 @@ def main():
             cfg = os.path.join(work, "weir.toml")
             with open(cfg, "w") as f:
                 f.write(config(port, run.UPSTREAM_PORT))
-            weir = run.start([run.WEIR, "serve", cfg], port)
+            weir = run.start([run.WEIR, "serve", "--config", cfg], port)
             procs.append(weir)
             url = f"ws://127.0.0.1:{port}/ws"
 
