@@ -515,3 +515,66 @@ async fn shutdown_closes_connections_and_runs_disconnect() {
     let (_gw, status) = stopped.await.unwrap();
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
+
+/// Opens a raw TCP connection and completes a WebSocket handshake by hand, so the test
+/// can send frames no client library would.
+async fn raw_handshake(gw: &Weir, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).await.unwrap(), 1, "handshake cut short");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+    s
+}
+
+/// Reads until the server closes; returns the close code of the first close frame.
+async fn raw_close_code(s: &mut tokio::net::TcpStream) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(ws::FRAME_WAIT, s.read_to_end(&mut out)).await;
+    // Server frames are unmasked: 0x88, length, then the code.
+    let at = out.iter().position(|b| *b == 0x88)?;
+    let code = out.get(at + 2..at + 4)?;
+    Some(u16::from_be_bytes([code[0], code[1]]))
+}
+
+#[tokio::test]
+async fn protocol_violations_close_with_1002_and_ping_floods_are_survived() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let gw = weir(&chat(&up, ""));
+
+    // An unmasked client frame.
+    let mut s = raw_handshake(&gw, "/chat").await;
+    s.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    assert_eq!(raw_close_code(&mut s).await, Some(1002));
+
+    // A reserved opcode (masked, empty).
+    let mut s = raw_handshake(&gw, "/chat").await;
+    s.write_all(&[0x83, 0x80, 1, 2, 3, 4]).await.unwrap();
+    assert_eq!(raw_close_code(&mut s).await, Some(1002));
+
+    // A fragmented control frame (FIN clear on a ping).
+    let mut s = raw_handshake(&gw, "/chat").await;
+    s.write_all(&[0x09, 0x80, 1, 2, 3, 4]).await.unwrap();
+    assert_eq!(raw_close_code(&mut s).await, Some(1002));
+
+    // 5,000 pings in a burst: the connection stays usable.
+    let (mut c, _) = join(&gw).await;
+    for _ in 0..5000 {
+        c.raw(Message::Ping(Bytes::from_static(b"flood"))).await.unwrap();
+    }
+    let reply = c.ask(r#"{"action":"whoami"}"#).await;
+    assert_eq!(reply["path"], "/whoami");
+}
