@@ -62,9 +62,16 @@ pub struct Server {
     /// Time a client has to send the request line and headers.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request body once the headers are in (else 408).
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Most client connections open at once (HTTP, before any WebSocket upgrade); past
+    /// it, new connections wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Worker threads, each with its own event loop and listener socket
     /// (`SO_REUSEPORT`); default: one per CPU core.
     pub workers: Option<usize>,
@@ -76,7 +83,9 @@ impl Default for Server {
             listen: default_listen(),
             stage: default_stage(),
             header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            max_connections: default_max_connections(),
             workers: None,
         }
     }
@@ -90,6 +99,12 @@ fn default_stage() -> String {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
@@ -140,6 +155,10 @@ pub struct Limits {
     /// Largest request line plus headers (default 10,240 bytes); larger gets 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Largest response body from an integration or a plugin (default 10 MB); larger
+    /// gets 502 (integration) or 500 (plugin).
+    #[serde(default = "default_max_body")]
+    pub max_response_body: ByteSize,
 }
 
 impl Default for Limits {
@@ -148,6 +167,7 @@ impl Default for Limits {
             integration_timeout: default_integration_timeout(),
             max_body: default_max_body(),
             max_header_bytes: default_max_header_bytes(),
+            max_response_body: default_max_body(),
         }
     }
 }

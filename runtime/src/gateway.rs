@@ -63,10 +63,14 @@ pub struct Route {
 /// Request limits in force.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest body, bytes.
+    /// Largest request body, bytes.
     pub max_body: u64,
+    /// Largest response body, bytes.
+    pub max_response_body: u64,
     /// Largest request line plus headers, bytes.
     pub max_header_bytes: usize,
+    /// Time a client has to send the body.
+    pub body_read_timeout: Duration,
 }
 
 /// The compiled gateway: what the request path reads, never writes (but for caches).
@@ -104,6 +108,12 @@ pub fn compile(
             "limits.integration_timeout: {} is below the 50ms minimum",
             humantime::format_duration(limits.integration_timeout)
         ));
+    }
+    if config.server.body_read_timeout < Duration::from_millis(100) {
+        errors.push("server.body_read_timeout: must be at least 100ms".to_owned());
+    }
+    if config.server.max_connections == 0 {
+        errors.push("server.max_connections: must be at least 1".to_owned());
     }
     if limits.max_header_bytes < 256 {
         errors.push("limits.max_header_bytes: must be at least 256".to_owned());
@@ -198,7 +208,9 @@ pub fn compile(
         cors,
         limits: Limits {
             max_body: limits.max_body.as_u64(),
+            max_response_body: limits.max_response_body.as_u64(),
             max_header_bytes: limits.max_header_bytes,
+            body_read_timeout: config.server.body_read_timeout,
         },
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
@@ -244,6 +256,7 @@ impl Plugins<'_> {
             plugin,
             fail_open: self.config.plugins[name].failure == FailurePolicy::FailOpen,
             max_body: self.config.limits.max_body.as_u64(),
+            max_response_body: self.config.limits.max_response_body.as_u64(),
         })
     }
 }

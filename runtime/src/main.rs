@@ -151,6 +151,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let settings = ServerSettings {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.server.shutdown_grace,
+        // Split across workers; each gets at least one.
+        max_connections: config.server.max_connections.div_ceil(workers),
         max_header_bytes: config.limits.max_header_bytes,
     };
     let (stop_workers, stop) = tokio::sync::watch::channel(false);

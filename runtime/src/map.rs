@@ -21,8 +21,10 @@ pub struct Mapper {
     pub plugin: Plugin,
     /// On failure, go on unmapped instead of answering 500.
     pub fail_open: bool,
-    /// Largest body the mapper may produce (`limits.max_body`).
+    /// Largest request body the mapper may produce (`limits.max_body`).
     pub max_body: u64,
+    /// Largest response body the mapper may produce (`limits.max_response_body`).
+    pub max_response_body: u64,
 }
 
 impl Mapper {
@@ -118,7 +120,7 @@ fn check_body(len: usize, plugin: &str, max_body: u64) -> Result<(), GatewayErro
     if len as u64 > max_body {
         return Err(GatewayError::PluginOutput {
             plugin: plugin.to_owned(),
-            what: format!("body of {len} bytes (limits.max_body is {max_body})"),
+            what: format!("body of {len} bytes (the limit is {max_body})"),
         });
     }
     Ok(())
@@ -226,7 +228,7 @@ async fn call_map_request(
         RequestOutcome::Respond(resp) => Ok(Mapped::Respond(PluginResponse::from_wit(
             resp,
             name,
-            mapper.max_body,
+            mapper.max_response_body,
         )?)),
     }
 }
@@ -250,7 +252,9 @@ pub async fn map_response(
         .map_response(&wit, ctx)
         .await
         .map_err(GatewayError::PluginFailed)
-        .and_then(|out| PluginResponse::from_wit(out, mapper.plugin.name(), mapper.max_body));
+        .and_then(|out| {
+            PluginResponse::from_wit(out, mapper.plugin.name(), mapper.max_response_body)
+        });
     match out {
         Err(e) if mapper.passes_over(&e) => Ok(PluginResponse {
             status,

@@ -30,6 +30,7 @@ fn config(up: &Upstream) -> String {
 listen = "127.0.0.1:0"
 [limits]
 max_body = "1MiB"
+max_response_body = "1MiB"
 
 [plugins.hostile]
 file = {hostile}

@@ -4,6 +4,7 @@
 mod authorizer;
 mod cors;
 mod examples;
+mod faults;
 mod hostile;
 mod isolation;
 mod jwt;

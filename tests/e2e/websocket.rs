@@ -573,7 +573,9 @@ async fn protocol_violations_close_with_1002_and_ping_floods_are_survived() {
     // 5,000 pings in a burst: the connection stays usable.
     let (mut c, _) = join(&gw).await;
     for _ in 0..5000 {
-        c.raw(Message::Ping(Bytes::from_static(b"flood"))).await.unwrap();
+        c.raw(Message::Ping(Bytes::from_static(b"flood")))
+            .await
+            .unwrap();
     }
     let reply = c.ask(r#"{"action":"whoami"}"#).await;
     assert_eq!(reply["path"], "/whoami");

@@ -25,7 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
@@ -37,7 +37,7 @@ use crate::access_log::{AccessRecord, EventRecord};
 use crate::authorize::{RouteAuthorizer, authorize};
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
-use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
+use crate::integrate::{Integration, Upstream, read_upstream_body, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, Mapper, map_request};
 use crate::pipeline::{Body, Shared};
 use crate::plugin::Context;
@@ -436,13 +436,8 @@ async fn send_request(
             let deadline = tokio::time::Instant::now() + route.timeout;
             let resp = upstream.send(req, route.timeout).await?;
             let status = resp.status();
-            let limit = event.api.limits.max_message;
-            let body =
-                tokio::time::timeout_at(deadline, Limited::new(resp.into_body(), limit).collect())
-                    .await
-                    .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
-                    .map_err(|e| GatewayError::BadGateway(format!("reading the response: {e}")))?
-                    .to_bytes();
+            let limit = event.api.limits.max_message as u64;
+            let body = read_upstream_body(resp.into_body(), limit, deadline, route.timeout).await?;
             Ok((status, body))
         }
     }
