@@ -569,6 +569,11 @@ fn compile_integration(
             for (name, value) in headers {
                 let n = HeaderName::try_from(name.as_str())
                     .map_err(|_| format!("invalid header name `{name}`"))?;
+                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
+                    return Err(format!(
+                        "header `{name}` is set by the gateway from the body"
+                    ));
+                }
                 let v = HeaderValue::try_from(value.as_str())
                     .map_err(|_| format!("invalid value for header `{name}`"))?;
                 compiled.push((n, v));

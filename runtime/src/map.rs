@@ -70,6 +70,13 @@ pub fn pairs_to_headers(
     }
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
+        // Framing is the gateway's: the length comes from the body the plugin returned,
+        // never from a header it copied or made up (a wrong one would desync the peer).
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            continue;
+        }
         let n = HeaderName::try_from(name.as_str()).map_err(|_| GatewayError::PluginOutput {
             plugin: plugin.to_owned(),
             what: format!("header name {name:?}"),
@@ -281,6 +288,11 @@ mod tests {
         ];
         let h = pairs_to_headers(&good, "p").unwrap();
         assert_eq!(h.get_all("x-a").iter().count(), 2);
+        let framing = [
+            ("Content-Length".to_owned(), "2".to_owned()),
+            ("transfer-encoding".to_owned(), "chunked".to_owned()),
+        ];
+        assert!(pairs_to_headers(&framing, "p").unwrap().is_empty());
         for s in [0, 99, 100, 199, 600, 1000] {
             assert!(status_from_plugin(s, "p").is_err(), "{s}");
         }

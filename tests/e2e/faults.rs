@@ -266,3 +266,73 @@ integration = { type = "mock", body = "x" }
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+#[tokio::test]
+async fn http2_rapid_resets_and_stream_floods_leave_others_served() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = Upstream::start().await;
+    let gw = weir(&format!(
+        r#"
+[[routes]]
+key = "GET /slow/{{ms}}"
+integration = {{ type = "http", url = "{base}/slow/{{ms}}" }}
+[[routes]]
+key = "GET /x"
+integration = {{ type = "mock", body = "x" }}
+"#,
+        base = up.base()
+    ));
+    let h2 = |addr| async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+    let req = |path: &str| {
+        http::Request::builder()
+            .uri(format!("http://x{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap()
+    };
+
+    // Rapid reset: start requests and cancel each at once, thousands of times.
+    let mut attacker = h2(gw.addr).await;
+    for _ in 0..3000 {
+        if attacker.ready().await.is_err() {
+            break; // the gateway ended the abusive connection
+        }
+        let pending = attacker.send_request(req("/slow/50"));
+        drop(pending);
+    }
+    // Stream flood: far more concurrent streams than the gateway allows at once.
+    let mut flood = h2(gw.addr).await;
+    let mut streams = Vec::new();
+    for _ in 0..1000 {
+        if flood.ready().await.is_err() {
+            break;
+        }
+        streams.push(flood.send_request(req("/slow/20")));
+    }
+    // Meanwhile an ordinary client is served.
+    let mut good = h2(gw.addr).await;
+    for _ in 0..20 {
+        good.ready().await.unwrap();
+        let r = good.send_request(req("/x")).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let mut served = 0;
+    for s in streams {
+        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(20), s).await {
+            assert_eq!(r.status(), 200);
+            served += 1;
+        }
+    }
+    assert!(served > 0, "the flood's streams were all refused");
+    assert_eq!(Client::default().get(&gw.url("/x")).await.status, 200);
+}

@@ -97,6 +97,16 @@ async fn hostile_output_fails_only_its_own_request() {
         })
     };
 
+    // Framing headers from a plugin are ignored: the body it returned is what is sent,
+    // with its real length.
+    for side in ["in", "out"] {
+        let r = c.get(&gw.url(&format!("/{side}/bad-length"))).await;
+        assert_eq!(r.status, 200, "{side}");
+        assert_eq!(r.text(), "0123456789");
+        assert_eq!(r.header("content-length"), Some("10"));
+        assert!(r.header("transfer-encoding").is_none());
+    }
+
     let check = |side: &'static str| {
         let (c, gw_url) = (c.clone(), gw.url(""));
         async move {

@@ -38,6 +38,11 @@ fn misbehave(kind: &str) -> Option<Response> {
             let value = unsafe { String::from_utf8_unchecked(vec![0xff, 0xfe, b'a']) };
             resp.headers.append("x-a", &value);
         }
+        "bad-length" => {
+            resp = Response::text(200, "0123456789");
+            resp.headers.append("content-length", "2");
+            resp.headers.append("transfer-encoding", "chunked");
+        }
         "status-99" => resp.status = 99,
         "status-600" => resp.status = 600,
         _ => return None,
