@@ -1,6 +1,7 @@
 //! The admin listener (off unless `[admin] listen` is set): `GET /health` (liveness),
 //! `GET /ready` (config loaded and plugins compiled; false while draining) and
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (Prometheus text format), all open; `/admin/*` (plugins and reloads,
+//! behind a bearer token) is answered by [`crate::reload::api`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,6 +39,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Renders the metrics.
     pub metrics: PrometheusHandle,
+    /// The admin API under `/admin/` (off when `None`).
+    pub api: Option<Arc<crate::reload::api::AdminApi>>,
 }
 
 /// Serves the admin endpoints until `shutdown` resolves.
@@ -62,9 +65,15 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
                 };
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |req: Request<Incoming>| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, req)) }
+                        async move {
+                            if req.uri().path().starts_with("/admin/") {
+                                let api = state.api.as_deref();
+                                return Ok(crate::reload::api::answer(api, req).await);
+                            }
+                            Ok::<_, Infallible>(answer(&state, req))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)

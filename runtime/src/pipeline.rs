@@ -7,7 +7,6 @@
 //! turns errors into responses.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -24,6 +23,7 @@ use crate::gateway::{Gateway, Route};
 use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
+use crate::reload::LiveGateway;
 use crate::trace::{self, TraceContext};
 use crate::{cors, route::RouteMatch};
 
@@ -41,8 +41,8 @@ static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
 /// What every request needs besides the gateway: the upstream client.
 pub struct Shared {
-    /// The compiled gateway.
-    pub gateway: Arc<Gateway>,
+    /// The compiled gateway in force; a reload swaps it (see [`crate::reload`]).
+    pub gateway: LiveGateway,
     /// The pooled upstream client.
     pub upstream: Upstream,
 }
@@ -51,7 +51,10 @@ pub struct Shared {
 pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
-    let gw = &*shared.gateway;
+    // One snapshot of routes and plugins for the whole request, however long it takes
+    // and whatever is swapped in meanwhile.
+    let gw = shared.gateway.load_full();
+    let gw = &*gw;
     let (head, body) = req.into_parts();
     let request_id = request_id(&head.headers);
     let mut access = AccessRecord::default();
