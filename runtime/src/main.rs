@@ -312,6 +312,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             .reload
             .watch
             .then(|| tokio::spawn(reload::watch::run(reloader.clone(), config.reload.debounce)));
+        let hangup = tokio::spawn(reload_on_sighup(reloader.clone()));
         tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
         drop(gateway);
         // The last line printed at start names the real address (port 0 resolved).
@@ -336,6 +337,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         if let Some(watcher) = watcher {
             watcher.abort();
         }
+        hangup.abort();
         let quotas = live.load().usage.quotas().clone();
         if let Err(e) = quotas.flush() {
             tracing::error!(error = %e, "writing quota counters at shutdown");
@@ -351,4 +353,21 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     drop(runtime);
     drop(host);
     Ok(())
+}
+
+/// Reloads the config on every SIGHUP, as `POST /admin/reload` does.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // The outcome is logged by the reloader.
+            let _ = reloader.reload_config("SIGHUP").await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }

@@ -343,14 +343,21 @@ impl Reloader {
     ) -> Result<Compiled, LoadError> {
         let host = self.host.clone();
         let (name, origin) = (name.to_owned(), origin.to_owned());
-        tokio::task::spawn_blocking(move || host.compile(&name, &origin, &bytes, world))
-            .await
-            .unwrap_or_else(|e| {
-                Err(LoadError::Invalid {
-                    plugin: String::new(),
-                    message: format!("the compile task failed: {e}"),
-                })
-            })
+        let label = metrics::SharedString::from(name.clone());
+        let compiled =
+            tokio::task::spawn_blocking(move || host.compile(&name, &origin, &bytes, world))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LoadError::Invalid {
+                        plugin: String::new(),
+                        message: format!("the compile task failed: {e}"),
+                    })
+                });
+        if compiled.is_err() {
+            metrics::counter!("weir_plugin_loads_total", "plugin" => label, "result" => "refused")
+                .increment(1);
+        }
+        compiled
     }
 
     /// Binds a compiled component to its settings and smoke-tests it.

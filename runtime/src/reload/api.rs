@@ -82,7 +82,13 @@ pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<
             "the admin API is off: set admin.token or admin.token_env",
         );
     };
-    if let Some(resp) = api.refusal(&req) {
+    if let Some(mut resp) = api.refusal(&req) {
+        // The body of a refused call is not read: say that the connection ends, so a
+        // client does not send its next request on it.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
         return resp;
     }
     let path = req.uri().path().to_owned();
