@@ -22,3 +22,4 @@ pub mod server;
 pub mod throttle;
 pub mod trace;
 pub mod usage;
+pub mod websocket;

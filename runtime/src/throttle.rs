@@ -73,6 +73,43 @@ impl Limit {
     }
 }
 
+/// One bucket on its own, for a limit outside the request levels (a WebSocket API's
+/// new-connection rate).
+pub struct Bucket {
+    slot: Arc<Slot<DefaultClock>>,
+    clock: DefaultClock,
+}
+
+impl Bucket {
+    /// A full bucket for `limit`.
+    pub fn new(limit: Limit) -> Self {
+        let clock = DefaultClock::default();
+        Self {
+            slot: Arc::new(Slot::new(limit, BucketKind::Shared, clock.clone())),
+            clock,
+        }
+    }
+
+    /// The bucket `name` of `registry`: the same tokens for every gateway compiled
+    /// with this name and limit (see [`BucketRegistry`]).
+    pub fn named(registry: &BucketRegistry, name: &str, limit: Limit) -> Self {
+        Self {
+            slot: registry.slot(name, limit, BucketKind::Shared),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one token, or says how long until one is free. A refusal takes nothing.
+    pub fn take(&self) -> Result<(), Duration> {
+        match &self.slot.0 {
+            SlotKind::Shared(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+            SlotKind::PerKey(_) => Ok(()),
+        }
+    }
+}
+
 /// A bucket in a [`ThrottleStore`], as handed out by [`Buckets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BucketId(u32);
@@ -264,6 +301,8 @@ pub enum Level {
     Route,
     /// `[throttle]`, the whole gateway.
     Account,
+    /// A WebSocket API's new-connection rate (`connect_rate`).
+    Connect,
 }
 
 impl Level {
@@ -273,6 +312,7 @@ impl Level {
             Level::ApiKey => "api key",
             Level::Route => "route",
             Level::Account => "account",
+            Level::Connect => "websocket connect",
         }
     }
 }
@@ -327,8 +367,8 @@ impl Throttle {
         self.take(Level::ApiKey, bucket, Some(key))
     }
 
-    /// Takes an account-level token for something that is not an HTTP request. This is
-    /// the seam for the WebSocket handshake: connection attempts count against the account.
+    /// Takes an account-level token for something that is not an HTTP request: a
+    /// WebSocket connection attempt or message counts against the account.
     pub fn admit_connection(&self) -> Result<(), Throttled> {
         self.take(Level::Account, self.account, None)
     }

@@ -48,6 +48,11 @@ pub struct UsageState {
 }
 
 impl UsageState {
+    /// The named buckets (also for limits outside the request levels).
+    pub fn buckets(&self) -> &BucketRegistry {
+        &self.buckets
+    }
+
     fn key_id(&self, name: &Arc<str>) -> KeyId {
         let mut ids = self.key_ids.lock().unwrap_or_else(|p| p.into_inner());
         let next = KeyId(ids.len() as u32);

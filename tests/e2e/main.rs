@@ -4,6 +4,8 @@
 mod authorizer;
 mod cors;
 mod examples;
+mod faults;
+mod hostile;
 mod isolation;
 mod jwt;
 mod limits;
@@ -14,6 +16,7 @@ mod routing;
 mod throttle;
 mod upstream;
 mod validate;
+mod websocket;
 
 use weir_tests::Weir;
 
@@ -53,6 +56,9 @@ macro_rules! used {
     };
     (HOG) => {
         isolation::USES_HOG
+    };
+    (HOSTILE) => {
+        hostile::USES_HOSTILE
     };
     (TRAP_AUTHORIZER) => {
         authorizer::USES_TRAP_AUTHORIZER
