@@ -105,6 +105,9 @@ listen = "127.0.0.1:{admin_port}"
 token = "{TOKEN}"
 [access_log]
 enabled = false
+[throttle]
+rate = 1000000
+burst = 1000000
 [plugins.m]
 file = "m.wasm"
 world = "mapper"
@@ -120,12 +123,17 @@ request_mapping = "m"
         wrk(port, 3, args.connections)  # warm-up
         rss_start = rss_kib(weir.pid)
         base = wrk(port, args.baseline, args.connections)
+        rss_base = rss_kib(weir.pid)
 
         swaps, refused, stop = [0], [0], threading.Event()
+
+        samples = []
 
         def swapper():
             i = 1
             while not stop.wait(args.every):
+                if i % 20 == 0:
+                    samples.append(rss_kib(weir.pid) / 1024)
                 try:
                     ok = put(admin_port, versions[i % 2]) == 200
                 except Exception:  # noqa: BLE001 - a refused swap is counted, not fatal
@@ -149,8 +157,10 @@ request_mapping = "m"
               f"p50 {during['p50']:.3f} ms, p99 {during['p99']:.3f} ms; "
               f"{swaps[0]} swaps, {refused[0]} refused")
         print(f"p99 during swaps / without: {during['p99'] / base['p99']:.2f}")
-        print(f"RSS: {rss_start / 1024:.1f} MiB at start, {rss_end / 1024:.1f} MiB at end "
-              f"({rss_end / rss_start:.2f}x); plugin versions alive at end: {alive:.0f}")
+        print(f"RSS: {rss_start / 1024:.1f} MiB at start, {rss_base / 1024:.1f} MiB after the "
+              f"baseline, {rss_end / 1024:.1f} MiB at end ({rss_end / rss_start:.2f}x start, "
+              f"{rss_end / rss_base:.2f}x after baseline); plugin versions alive at end: {alive:.0f}")
+        print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
         if during["failed"] or base["failed"] or refused[0]:
             sys.exit(1)
     finally:
