@@ -1,6 +1,8 @@
 //! The admin listener (off unless `[admin] listen` is set): `GET /health` (liveness),
 //! `GET /ready` (config loaded and plugins compiled; false while draining) and
-//! `GET /metrics` (Prometheus text format), and the WebSocket `@connections` API.
+//! `GET /metrics` (Prometheus text format), all open, the WebSocket `@connections` API,
+//! and `/admin/*` (plugins and reloads, behind a bearer token), answered by
+//! [`crate::reload::api`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -45,6 +47,8 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// Open WebSocket connections, for `/@connections/{id}`.
     pub connections: Arc<dyn ConnectionTable>,
+    /// The admin API under `/admin/` (off when `None`).
+    pub api: Option<Arc<crate::reload::api::AdminApi>>,
 }
 
 /// Serves the admin endpoints until `shutdown` resolves.
@@ -85,6 +89,9 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
 }
 
 async fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path().starts_with("/admin/") {
+        return crate::reload::api::answer(state.api.as_deref(), req).await;
+    }
     if let Some(id) = req.uri().path().strip_prefix("/@connections/") {
         let id = id.to_owned();
         return connections(state, &id, req).await;

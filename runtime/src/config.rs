@@ -18,8 +18,14 @@ pub struct Config {
     /// The public listener.
     #[serde(default)]
     pub server: Server,
-    /// The admin listener (health, readiness, metrics); off when absent.
+    /// The admin listener (health, readiness, metrics, admin API); off when absent.
     pub admin: Option<Admin>,
+    /// Reloading on file changes.
+    #[serde(default)]
+    pub reload: Reload,
+    /// The on-disk cache of compiled plugins.
+    #[serde(default)]
+    pub plugin_cache: PluginCache,
     /// Request limits.
     #[serde(default)]
     pub limits: Limits,
@@ -116,6 +122,92 @@ fn default_shutdown_grace() -> Duration {
 pub struct Admin {
     /// Address to listen on; keep it private (loopback or an internal network).
     pub listen: SocketAddr,
+    /// The bearer token `/admin/*` requires (at least 16 characters); prefer `token_env`.
+    pub token: Option<String>,
+    /// The environment variable holding that token.
+    pub token_env: Option<String>,
+}
+
+/// Shortest admin token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+impl Admin {
+    /// The admin API's bearer token: `token`, or the value of `token_env`; `None` when
+    /// neither is set (the admin API is then off). Errors name the key.
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let token = match (&self.token, &self.token_env) {
+            (Some(_), Some(_)) => {
+                return Err("admin.token: set `token` or `token_env`, not both".to_owned());
+            }
+            (Some(t), None) => t.clone(),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(t) => t,
+                Err(_) => {
+                    return Err(format!(
+                        "admin.token_env: the environment variable `{var}` is not set"
+                    ));
+                }
+            },
+            (None, None) => return Ok(None),
+        };
+        let token = token.trim().to_owned();
+        if token.chars().count() < MIN_TOKEN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "admin.token: must be at least {MIN_TOKEN_LEN} visible ASCII characters"
+            ));
+        }
+        Ok(Some(token))
+    }
+}
+
+/// `[reload]`: reloading while serving.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    /// Watch the config file and plugin files, and reload when they change (default true).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// How long a changed file must stay quiet before it is loaded (default 200ms).
+    #[serde(default = "default_debounce", with = "humantime_serde")]
+    pub debounce: Duration,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            debounce: default_debounce(),
+        }
+    }
+}
+
+fn default_debounce() -> Duration {
+    Duration::from_millis(200)
+}
+
+/// `[plugin_cache]`: compiled plugins kept on disk, so a restart does not recompile.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginCache {
+    /// Whether to use it (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The directory, relative to the config file (default `.weir-cache`).
+    #[serde(default = "default_cache_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for PluginCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: default_cache_dir(),
+        }
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(".weir-cache")
 }
 
 /// `[access_log]`: one record per request on the `weir::access` log target.
@@ -222,6 +314,10 @@ pub struct Plugin {
     /// The plugin's own settings, handed to it as JSON.
     #[serde(default)]
     pub config: toml::Table,
+    /// Call every new version once with a synthetic request before it serves, and
+    /// refuse it if that traps (default true).
+    #[serde(default = "default_true")]
+    pub smoke_test: bool,
     /// What a failing call (trap, deadline, memory cap, invalid output) does: `fail_closed`
     /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
     #[serde(default)]

@@ -4,8 +4,8 @@
 //! which replays every checked-in seed on stable. Each function takes arbitrary bytes,
 //! must never panic on them, and panics (failing the run) when an invariant breaks.
 
-use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -13,8 +13,8 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use crate::config::Config;
 use crate::gateway;
 use crate::map::{MAX_PLUGIN_HEADER_BYTES, MAX_PLUGIN_HEADERS, headers_to_pairs, pairs_to_headers};
-use crate::plugin::PluginHost;
 use crate::route::{RouteKey, RouteTable, Segment};
+use crate::usage::UsageState;
 use crate::websocket::select::Selection;
 
 /// Separates header records in [`headers`] input (ASCII RS; never valid in a header).
@@ -22,17 +22,12 @@ pub const RECORD: char = '\u{1e}';
 /// Separates a header's name from its value in [`headers`] input (ASCII US).
 pub const UNIT: char = '\u{1f}';
 
-/// Plugin files are never read while fuzzing: every `file` is replaced by this name,
-/// resolved against a directory that does not exist.
-const NO_FILE: &str = "fuzzing-has-no-plugin-files.wasm";
+/// The base directory configs are compiled against: it does not exist.
 const NO_DIR: &str = "/nonexistent/weir-fuzzing";
 
-/// One plugin host per process: creating the engine reserves the instance pool.
-static HOST: LazyLock<PluginHost> =
-    LazyLock::new(|| PluginHost::new().expect("the plugin engine starts"));
-
-/// `weir.toml` text: parse, then every semantic check of `gateway::compile` (plugin
-/// files are made unreadable, so their load fails as "cannot read").
+/// `weir.toml` text: parse, then every semantic check of `gateway::plugin_settings` and
+/// `gateway::assemble`. No plugin file is read: each defined plugin fails to load, as a
+/// missing file would.
 ///
 /// Invariants: no panic; compiling the same config twice gives the same errors, in the
 /// same order (the golden tests in `tests/ui` rely on it); a config that compiles arms
@@ -41,14 +36,25 @@ pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(mut config) = Config::parse(text) else {
+    let Ok(config) = Config::parse(text) else {
         return;
     };
-    for plugin in config.plugins.values_mut() {
-        plugin.file = PathBuf::from(NO_FILE);
-    }
-    let first = gateway::compile(&config, Path::new(NO_DIR), &HOST).err();
-    let second = gateway::compile(&config, Path::new(NO_DIR), &HOST).err();
+    let compile = || {
+        let mut errors = Vec::new();
+        for name in gateway::plugin_settings(&config, &mut errors).keys() {
+            errors.push(format!("plugins.{name}.file: not read while fuzzing"));
+        }
+        gateway::assemble(
+            &config,
+            BTreeMap::new(),
+            Path::new(NO_DIR),
+            &UsageState::default(),
+            errors,
+        )
+        .err()
+    };
+    let first = compile();
+    let second = compile();
     assert_eq!(
         first.as_ref().map(|e| &e.0),
         second.as_ref().map(|e| &e.0),

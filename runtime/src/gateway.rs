@@ -1,6 +1,11 @@
-//! Compiles a [`Config`] once into the [`Gateway`] the server runs: parsed route keys in a
-//! route table, loaded plugins, parsed upstream templates. Every semantic check of
-//! `weir validate` happens here, and each error names the key it is about.
+//! Compiles a [`Config`] into the [`Gateway`] the server runs: parsed route keys in a
+//! route table, loaded plugins bound to routes, parsed upstream templates. Every
+//! semantic check of `weir validate` happens here (plugins are loaded by
+//! [`crate::reload`]), and each error names the key it is about.
+//!
+//! A `Gateway` is one immutable snapshot: a reload compiles a new one and swaps it in.
+//! Limit state (buckets, quota counters) is not part of it; it comes from the
+//! long-lived [`UsageState`] by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -15,10 +20,10 @@ use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
 use crate::config::{self, Config, FailurePolicy, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::map::Mapper;
-use crate::plugin::{self, Plugin, PluginHost};
+use crate::plugin::{self, Plugin};
 use crate::route::{RouteKey, RouteTable};
 use crate::throttle;
-use crate::usage::{self, Usage};
+use crate::usage::{self, Usage, UsageState};
 use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
 
 /// Shortest integration timeout AWS allows.
@@ -106,13 +111,119 @@ pub struct Gateway {
     pub usage: Usage,
     /// WebSocket APIs.
     pub websockets: WebSockets,
+    /// Every plugin loaded, by name, whether a route uses it or not.
+    pub plugins: BTreeMap<String, Plugin>,
 }
 
-/// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
-pub fn compile(
+impl Gateway {
+    /// Where `plugin` is used: `api.cors`, route keys and WebSocket routes.
+    pub fn uses_of(&self, plugin: &str) -> Vec<String> {
+        let named = |p: Option<&Plugin>| p.is_some_and(|p| &**p.name() == plugin);
+        let mut uses = Vec::new();
+        if named(self.cors.as_ref()) {
+            uses.push("api.cors".to_owned());
+        }
+        for r in &self.routes {
+            if named(r.authorizer.as_ref().map(|a| &a.plugin))
+                || named(r.request_mapping.as_ref().map(|m| &m.plugin))
+                || named(r.response_mapping.as_ref().map(|m| &m.plugin))
+            {
+                uses.push(r.key.to_string());
+            }
+        }
+        for api in &self.websockets.apis {
+            let routes = [&api.connect, &api.disconnect, &api.default]
+                .into_iter()
+                .flatten()
+                .chain(api.routes.values());
+            for r in routes {
+                if named(r.authorizer.as_ref().map(|a| &a.plugin))
+                    || named(r.request_mapping.as_ref().map(|m| &m.plugin))
+                {
+                    uses.push(format!("websocket.{} {}", api.name, r.key));
+                }
+            }
+        }
+        uses
+    }
+}
+
+/// A plugin's checked settings from `[plugins.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginSettings {
+    /// The component file, relative to the config file.
+    pub file: std::path::PathBuf,
+    /// Its world.
+    pub world: World,
+    /// Deadline and memory cap.
+    pub limits: plugin::Limits,
+    /// Its `config` table as JSON.
+    pub config_json: String,
+    /// Whether a new version is called once before it serves.
+    pub smoke_test: bool,
+}
+
+/// Checks every `[plugins.NAME]` table (but loads nothing); errors go to `errors`.
+pub fn plugin_settings(
     config: &Config,
+    errors: &mut Vec<String>,
+) -> BTreeMap<String, PluginSettings> {
+    let mut settings = BTreeMap::new();
+    for (name, spec) in &config.plugins {
+        let at = format!("plugins.{name}");
+        let mut ok = true;
+        if spec.deadline.is_zero() || spec.deadline > Duration::from_secs(60) {
+            errors.push(format!("{at}.deadline: must be between 1ms and 60s"));
+            ok = false;
+        }
+        let max_memory = spec.max_memory.as_u64();
+        if !(64 * 1024..=plugin::MEMORY_CEILING).contains(&max_memory) {
+            errors.push(format!("{at}.max_memory: must be between 64KiB and 1GiB"));
+            ok = false;
+        }
+        if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
+            errors.push(format!(
+                "{at}.failure: only mappers may fail open; {} plugins always fail closed",
+                spec.world.name()
+            ));
+            ok = false;
+        }
+        let config_json = match serde_json::to_string(&spec.config) {
+            Ok(json) => json,
+            Err(e) => {
+                errors.push(format!("{at}.config: cannot be expressed as JSON: {e}"));
+                ok = false;
+                String::new()
+            }
+        };
+        if ok {
+            settings.insert(
+                name.clone(),
+                PluginSettings {
+                    file: spec.file.clone(),
+                    world: spec.world,
+                    limits: plugin::Limits {
+                        deadline: spec.deadline,
+                        max_memory: max_memory as usize,
+                    },
+                    config_json,
+                    smoke_test: spec.smoke_test,
+                },
+            );
+        }
+    }
+    settings
+}
+
+/// Compiles `config` around already loaded `plugins` (those of `[plugins]` that loaded,
+/// plus any loaded through the admin API), with limit state from `state`. `errors`
+/// holds problems found while loading, reported with the rest.
+pub fn assemble(
+    config: &Config,
+    plugins: BTreeMap<String, Plugin>,
     base_dir: &Path,
-    host: &PluginHost,
+    state: &UsageState,
+    load_errors: Vec<String>,
 ) -> Result<Gateway, ConfigErrors> {
     let mut errors = Vec::new();
     let limits = &config.limits;
@@ -152,9 +263,15 @@ pub fn compile(
         errors.push(format!("access_log.fields: {e}"));
         AccessLogFormat::default()
     });
+    errors.extend(load_errors);
+    if let Some(admin) = &config.admin
+        && let Err(e) = admin.token()
+    {
+        errors.push(e);
+    }
     let plugins = Plugins {
         config,
-        loaded: load_plugins(config, base_dir, host, &mut errors),
+        loaded: plugins,
     };
     let cors = config
         .api
@@ -218,8 +335,8 @@ pub fn compile(
             keys.push(key);
         }
     }
-    let usage = usage::compile(config, &canonical_keys, base_dir, &mut errors);
-    let websockets = compile_websockets(config, &plugins, &mut errors);
+    let usage = usage::compile(config, &canonical_keys, base_dir, state, &mut errors);
+    let websockets = compile_websockets(config, &plugins, state, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -245,6 +362,7 @@ pub fn compile(
         access_log,
         usage,
         websockets,
+        plugins: plugins.loaded,
     })
 }
 
@@ -257,17 +375,23 @@ struct Plugins<'a> {
 impl Plugins<'_> {
     /// The plugin `name` for `key`, which needs a `world` plugin.
     fn get(&self, name: &str, world: World, key: &str, errors: &mut Vec<String>) -> Option<Plugin> {
-        match self.config.plugins.get(name) {
+        let defined = self
+            .config
+            .plugins
+            .get(name)
+            .map(|spec| spec.world)
+            .or_else(|| self.loaded.get(name).map(Plugin::world));
+        match defined {
             None => {
                 errors.push(format!(
                     "{key}: plugin `{name}` is not defined in [plugins]"
                 ));
                 None
             }
-            Some(spec) if spec.world != world => {
+            Some(defined) if defined != world => {
                 errors.push(format!(
                     "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
-                    spec.world.name(),
+                    defined.name(),
                     world.name()
                 ));
                 None
@@ -282,7 +406,11 @@ impl Plugins<'_> {
         let plugin = self.get(name, World::Mapper, key, errors)?;
         Some(Mapper {
             plugin,
-            fail_open: self.config.plugins[name].failure == FailurePolicy::FailOpen,
+            fail_open: self
+                .config
+                .plugins
+                .get(name)
+                .is_some_and(|p| p.failure == FailurePolicy::FailOpen),
             max_body: self.config.limits.max_body.as_u64(),
             max_response_body: self.config.limits.max_response_body.as_u64(),
         })
@@ -321,6 +449,7 @@ fn compile_authorizer(
 fn compile_websockets(
     config: &Config,
     plugins: &Plugins<'_>,
+    state: &UsageState,
     errors: &mut Vec<String>,
 ) -> WebSockets {
     let mut apis = Vec::new();
@@ -479,7 +608,12 @@ fn compile_websockets(
                 max_frame: max_frame as usize,
                 outbound_queue: l.outbound_queue,
             },
-            connect_bucket: throttle::Bucket::new(connect),
+            // Kept across reloads by name, like the request buckets.
+            connect_bucket: throttle::Bucket::named(
+                state.buckets(),
+                &format!("websocket {name} connect"),
+                connect,
+            ),
         });
     }
     WebSockets { apis, by_path }
@@ -508,63 +642,6 @@ impl Gateway {
     pub fn websocket(&self, name: &str) -> Option<&WebSocketApi> {
         self.websockets.apis.iter().find(|a| &*a.name == name)
     }
-}
-
-fn load_plugins(
-    config: &Config,
-    base_dir: &Path,
-    host: &PluginHost,
-    errors: &mut Vec<String>,
-) -> BTreeMap<String, Plugin> {
-    let mut plugins = BTreeMap::new();
-    for (name, spec) in &config.plugins {
-        let at = format!("plugins.{name}");
-        let mut ok = true;
-        if spec.deadline.is_zero() || spec.deadline > Duration::from_secs(60) {
-            errors.push(format!("{at}.deadline: must be between 1ms and 60s"));
-            ok = false;
-        }
-        let max_memory = spec.max_memory.as_u64();
-        if !(64 * 1024..=plugin::MEMORY_CEILING).contains(&max_memory) {
-            errors.push(format!("{at}.max_memory: must be between 64KiB and 1GiB"));
-            ok = false;
-        }
-        if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
-            errors.push(format!(
-                "{at}.failure: only mappers may fail open; {} plugins always fail closed",
-                spec.world.name()
-            ));
-            ok = false;
-        }
-        let config_json = match serde_json::to_string(&spec.config) {
-            Ok(json) => json,
-            Err(e) => {
-                errors.push(format!("{at}.config: cannot be expressed as JSON: {e}"));
-                ok = false;
-                String::new()
-            }
-        };
-        if !ok {
-            continue;
-        }
-        let limits = plugin::Limits {
-            deadline: spec.deadline,
-            max_memory: max_memory as usize,
-        };
-        match host.load(
-            name,
-            &base_dir.join(&spec.file),
-            spec.world,
-            limits,
-            config_json,
-        ) {
-            Ok(p) => {
-                plugins.insert(name.clone(), p);
-            }
-            Err(e) => errors.push(format!("{at}.file: {e}")),
-        }
-    }
-    plugins
 }
 
 fn route_params(key: &RouteKey) -> Vec<String> {

@@ -18,6 +18,7 @@ pub mod map;
 pub mod pipeline;
 pub mod plugin;
 pub mod quota;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod throttle;

@@ -1,4 +1,5 @@
-//! The `weir` command: `weir serve` runs the gateway, `weir validate` checks a config.
+//! The `weir` command: `weir serve` runs the gateway, `weir validate` checks a config,
+//! `weir plugin check` checks one component.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,12 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
-use weir::config::Config;
-use weir::gateway;
+use weir::config::{Config, World};
 use weir::pipeline::Shared;
 use weir::plugin::PluginHost;
+use weir::reload::{self, Refused, Reloader};
 use weir::server::{self, ServerSettings};
+use weir::usage::UsageState;
 use weir::websocket::{ConnectionTable, LocalConnections};
 
 /// Weir: an API gateway whose policies are WebAssembly components.
@@ -51,6 +53,41 @@ enum Command {
         /// The config file.
         config: PathBuf,
     },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a component offline as a load would (compile, world, smoke test); exit 1
+    /// naming the problem.
+    Check {
+        /// The component file.
+        file: PathBuf,
+        /// The world it must implement.
+        #[arg(long, value_enum)]
+        world: WorldArg,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WorldArg {
+    Mapper,
+    Authorizer,
+    Cors,
+}
+
+impl From<WorldArg> for World {
+    fn from(w: WorldArg) -> World {
+        match w {
+            WorldArg::Mapper => World::Mapper,
+            WorldArg::Authorizer => World::Authorizer,
+            WorldArg::Cors => World::Cors,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -58,6 +95,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Validate { config } => validate(&config),
+        Command::Plugin {
+            command: PluginCommand::Check { file, world },
+        } => check_plugin(&file, world.into()),
         Command::Serve { config } => match serve(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -89,35 +129,74 @@ fn base_dir(config: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn print_refusal(e: &Refused) {
+    match e {
+        Refused::Config(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+        }
+        e => eprintln!("error: {e}"),
+    }
+}
+
 fn validate(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let host = match PluginHost::new() {
-        Ok(host) => host,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match gateway::compile(&config, &base_dir(path), &host) {
-        Ok(gw) => {
+    let checked = current_thread_runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            let host = Arc::new(PluginHost::new()?);
+            let reloader = Reloader::new(path, host, Arc::default());
+            Ok(runtime.block_on(reloader.check()))
+        });
+    match checked {
+        Ok(Ok(gw)) => {
             println!(
                 "{}: ok ({} routes, {} plugins)",
                 path.display(),
                 gw.routes.len(),
-                config.plugins.len()
+                gw.plugins.len()
             );
             ExitCode::SUCCESS
         }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
+        Ok(Err(e)) => {
+            print_refusal(&e);
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_plugin(file: &Path, world: World) -> ExitCode {
+    let checked = current_thread_runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            let host = Arc::new(PluginHost::new()?);
+            Ok(runtime.block_on(reload::check_file(host, file, world)))
+        });
+    match checked {
+        Ok(Ok(sha256)) => {
+            println!(
+                "{}: ok (world {}, sha256 {sha256})",
+                file.display(),
+                world.name()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -126,10 +205,28 @@ fn validate(path: &Path) -> ExitCode {
 fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let metrics = weir::admin::install_metrics()?;
-    let host = PluginHost::new()?;
-    let gateway = gateway::compile(&config, &base_dir(path), &host)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
-    let gateway = Arc::new(gateway);
+    let cache_dir = config
+        .plugin_cache
+        .enabled
+        .then(|| base_dir(path).join(&config.plugin_cache.dir));
+    let host = Arc::new(PluginHost::with_cache(cache_dir)?);
+    // The main thread's runtime: the initial load, then signals, the admin listener,
+    // file watching and every reload (compiles go to its blocking pool).
+    let runtime = current_thread_runtime().context("starting the runtime")?;
+    let reloader = runtime
+        .block_on(Reloader::new(path, host.clone(), Arc::new(UsageState::default())).start())
+        .map_err(|e| match e {
+            Refused::Config(errors) => {
+                anyhow::anyhow!("invalid config {}:\n{errors}", path.display())
+            }
+            e => anyhow::anyhow!("{e}"),
+        })?;
+    let live = reloader.live().clone();
+    let admin_token = match &config.admin {
+        Some(admin) => admin.token().map_err(|e| anyhow::anyhow!(e))?,
+        None => None,
+    };
+    let gateway = live.load_full();
     let connections: Arc<dyn ConnectionTable> = Arc::new(LocalConnections::default());
     let quotas = gateway.usage.quotas().clone();
     match quotas.load(weir::quota::unix_now()) {
@@ -163,7 +260,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
     for (i, socket) in sockets.into_iter().enumerate() {
-        let gateway = gateway.clone();
+        let gateway = live.clone();
         let connections = connections.clone();
         let settings = settings.clone();
         let mut stop = stop.clone();
@@ -186,11 +283,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         threads.push(thread);
     }
 
-    // The main thread handles signals and the admin listener.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     runtime.block_on(async {
         // Readiness drops at the shutdown signal so that load balancers stop sending
         // while in-flight requests drain; the admin listener closes after the drain.
@@ -204,10 +296,13 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 let admin_addr = listener.local_addr()?;
                 tracing::info!(addr = %admin_addr, "admin listening");
                 println!("weir admin on http://{admin_addr}");
+                let api =
+                    weir::reload::api::AdminApi::new(reloader.clone(), admin_token.as_deref());
                 let state = AdminState {
                     ready: ready.clone(),
                     metrics,
                     connections: connections.clone(),
+                    api: Some(Arc::new(api)),
                 };
                 Some(tokio::spawn(weir::admin::serve(
                     listener,
@@ -219,8 +314,14 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let housekeeping = tokio::spawn(server::housekeeping(gateway.clone()));
+        let housekeeping = tokio::spawn(server::housekeeping(live.clone()));
+        let watcher = config
+            .reload
+            .watch
+            .then(|| tokio::spawn(reload::watch::run(reloader.clone(), config.reload.debounce)));
+        let hangup = tokio::spawn(reload_on_sighup(reloader.clone()));
         tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
+        drop(gateway);
         // The last line printed at start names the real address (port 0 resolved).
         println!("weir listening on http://{addr}");
         std::io::stdout().flush()?;
@@ -243,6 +344,11 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
         }
         housekeeping.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        hangup.abort();
+        let quotas = live.load().usage.quotas().clone();
         if let Err(e) = quotas.flush() {
             tracing::error!(error = %e, "writing quota counters at shutdown");
         }
@@ -252,6 +358,26 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    drop(reloader);
+    drop(live);
+    drop(runtime);
     drop(host);
     Ok(())
+}
+
+/// Reloads the config on every SIGHUP, as `POST /admin/reload` does.
+async fn reload_on_sighup(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            // The outcome is logged by the reloader.
+            let _ = reloader.reload_config("SIGHUP").await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }

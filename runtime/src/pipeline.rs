@@ -25,6 +25,7 @@ use crate::gateway::{Gateway, Route};
 use crate::integrate::{Integration, Upstream, read_upstream_body, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
+use crate::reload::LiveGateway;
 use crate::trace::{self, TraceContext};
 use crate::websocket::{self, ConnectionTable};
 use crate::{cors, route::RouteMatch};
@@ -44,8 +45,8 @@ static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 /// What every request needs besides the gateway: the upstream client, the WebSocket
 /// connection table. One per worker thread.
 pub struct Shared {
-    /// The compiled gateway.
-    pub gateway: Arc<Gateway>,
+    /// The compiled gateway in force; a reload swaps it (see [`crate::reload`]).
+    pub gateway: LiveGateway,
     /// The pooled upstream client.
     pub upstream: Upstream,
     /// Every open WebSocket connection (shared by all workers).
@@ -56,7 +57,7 @@ pub struct Shared {
 
 impl Shared {
     /// A worker's shared state.
-    pub fn new(gateway: Arc<Gateway>, connections: Arc<dyn ConnectionTable>) -> Self {
+    pub fn new(gateway: LiveGateway, connections: Arc<dyn ConnectionTable>) -> Self {
         Self {
             gateway,
             upstream: Upstream::default(),
@@ -89,7 +90,10 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
-    let gw = &*shared.gateway;
+    // One snapshot of routes and plugins for the whole request, however long it takes
+    // and whatever is swapped in meanwhile.
+    let gw = shared.gateway.load_full();
+    let gw = &*gw;
     let (mut head, body) = req.into_parts();
     let request_id = request_id(&head.headers);
     let mut access = AccessRecord::default();

@@ -18,11 +18,11 @@
 //! new file, never half of one. Nothing here runs on a timer: the server calls
 //! [`Quotas::flush`] off the request path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -128,11 +128,13 @@ pub struct Exhausted {
     pub retry_after: Duration,
 }
 
+/// (period start, requests counted in it).
+type Window = Mutex<(i64, u64)>;
+
 struct Counter {
     name: Arc<str>,
     rule: QuotaRule,
-    /// (period start, requests counted in it).
-    state: Mutex<(i64, u64)>,
+    state: Arc<Window>,
 }
 
 impl Counter {
@@ -154,16 +156,39 @@ impl Counter {
     }
 }
 
-/// Quota counters of every API key whose plan has a quota.
-pub struct Quotas {
-    /// By [`KeyId`]; `None` for keys without a quota.
-    counters: Vec<Option<Counter>>,
-    file: Option<PathBuf>,
+/// Counter state that outlives one compiled gateway, by API key name: a config or
+/// plugin reload keeps every key's count. Only weak references are kept, so a key's
+/// count is forgotten with the last gateway that knows the key. The lock is taken while
+/// a gateway is compiled, never on the request path.
+#[derive(Default)]
+pub struct QuotaState {
+    windows: Mutex<HashMap<Arc<str>, Weak<Window>>>,
     /// Bumped on every counted request; [`Quotas::flush`] writes when it moved.
     changes: AtomicU64,
     flushed: AtomicU64,
     /// One writer at a time (the timer and the final flush at shutdown may meet).
     writing: Mutex<()>,
+}
+
+impl QuotaState {
+    fn window(&self, name: &Arc<str>) -> Arc<Window> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = windows.get(name).and_then(Weak::upgrade) {
+            return w;
+        }
+        let w = Arc::new(Mutex::new((i64::MIN, 0)));
+        windows.insert(name.clone(), Arc::downgrade(&w));
+        windows.retain(|_, w| w.strong_count() > 0);
+        w
+    }
+}
+
+/// Quota counters of every API key whose plan has a quota.
+pub struct Quotas {
+    /// By [`KeyId`]; `None` for keys without a quota.
+    counters: Vec<Option<Counter>>,
+    file: Option<PathBuf>,
+    shared: Arc<QuotaState>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -182,13 +207,23 @@ struct FileEntry {
 impl Quotas {
     /// Counters for keys `(name, rule)` by [`KeyId`], persisted to `file` when given.
     pub fn new(keys: Vec<(Arc<str>, Option<QuotaRule>)>, file: Option<PathBuf>) -> Self {
+        Self::with_state(keys, file, &Arc::default())
+    }
+
+    /// Like [`Quotas::new`], with each key's count kept in `shared` under its name, so
+    /// that the counters of a gateway compiled later from the same state go on counting.
+    pub fn with_state(
+        keys: Vec<(Arc<str>, Option<QuotaRule>)>,
+        file: Option<PathBuf>,
+        shared: &Arc<QuotaState>,
+    ) -> Self {
         let counters: Vec<_> = keys
             .into_iter()
             .map(|(name, rule)| {
                 rule.map(|rule| Counter {
+                    state: shared.window(&name),
                     name,
                     rule,
-                    state: Mutex::new((i64::MIN, 0)),
                 })
             })
             .collect();
@@ -196,9 +231,7 @@ impl Quotas {
         Self {
             counters,
             file,
-            changes: AtomicU64::new(0),
-            flushed: AtomicU64::new(0),
-            writing: Mutex::new(()),
+            shared: shared.clone(),
         }
     }
 
@@ -241,7 +274,7 @@ impl Quotas {
         *used += 1;
         let remaining = c.rule.limit - *used;
         drop(state);
-        self.changes.fetch_add(1, Ordering::Relaxed);
+        self.shared.changes.fetch_add(1, Ordering::Relaxed);
         Ok(Some(QuotaLeft {
             limit: c.rule.limit,
             remaining,
@@ -312,9 +345,13 @@ impl Quotas {
         let Some(path) = &self.file else {
             return Ok(false);
         };
-        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
-        let changes = self.changes.load(Ordering::Relaxed);
-        if changes == self.flushed.load(Ordering::Relaxed) {
+        let _writing = self
+            .shared
+            .writing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let changes = self.shared.changes.load(Ordering::Relaxed);
+        if changes == self.shared.flushed.load(Ordering::Relaxed) {
             return Ok(false);
         }
         let json = serde_json::to_string(&self.snapshot()).map_err(std::io::Error::other)?;
@@ -323,7 +360,7 @@ impl Quotas {
         let tmp = PathBuf::from(tmp);
         std::fs::write(&tmp, json.as_bytes())?;
         std::fs::rename(&tmp, path)?;
-        self.flushed.store(changes, Ordering::Relaxed);
+        self.shared.flushed.store(changes, Ordering::Relaxed);
         Ok(true)
     }
 }

@@ -19,8 +19,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::gateway::Gateway;
 use crate::pipeline::{self, Shared};
+use crate::reload::LiveGateway;
 
 /// How often changed quota counters are written to their file.
 const QUOTA_FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -134,25 +134,27 @@ async fn accept(
 }
 
 /// Background upkeep, off the request path, until aborted: writes changed quota
-/// counters every second and evicts idle per-key buckets every minute.
-pub async fn housekeeping(gateway: Arc<Gateway>) {
+/// counters every second and evicts idle per-key buckets every minute (of the gateway
+/// in force at each tick).
+pub async fn housekeeping(gateway: LiveGateway) {
     let mut flush = tokio::time::interval(QUOTA_FLUSH_EVERY);
     let mut evict = tokio::time::interval(EVICT_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let quotas = gateway.usage.quotas().clone();
-    let flushing = quotas.file().is_some();
     loop {
         tokio::select! {
-            _ = flush.tick(), if flushing => {
-                let quotas = quotas.clone();
+            _ = flush.tick() => {
+                let quotas = gateway.load().usage.quotas().clone();
+                if quotas.file().is_none() {
+                    continue;
+                }
                 match tokio::task::spawn_blocking(move || quotas.flush()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::warn!(error = %e, "writing quota counters"),
                     Err(e) => tracing::warn!(error = %e, "quota writer failed"),
                 }
             }
-            _ = evict.tick() => gateway.usage.throttle().evict_idle(),
+            _ = evict.tick() => gateway.load().usage.throttle().evict_idle(),
         }
     }
 }

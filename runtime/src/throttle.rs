@@ -13,8 +13,10 @@
 //! still counted against its usage plan); there is no refund, because a refund would race
 //! with concurrent requests and could over-admit. Nothing here is hyper- or wasmtime-aware.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -80,7 +82,7 @@ impl Limit {
 /// One bucket on its own, for a limit outside the request levels (a WebSocket API's
 /// new-connection rate).
 pub struct Bucket {
-    limiter: SharedLimiter<DefaultClock>,
+    slot: Arc<Slot<DefaultClock>>,
     clock: DefaultClock,
 }
 
@@ -89,16 +91,28 @@ impl Bucket {
     pub fn new(limit: Limit) -> Self {
         let clock = DefaultClock::default();
         Self {
-            limiter: RateLimiter::direct_with_clock(limit.quota(), clock.clone()),
+            slot: Arc::new(Slot::new(limit, BucketKind::Shared, clock.clone())),
             clock,
+        }
+    }
+
+    /// The bucket `name` of `registry`: the same tokens for every gateway compiled
+    /// with this name and limit (see [`BucketRegistry`]).
+    pub fn named(registry: &BucketRegistry, name: &str, limit: Limit) -> Self {
+        Self {
+            slot: registry.slot(name, limit, BucketKind::Shared),
+            clock: DefaultClock::default(),
         }
     }
 
     /// Takes one token, or says how long until one is free. A refusal takes nothing.
     pub fn take(&self) -> Result<(), Duration> {
-        self.limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        match &self.slot.0 {
+            SlotKind::Shared(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+            SlotKind::PerKey(_) => Ok(()),
+        }
     }
 }
 
@@ -121,13 +135,52 @@ pub enum BucketKind {
 
 /// The buckets a gateway needs, declared once at compile time.
 #[derive(Debug, Default)]
-pub struct Buckets(Vec<(Limit, BucketKind)>);
+pub struct Buckets(Vec<(Option<String>, Limit, BucketKind)>);
 
 impl Buckets {
-    /// Declares a bucket.
+    /// Declares an anonymous bucket (never shared with another compiled gateway).
     pub fn add(&mut self, limit: Limit, kind: BucketKind) -> BucketId {
-        self.0.push((limit, kind));
+        self.0.push((None, limit, kind));
         BucketId((self.0.len() - 1) as u32)
+    }
+
+    /// Declares a bucket by a name that stays the same across config reloads (e.g.
+    /// `route GET /pets`): a [`BucketRegistry`] hands the same state to every gateway
+    /// compiled with this name and limit.
+    pub fn add_named(&mut self, name: String, limit: Limit, kind: BucketKind) -> BucketId {
+        self.0.push((Some(name), limit, kind));
+        BucketId((self.0.len() - 1) as u32)
+    }
+}
+
+/// Bucket state that outlives one compiled gateway: a reload that keeps a bucket's name
+/// and limit keeps its tokens (and its per-key buckets), so swapping a config or a
+/// plugin never resets a limit. A bucket whose rate or burst changed starts full.
+///
+/// Only weak references are kept: the state is freed with the last gateway that uses it.
+/// The lock is taken while a gateway is compiled, never on the request path.
+#[derive(Default)]
+pub struct BucketRegistry {
+    slots: Mutex<HashMap<String, Registered>>,
+}
+
+/// A named bucket as declared last, and its state while some gateway holds it.
+type Registered = (Limit, BucketKind, Weak<Slot<DefaultClock>>);
+
+impl BucketRegistry {
+    fn slot(&self, name: &str, limit: Limit, kind: BucketKind) -> Arc<Slot<DefaultClock>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((l, k, weak)) = slots.get(name)
+            && *l == limit
+            && *k == kind
+            && let Some(slot) = weak.upgrade()
+        {
+            return slot;
+        }
+        let slot = Arc::new(Slot::new(limit, kind, DefaultClock::default()));
+        slots.insert(name.to_owned(), (limit, kind, Arc::downgrade(&slot)));
+        slots.retain(|_, (_, _, weak)| weak.strong_count() > 0);
+        slot
     }
 }
 
@@ -148,15 +201,31 @@ type SharedLimiter<C> =
 type KeyedLimiter<C> =
     RateLimiter<KeyId, DashMapStateStore<KeyId>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-enum Slot<C: Clock> {
+/// One bucket's state (shared, or one per key).
+struct Slot<C: Clock>(SlotKind<C>);
+
+enum SlotKind<C: Clock> {
     Shared(SharedLimiter<C>),
     PerKey(KeyedLimiter<C>),
+}
+
+impl<C: Clock + Clone> Slot<C> {
+    fn new(limit: Limit, kind: BucketKind, clock: C) -> Self {
+        Slot(match kind {
+            BucketKind::Shared => {
+                SlotKind::Shared(RateLimiter::direct_with_clock(limit.quota(), clock))
+            }
+            BucketKind::PerKey => {
+                SlotKind::PerKey(RateLimiter::dashmap_with_clock(limit.quota(), clock))
+            }
+        })
+    }
 }
 
 /// Buckets in this process's memory, lock-free for shared buckets and sharded for per-key
 /// ones, so every tokio worker thread sees the same state.
 pub struct MemoryStore<C: Clock = DefaultClock> {
-    slots: Vec<Slot<C>>,
+    slots: Vec<Arc<Slot<C>>>,
     clock: C,
 }
 
@@ -164,6 +233,21 @@ impl MemoryStore<DefaultClock> {
     /// A store for `buckets` on the real monotonic clock.
     pub fn new(buckets: &Buckets) -> Self {
         Self::with_clock(buckets, DefaultClock::default())
+    }
+
+    /// A store for `buckets` whose named buckets share their state, through `registry`,
+    /// with every other store made from the same registry.
+    pub fn with_registry(buckets: &Buckets, registry: &BucketRegistry) -> Self {
+        let clock = DefaultClock::default();
+        let slots = buckets
+            .0
+            .iter()
+            .map(|(name, limit, kind)| match name {
+                Some(name) => registry.slot(name, *limit, *kind),
+                None => Arc::new(Slot::new(*limit, *kind, clock.clone())),
+            })
+            .collect();
+        Self { slots, clock }
     }
 }
 
@@ -173,15 +257,7 @@ impl<C: Clock + Clone> MemoryStore<C> {
         let slots = buckets
             .0
             .iter()
-            .map(|(limit, kind)| match kind {
-                BucketKind::Shared => {
-                    Slot::Shared(RateLimiter::direct_with_clock(limit.quota(), clock.clone()))
-                }
-                BucketKind::PerKey => Slot::PerKey(RateLimiter::dashmap_with_clock(
-                    limit.quota(),
-                    clock.clone(),
-                )),
-            })
+            .map(|(_, limit, kind)| Arc::new(Slot::new(*limit, *kind, clock.clone())))
             .collect();
         Self { slots, clock }
     }
@@ -193,18 +269,18 @@ where
     C::Instant: Send + Sync,
 {
     fn take(&self, bucket: BucketId, key: Option<KeyId>) -> Result<(), Duration> {
-        let outcome = match (self.slots.get(bucket.0 as usize), key) {
-            (Some(Slot::Shared(l)), _) => l.check(),
-            (Some(Slot::PerKey(l)), Some(key)) => l.check_key(&key),
+        let outcome = match (self.slots.get(bucket.0 as usize).map(|s| &s.0), key) {
+            (Some(SlotKind::Shared(l)), _) => l.check(),
+            (Some(SlotKind::PerKey(l)), Some(key)) => l.check_key(&key),
             // A per-key bucket without a key, or an unknown bucket: nothing to limit.
-            (Some(Slot::PerKey(_)), None) | (None, _) => return Ok(()),
+            (Some(SlotKind::PerKey(_)), None) | (None, _) => return Ok(()),
         };
         outcome.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     fn evict_idle(&self) {
         for slot in &self.slots {
-            if let Slot::PerKey(l) = slot {
+            if let SlotKind::PerKey(l) = &slot.0 {
                 l.retain_recent();
                 l.shrink_to_fit();
             }
@@ -214,9 +290,9 @@ where
     fn per_key_buckets(&self) -> usize {
         self.slots
             .iter()
-            .map(|s| match s {
-                Slot::PerKey(l) => l.len(),
-                Slot::Shared(_) => 0,
+            .map(|s| match &s.0 {
+                SlotKind::PerKey(l) => l.len(),
+                SlotKind::Shared(_) => 0,
             })
             .sum()
     }

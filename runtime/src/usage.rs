@@ -18,25 +18,54 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 
 use crate::config::{ApiKeySource, Config, ThrottleLimit};
 use crate::error::{ApiKeyProblem, GatewayError};
-use crate::quota::{QuotaLeft, QuotaRule, Quotas, unix_now};
+use crate::quota::{QuotaLeft, QuotaRule, QuotaState, Quotas, unix_now};
 use crate::route::RouteKey;
-use crate::throttle::{BucketId, BucketKind, Buckets, KeyId, Limit, MemoryStore, Throttle};
+use crate::throttle::{
+    BucketId, BucketKind, BucketRegistry, Buckets, KeyId, Limit, MemoryStore, Throttle,
+};
 
 /// The header API keys are read from.
 pub const API_KEY_HEADER: &str = "x-api-key";
 /// Default quota file, next to the config file.
 pub const DEFAULT_QUOTA_FILE: &str = "weir-quotas.json";
 
+/// Throttle buckets and quota counters that outlive one compiled gateway, keyed by
+/// name — `account`, `route KEY`, `plan NAME`, `plan NAME route KEY`, API key names —
+/// so that reloading the config or swapping a plugin does not reset any limit. One per
+/// process; every [`compile`] of that process takes it.
+#[derive(Default)]
+pub struct UsageState {
+    buckets: BucketRegistry,
+    quotas: Arc<QuotaState>,
+    /// Per-key buckets are keyed by these ids, stable for a key name across reloads.
+    key_ids: Mutex<HashMap<Arc<str>, KeyId>>,
+}
+
+impl UsageState {
+    /// The named buckets (also for limits outside the request levels).
+    pub fn buckets(&self) -> &BucketRegistry {
+        &self.buckets
+    }
+
+    fn key_id(&self, name: &Arc<str>) -> KeyId {
+        let mut ids = self.key_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let next = KeyId(ids.len() as u32);
+        *ids.entry(name.clone()).or_insert(next)
+    }
+}
+
 struct Key {
     name: Arc<str>,
     plan: usize,
     enabled: bool,
+    /// The key of its per-key buckets (stable across reloads).
+    bucket_key: KeyId,
 }
 
 struct Plan {
@@ -142,7 +171,10 @@ impl Usage {
             }
             _ => None,
         };
-        let key_bucket = key.and_then(|k| Some((self.key_bucket(k, route)?, k)));
+        let key_bucket = key.and_then(|k| {
+            let bucket_key = self.keys.get(k.0 as usize)?.bucket_key;
+            Some((self.key_bucket(k, route)?, bucket_key))
+        });
         if route_and_account {
             self.throttle.admit(key_bucket, route)?;
         } else if let Some((bucket, k)) = key_bucket {
@@ -183,12 +215,14 @@ fn check_limit(at: &str, l: Limit, account: Option<Limit>, errors: &mut Vec<Stri
     true
 }
 
-/// Compiles `[throttle]`, route throttles, `[usage_plans]` and `[[api_keys]]`.
+/// Compiles `[throttle]`, route throttles, `[usage_plans]` and `[[api_keys]]`, with
+/// bucket and counter state taken from `state` by name.
 /// `route_keys` are the canonical keys of `config.routes` (by index; `None` if invalid).
 pub fn compile(
     config: &Config,
     route_keys: &[Option<String>],
     base_dir: &Path,
+    state: &UsageState,
     errors: &mut Vec<String>,
 ) -> Usage {
     let mut buckets = Buckets::default();
@@ -203,7 +237,7 @@ pub fn compile(
             None
         }
     };
-    let account_bucket = buckets.add(account, BucketKind::Shared);
+    let account_bucket = buckets.add_named("account".to_owned(), account, BucketKind::Shared);
     let source = config.api.api_key_source;
 
     let mut route_buckets = Vec::with_capacity(config.routes.len());
@@ -213,9 +247,12 @@ pub fn compile(
             Some(key) => format!("routes[{i}] (`{key}`)"),
             None => format!("routes[{i}]"),
         };
+        let name = route_keys.get(i).cloned().flatten();
         let bucket = r.throttle.as_ref().map(limit).and_then(|l| {
-            check_limit(&format!("{at}.throttle"), l, valid_account, errors)
-                .then(|| buckets.add(l, BucketKind::Shared))
+            check_limit(&format!("{at}.throttle"), l, valid_account, errors).then(|| match &name {
+                Some(key) => buckets.add_named(format!("route {key}"), l, BucketKind::Shared),
+                None => buckets.add(l, BucketKind::Shared),
+            })
         });
         route_buckets.push(bucket);
         if r.api_key_required {
@@ -240,7 +277,7 @@ pub fn compile(
         let at = format!("usage_plans.{name}");
         let bucket = p.throttle.as_ref().map(limit).and_then(|l| {
             check_limit(&format!("{at}.throttle"), l, valid_account, errors)
-                .then(|| buckets.add(l, BucketKind::PerKey))
+                .then(|| buckets.add_named(format!("plan {name}"), l, BucketKind::PerKey))
         });
         let mut routes = vec![None; config.routes.len()];
         for (key, t) in &p.route_throttle {
@@ -261,7 +298,8 @@ pub fn compile(
             };
             let l = limit(t);
             if check_limit(&at, l, valid_account, errors) {
-                routes[index] = Some(buckets.add(l, BucketKind::PerKey));
+                let name = format!("plan {name} route {canonical}");
+                routes[index] = Some(buckets.add_named(name, l, BucketKind::PerKey));
             }
         }
         let quota = p.quota.map(|q| QuotaRule {
@@ -321,6 +359,7 @@ pub fn compile(
         let name: Arc<str> = k.name.as_str().into();
         counters.push((name.clone(), plan_quotas.get(plan).copied().flatten()));
         keys.push(Key {
+            bucket_key: state.key_id(&name),
             name,
             plan,
             enabled: k.enabled,
@@ -334,7 +373,7 @@ pub fn compile(
             .as_deref()
             .unwrap_or(Path::new(DEFAULT_QUOTA_FILE)),
     );
-    let store = MemoryStore::new(&buckets);
+    let store = MemoryStore::with_registry(&buckets, &state.buckets);
     Usage {
         throttle: Throttle::new(Box::new(store), account_bucket, route_buckets),
         source,
@@ -342,7 +381,7 @@ pub fn compile(
         keys,
         by_value,
         plans,
-        quotas: Arc::new(Quotas::new(counters, Some(file))),
+        quotas: Arc::new(Quotas::with_state(counters, Some(file), &state.quotas)),
         quota_headers: config.api.quota_headers,
     }
 }

@@ -31,6 +31,8 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
         "trap-authorizer",
         "trap_authorizer",
     ),
+    ("STAMP_V1", "tests/plugins", "stamp-v1", "stamp_v1"),
+    ("STAMP_V2", "tests/plugins", "stamp-v2", "stamp_v2"),
 ];
 
 fn main() {

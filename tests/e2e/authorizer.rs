@@ -18,6 +18,7 @@ world = "authorizer"
 [plugins.broken]
 file = {broken}
 world = "authorizer"
+smoke_test = false
 
 [[routes]]
 key = "GET /cached"

@@ -23,14 +23,17 @@ config = {{ tag = "v1" }}
 [plugins.trap]
 file = {trap}
 world = "mapper"
+smoke_test = false
 [plugins.spin]
 file = {spin}
 world = "mapper"
 deadline = "100ms"
+smoke_test = false
 [plugins.hog]
 file = {hog}
 world = "mapper"
 max_memory = "16MiB"
+smoke_test = false
 
 [[routes]]
 key = "GET /good/{{x}}"

@@ -11,6 +11,7 @@ mod jwt;
 mod limits;
 mod mapping;
 mod observability;
+mod reload;
 mod routing;
 mod throttle;
 mod upstream;
@@ -61,6 +62,12 @@ macro_rules! used {
     };
     (TRAP_AUTHORIZER) => {
         authorizer::USES_TRAP_AUTHORIZER
+    };
+    (STAMP_V1) => {
+        reload::USES_STAMP_V1
+    };
+    (STAMP_V2) => {
+        reload::USES_STAMP_V2
     };
 }
 macro_rules! check_used {

@@ -20,6 +20,7 @@ world = "mapper"
 [plugins.trap]
 file = {trap}
 world = "mapper"
+smoke_test = false
 [[routes]]
 key = "GET /pets/{{id}}"
 integration = {{ type = "http", url = "{base}/pets/{{id}}" }}

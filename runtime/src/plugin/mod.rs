@@ -5,14 +5,22 @@
 //! interruption and a linear-memory cap, so a broken plugin fails only the call that hit
 //! it. Guests are linked against WASI with no capabilities: no files, network,
 //! environment or arguments; their stdout and stderr go to the log.
+//!
+//! Compiled code is kept in an on-disk cache (`cache`) keyed by the component's SHA-256
+//! and the engine's settings. Every version is checked against its world and, unless
+//! its config says otherwise, called once with a synthetic input before it may serve
+//! ([`Plugin::smoke_test`]).
 
 mod bindings;
+mod cache;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
@@ -104,7 +112,7 @@ pub enum PluginError {
 }
 
 /// Per-plugin settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Execution deadline of one call.
     pub deadline: Duration,
@@ -116,13 +124,30 @@ pub struct Limits {
 pub struct PluginHost {
     engine: Engine,
     linkers: [Linker<State>; 3],
+    cache: Option<cache::DiskCache>,
     ticker: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
 }
 
+/// How many plugin versions are in memory (compiled code plus `InstancePre`): the
+/// serving ones and those still finishing in-flight requests.
+const VERSIONS_ALIVE: &str = "weir_plugin_versions_alive";
+static ALIVE: AtomicU64 = AtomicU64::new(0);
+
+/// Plugin versions in memory right now (see [`VERSIONS_ALIVE`]).
+pub fn versions_alive() -> u64 {
+    ALIVE.load(Ordering::Relaxed)
+}
+
 impl PluginHost {
-    /// Creates the engine (pooling allocator, epoch interruption) and its linkers.
+    /// Creates the engine (pooling allocator, epoch interruption) and its linkers,
+    /// without a disk cache.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_cache(None)
+    }
+
+    /// Like [`PluginHost::new`], caching compiled components under `cache_dir`.
+    pub fn with_cache(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES)
             .total_core_instances(MAX_INSTANCES * 4)
@@ -166,9 +191,11 @@ impl PluginHost {
                     }
                 })?
         };
+        let cache = cache_dir.map(|dir| cache::DiskCache::new(&dir, &engine));
         Ok(Self {
             engine,
             linkers,
+            cache,
             ticker: Some(ticker),
             stop,
         })
@@ -208,6 +235,19 @@ impl PluginHost {
         limits: Limits,
         config_json: String,
     ) -> Result<Plugin, LoadError> {
+        let compiled = self.compile(name, origin, bytes, world)?;
+        Ok(compiled.plugin(name, limits, config_json, Arc::default()))
+    }
+
+    /// Compiles a component (or takes it from the disk cache) and checks that it
+    /// implements `world`. Slow (Cranelift): call it off the request path.
+    pub fn compile(
+        &self,
+        name: &str,
+        origin: &str,
+        bytes: &[u8],
+        world: World,
+    ) -> Result<Compiled, LoadError> {
         let invalid = |message: String| LoadError::Invalid {
             plugin: name.to_owned(),
             message,
@@ -229,10 +269,53 @@ impl PluginHost {
                 });
             }
         }
-        let started = Instant::now();
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| invalid(format!("compiling {origin}: {e:#}")))?;
-        let compiled_in = started.elapsed();
+        let sha256: Arc<str> = cache::hex(&Sha256::digest(bytes)).into();
+        let label = metrics::SharedString::from(name.to_owned());
+        let cached = match &self.cache {
+            Some(c) => match c.get(&self.engine, &sha256) {
+                cache::Lookup::Hit(component) => Some(component),
+                cache::Lookup::Miss => None,
+                cache::Lookup::Rejected(why) => {
+                    tracing::warn!(plugin = name, reason = %why, "ignoring a cache entry; compiling again");
+                    None
+                }
+            },
+            None => None,
+        };
+        let component = match cached {
+            Some(component) => {
+                metrics::counter!("weir_plugin_cache_hits_total", "plugin" => label).increment(1);
+                component
+            }
+            None => {
+                let started = Instant::now();
+                let component = match &self.cache {
+                    Some(c) => {
+                        let artifact = self
+                            .engine
+                            .precompile_component(bytes)
+                            .map_err(|e| invalid(format!("compiling {origin}: {e:#}")))?;
+                        if let Err(e) = c.put(&sha256, &artifact) {
+                            tracing::warn!(plugin = name, error = %e, "cannot write the plugin cache");
+                        }
+                        cache::deserialize(&self.engine, &artifact)
+                    }
+                    None => Component::new(&self.engine, bytes),
+                }
+                .map_err(|e| invalid(format!("compiling {origin}: {e:#}")))?;
+                let took = started.elapsed();
+                metrics::counter!("weir_plugin_compiles_total", "plugin" => label.clone())
+                    .increment(1);
+                metrics::histogram!("weir_plugin_compile_duration_seconds", "plugin" => label)
+                    .record(took.as_secs_f64());
+                tracing::info!(
+                    plugin = name,
+                    compile_ms = took.as_millis() as u64,
+                    "plugin compiled"
+                );
+                component
+            }
+        };
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
@@ -251,22 +334,94 @@ impl PluginHost {
                 world.name()
             ))
         })?;
-        tracing::info!(
-            plugin = name,
-            world = world.name(),
-            compile_ms = compiled_in.as_millis() as u64,
-            "plugin loaded"
-        );
-        Ok(Plugin {
-            inner: Arc::new(Loaded {
-                name: name.into(),
-                world,
-                limits,
-                config_json: config_json.into(),
-                pre,
-            }),
+        Ok(Compiled {
+            pre: Arc::new(pre),
+            world,
+            sha256,
             engine: self.engine.clone(),
         })
+    }
+}
+
+/// A component compiled and checked against its world, not yet bound to a plugin's
+/// settings; cheap to clone.
+#[derive(Clone)]
+pub struct Compiled {
+    pre: Arc<Pre>,
+    world: World,
+    sha256: Arc<str>,
+    engine: Engine,
+}
+
+impl Compiled {
+    /// SHA-256 of the component's bytes, lowercase hex.
+    pub fn sha256(&self) -> &Arc<str> {
+        &self.sha256
+    }
+
+    /// The world it implements.
+    pub fn world(&self) -> World {
+        self.world
+    }
+
+    /// The plugin `name` with these settings; `counts` collects its calls (share one
+    /// across versions to count per name).
+    pub fn plugin(
+        &self,
+        name: &str,
+        limits: Limits,
+        config_json: String,
+        counts: Arc<CallCounts>,
+    ) -> Plugin {
+        let alive = ALIVE.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!(VERSIONS_ALIVE).set(alive as f64);
+        Plugin {
+            inner: Arc::new(Loaded {
+                name: name.into(),
+                world: self.world,
+                limits,
+                config_json: config_json.into(),
+                pre: self.pre.clone(),
+                sha256: self.sha256.clone(),
+                loaded_at: SystemTime::now(),
+                counts,
+            }),
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+/// Calls of one plugin by outcome (relaxed atomics: no lock on the request path).
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    ok: AtomicU64,
+    trap: AtomicU64,
+    timeout: AtomicU64,
+    memory: AtomicU64,
+}
+
+/// A reading of [`CallCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CallTotals {
+    /// Calls that returned.
+    pub ok: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Calls past their deadline.
+    pub timeouts: u64,
+    /// Calls past their memory cap.
+    pub memory: u64,
+}
+
+impl CallCounts {
+    /// The counts now.
+    pub fn totals(&self) -> CallTotals {
+        CallTotals {
+            ok: self.ok.load(Ordering::Relaxed),
+            traps: self.trap.load(Ordering::Relaxed),
+            timeouts: self.timeout.load(Ordering::Relaxed),
+            memory: self.memory.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -306,7 +461,17 @@ struct Loaded {
     world: World,
     limits: Limits,
     config_json: Arc<str>,
-    pre: Pre,
+    pre: Arc<Pre>,
+    sha256: Arc<str>,
+    loaded_at: SystemTime,
+    counts: Arc<CallCounts>,
+}
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let alive = ALIVE.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        metrics::gauge!(VERSIONS_ALIVE).set(alive as f64);
+    }
 }
 
 /// A loaded plugin; cheap to clone, callable from any task.
@@ -328,6 +493,8 @@ impl std::fmt::Debug for Plugin {
 /// The store data of one call.
 struct State {
     plugin: Arc<Loaded>,
+    /// A smoke test: the guest's log lines are dropped.
+    quiet: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
@@ -376,6 +543,9 @@ impl bindings::mapper::weir::plugin::outcomes::Host for State {}
 
 impl bindings::mapper::weir::plugin::host::Host for State {
     fn log(&mut self, level: bindings::LogLevel, mut message: String) {
+        if self.quiet {
+            return;
+        }
         if message.len() > GUEST_LOG_CAP {
             let mut end = GUEST_LOG_CAP;
             while !message.is_char_boundary(end) {
@@ -428,7 +598,36 @@ impl Plugin {
         self.inner.world
     }
 
+    /// SHA-256 of the component, lowercase hex.
+    pub fn sha256(&self) -> &Arc<str> {
+        &self.inner.sha256
+    }
+
+    /// When this version was loaded.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.inner.loaded_at
+    }
+
+    /// Its calls so far.
+    pub fn counts(&self) -> &Arc<CallCounts> {
+        &self.inner.counts
+    }
+
+    /// Its limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Whether `other` is this very version with the same settings.
+    pub fn same_as(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     fn call(&self) -> Call {
+        self.call_with(false)
+    }
+
+    fn call_with(&self, quiet: bool) -> Call {
         let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
         let wasi = WasiCtxBuilder::new()
             .stdout(output.clone())
@@ -440,6 +639,7 @@ impl Plugin {
             &self.engine,
             State {
                 plugin: self.inner.clone(),
+                quiet,
                 wasi,
                 table: ResourceTable::new(),
                 memory: MemoryCap {
@@ -468,7 +668,7 @@ impl Plugin {
 
     fn finish<T>(&self, call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
         let output = call.output.contents();
-        if !output.is_empty() {
+        if !output.is_empty() && !call.store.data().quiet {
             let text = String::from_utf8_lossy(&output);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
@@ -493,12 +693,17 @@ impl Plugin {
                 }
             }
         });
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(PluginError::Deadline { .. }) => "timeout",
-            Err(PluginError::Memory { .. }) => "memory",
-            Err(PluginError::Trap { .. }) => "trap",
+        if call.store.data().quiet {
+            return result;
+        }
+        let counts = &self.inner.counts;
+        let (outcome, count) = match &result {
+            Ok(_) => ("ok", &counts.ok),
+            Err(PluginError::Deadline { .. }) => ("timeout", &counts.timeout),
+            Err(PluginError::Memory { .. }) => ("memory", &counts.memory),
+            Err(PluginError::Trap { .. }) => ("trap", &counts.trap),
         };
+        count.fetch_add(1, Ordering::Relaxed);
         let plugin = metrics::SharedString::from(self.inner.name.clone());
         metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
             .increment(1);
@@ -524,7 +729,7 @@ impl Plugin {
         req: &Request,
         ctx: &Context,
     ) -> Result<RequestOutcome, PluginError> {
-        let Pre::Mapper(pre) = &self.inner.pre else {
+        let Pre::Mapper(pre) = &*self.inner.pre else {
             return Err(self.wrong_world(World::Mapper));
         };
         let mut call = self.call();
@@ -542,7 +747,7 @@ impl Plugin {
         resp: &Response,
         ctx: &Context,
     ) -> Result<Response, PluginError> {
-        let Pre::Mapper(pre) = &self.inner.pre else {
+        let Pre::Mapper(pre) = &*self.inner.pre else {
             return Err(self.wrong_world(World::Mapper));
         };
         let mut call = self.call();
@@ -560,7 +765,7 @@ impl Plugin {
         req: &AuthorizationRequest,
         ctx: &Context,
     ) -> Result<Decision, PluginError> {
-        let Pre::Authorizer(pre) = &self.inner.pre else {
+        let Pre::Authorizer(pre) = &*self.inner.pre else {
             return Err(self.wrong_world(World::Authorizer));
         };
         let mut call = self.call();
@@ -574,7 +779,7 @@ impl Plugin {
 
     /// `cors.preflight`.
     pub async fn preflight(&self, req: &RequestHead) -> Result<Response, PluginError> {
-        let Pre::Cors(pre) = &self.inner.pre else {
+        let Pre::Cors(pre) = &*self.inner.pre else {
             return Err(self.wrong_world(World::Cors));
         };
         let mut call = self.call();
@@ -592,13 +797,74 @@ impl Plugin {
         req: &RequestHead,
         headers: &[(String, String)],
     ) -> Result<Vec<(String, String)>, PluginError> {
-        let Pre::Cors(pre) = &self.inner.pre else {
+        let Pre::Cors(pre) = &*self.inner.pre else {
             return Err(self.wrong_world(World::Cors));
         };
         let mut call = self.call();
         let result = async {
             let guest = pre.instantiate_async(&mut call.store).await?;
             guest.call_decorate(&mut call.store, req, headers).await
+        }
+        .await;
+        self.finish(call, result)
+    }
+
+    /// Instantiates this version and calls it once with a synthetic input (a `GET /`
+    /// without headers or body; for a CORS policy, a preflight from
+    /// `https://smoke-test.invalid`). Whatever the guest answers is fine; a trap, a
+    /// deadline or the memory cap is not. Guest output is dropped and the call is not
+    /// counted in metrics.
+    pub async fn smoke_test(&self) -> Result<(), PluginError> {
+        let ctx = Context {
+            request_id: "smoke-test".to_owned(),
+            route_key: "$smoke-test".to_owned(),
+            stage: "$default".to_owned(),
+            path_parameters: Vec::new(),
+            source_ip: "127.0.0.1".to_owned(),
+            principal_id: None,
+            authorizer_context: Vec::new(),
+        };
+        let head = RequestHead {
+            method: "OPTIONS".to_owned(),
+            path: "/".to_owned(),
+            query: String::new(),
+            headers: vec![
+                ("origin".to_owned(), "https://smoke-test.invalid".to_owned()),
+                ("access-control-request-method".to_owned(), "GET".to_owned()),
+            ],
+        };
+        let mut call = self.call_with(true);
+        let result = async {
+            match &*self.inner.pre {
+                Pre::Mapper(pre) => {
+                    let req = Request {
+                        method: "GET".to_owned(),
+                        path: "/".to_owned(),
+                        query: String::new(),
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    };
+                    let guest = pre.instantiate_async(&mut call.store).await?;
+                    guest.call_map_request(&mut call.store, &req, &ctx).await?;
+                }
+                Pre::Authorizer(pre) => {
+                    let req = AuthorizationRequest {
+                        method: "GET".to_owned(),
+                        path: "/".to_owned(),
+                        query: String::new(),
+                        headers: Vec::new(),
+                        identity: vec![String::new()],
+                        scopes: Vec::new(),
+                    };
+                    let guest = pre.instantiate_async(&mut call.store).await?;
+                    guest.call_authorize(&mut call.store, &req, &ctx).await?;
+                }
+                Pre::Cors(pre) => {
+                    let guest = pre.instantiate_async(&mut call.store).await?;
+                    guest.call_preflight(&mut call.store, &head).await?;
+                }
+            }
+            wasmtime::Result::Ok(())
         }
         .await;
         self.finish(call, result)

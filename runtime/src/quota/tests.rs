@@ -154,3 +154,30 @@ fn counters_survive_a_restart_within_the_period_only() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn counts_carry_over_to_quotas_compiled_from_the_same_state() {
+    let state = Arc::new(QuotaState::default());
+    let rule = Some(QuotaRule {
+        limit: 3,
+        period: QuotaPeriod::Day,
+    });
+    let before = Quotas::with_state(vec![("alice".into(), rule)], None, &state);
+    before.consume(KeyId(0), JAN_1_2025).unwrap();
+    // A reload that moved alice to another index keeps her count.
+    let after = Quotas::with_state(
+        vec![("bob".into(), rule), ("alice".into(), rule)],
+        None,
+        &state,
+    );
+    let left = after.consume(KeyId(1), JAN_1_2025).unwrap().unwrap();
+    assert_eq!(left.remaining, 1);
+    assert_eq!(
+        after
+            .consume(KeyId(0), JAN_1_2025)
+            .unwrap()
+            .unwrap()
+            .remaining,
+        2
+    );
+}

@@ -185,3 +185,28 @@ fn impossible_limits_still_build_a_bucket() {
         }
     }
 }
+
+#[test]
+fn named_buckets_keep_their_state_across_stores_from_one_registry() {
+    let registry = BucketRegistry::default();
+    let declare = |l: Limit| {
+        let mut b = Buckets::default();
+        let id = b.add_named("route GET /x".to_owned(), l, BucketKind::Shared);
+        let anon = b.add(l, BucketKind::Shared);
+        (MemoryStore::with_registry(&b, &registry), id, anon)
+    };
+    let (first, id, anon) = declare(limit(0.001, 2));
+    assert_eq!(admitted(&first, id, None, 1), 1);
+    assert_eq!(admitted(&first, anon, None, 2), 2);
+    // A reload: the same name and limit share the tokens left; anonymous ones do not.
+    let (second, id2, anon2) = declare(limit(0.001, 2));
+    assert_eq!(admitted(&second, id2, None, 5), 1);
+    assert_eq!(admitted(&second, anon2, None, 5), 2);
+    // A changed limit starts full.
+    let (third, id3, _) = declare(limit(0.001, 3));
+    assert_eq!(admitted(&third, id3, None, 5), 3);
+    // Once no store holds a bucket, its state is gone.
+    drop((first, second, third));
+    let (fourth, id4, _) = declare(limit(0.001, 2));
+    assert_eq!(admitted(&fourth, id4, None, 5), 2);
+}

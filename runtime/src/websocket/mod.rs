@@ -663,7 +663,7 @@ fn reply_message(body: Bytes) -> Message {
 async fn dispatch(shared: Arc<Shared>, conn: Arc<Connection>, msg: Message) -> Option<Message> {
     let received = SystemTime::now();
     let started = Instant::now();
-    let gw = shared.gateway.clone();
+    let gw = shared.gateway.load_full();
     let request_id = new_request_id();
     let Some(api) = gw.websocket(&conn.api) else {
         // The API was removed by a reload; its connections get `$default`-less errors.
@@ -790,7 +790,7 @@ async fn handle_message(
 
 /// `$disconnect`, best effort, after the connection closed.
 async fn disconnect(shared: &Shared, conn: &Connection) {
-    let gw = shared.gateway.clone();
+    let gw = shared.gateway.load_full();
     let Some(api) = gw.websocket(&conn.api) else {
         return;
     };

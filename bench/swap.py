@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Hot swap under load; see bench/README.md.
+
+Weir proxies every request to an nginx upstream through a mapper plugin. wrk drives it
+for a baseline period without swaps, then for the swap period while this script
+replaces the plugin through the admin API every 500 ms, alternating two versions
+(`stamp-v1`, `stamp-v2` from tests/plugins). Reports failed requests (must be 0), p50
+and p99 with and without swaps, and the gateway's RSS before and after."""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import run  # noqa: E402  (free_port, wait_port, nginx_conf, start)
+
+ROOT = run.ROOT
+STAMPS = os.path.join(ROOT, "target", "wasm-plugins", "wasm32-wasip2", "release")
+TOKEN = "bench-admin-token-0123456789"
+
+
+def build_stamps():
+    if all(os.path.exists(os.path.join(STAMPS, f"stamp_v{v}.wasm")) for v in (1, 2)):
+        return
+    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip2",
+                    "--manifest-path", os.path.join(ROOT, "tests", "plugins", "Cargo.toml"),
+                    "-p", "stamp-v1", "-p", "stamp-v2"],
+                   env={**os.environ, "CARGO_TARGET_DIR": os.path.join(ROOT, "target", "wasm-plugins")},
+                   check=True)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wrk(port, seconds, connections):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+           f"http://127.0.0.1:{port}/bench/item"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    lat = {}
+    for pct, val, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        lat[pct] = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"requests": total, "failed": failed, "p50": lat.get("50"), "p99": lat.get("99")}
+
+
+def put(admin_port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{admin_port}/admin/plugins/m", data=body,
+                                 method="PUT", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status
+
+
+def metric(admin_port, name):
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--baseline", type=int, default=20, help="seconds of load without swaps")
+    ap.add_argument("--duration", type=int, default=60, help="seconds of load with swaps")
+    ap.add_argument("--every", type=float, default=0.5, help="seconds between swaps")
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+
+    build_stamps()
+    versions = [open(os.path.join(STAMPS, f"stamp_v{v}.wasm"), "rb").read() for v in (1, 2)]
+    work = tempfile.mkdtemp(prefix="weir-swap-")
+    procs = []
+    try:
+        run.UPSTREAM_PORT = run.free_port()
+        up_conf = os.path.join(work, "upstream.conf")
+        with open(up_conf, "w") as f:
+            body = "default_type application/json; return 200 '{\"ok\":true,\"from\":\"upstream\"}';"
+            f.write(run.nginx_conf(work, run.UPSTREAM_PORT, body))
+        procs.append(run.start(["nginx", "-c", up_conf], run.UPSTREAM_PORT))
+
+        with open(os.path.join(work, "m.wasm"), "wb") as f:
+            f.write(versions[0])
+        port, admin_port = run.free_port(), run.free_port()
+        config = os.path.join(work, "weir.toml")
+        with open(config, "w") as f:
+            f.write(f"""
+[server]
+listen = "127.0.0.1:{port}"
+[admin]
+listen = "127.0.0.1:{admin_port}"
+token = "{TOKEN}"
+[access_log]
+enabled = false
+[throttle]
+rate = 1000000
+burst = 1000000
+[plugins.m]
+file = "m.wasm"
+world = "mapper"
+[[routes]]
+key = "ANY /{{proxy+}}"
+integration = {{ type = "http", url = "http://127.0.0.1:{run.UPSTREAM_PORT}" }}
+request_mapping = "m"
+""")
+        weir = run.start([run.WEIR, "serve", "--config", config], port)
+        procs.append(weir)
+        run.wait_port(admin_port)
+
+        wrk(port, 3, args.connections)  # warm-up
+        rss_start = rss_kib(weir.pid)
+        base = wrk(port, args.baseline, args.connections)
+        rss_base = rss_kib(weir.pid)
+
+        swaps, refused, stop = [0], [0], threading.Event()
+
+        samples = []
+
+        def swapper():
+            i = 1
+            while not stop.wait(args.every):
+                if i % 20 == 0:
+                    samples.append(rss_kib(weir.pid) / 1024)
+                try:
+                    ok = put(admin_port, versions[i % 2]) == 200
+                except Exception:  # noqa: BLE001 - a refused swap is counted, not fatal
+                    ok = False
+                swaps[0] += ok
+                refused[0] += not ok
+                i += 1
+
+        t = threading.Thread(target=swapper)
+        t.start()
+        during = wrk(port, args.duration, args.connections)
+        stop.set()
+        t.join()
+        time.sleep(0.5)
+        rss_end = rss_kib(weir.pid)
+        alive = metric(admin_port, "weir_plugin_versions_alive")
+
+        print(f"baseline {args.baseline}s: {base['requests']} requests, {base['failed']} failed, "
+              f"p50 {base['p50']:.3f} ms, p99 {base['p99']:.3f} ms")
+        print(f"swapping {args.duration}s: {during['requests']} requests, {during['failed']} failed, "
+              f"p50 {during['p50']:.3f} ms, p99 {during['p99']:.3f} ms; "
+              f"{swaps[0]} swaps, {refused[0]} refused")
+        print(f"p99 during swaps / without: {during['p99'] / base['p99']:.2f}")
+        print(f"RSS: {rss_start / 1024:.1f} MiB at start, {rss_base / 1024:.1f} MiB after the "
+              f"baseline, {rss_end / 1024:.1f} MiB at end ({rss_end / rss_start:.2f}x start, "
+              f"{rss_end / rss_base:.2f}x after baseline); plugin versions alive at end: {alive:.0f}")
+        print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
+        if during["failed"] or base["failed"] or refused[0]:
+            sys.exit(1)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,627 @@
+//! Loading and replacing plugins and config while the gateway serves.
+//!
+//! The request path reads one [`Gateway`] snapshot (routes and plugins together) from
+//! an [`ArcSwap`] at the start of each request and keeps it to the end, so in-flight
+//! requests finish on the version they began with, and a version is freed when its
+//! last request ends. A [`Reloader`] builds new snapshots off the request path — each
+//! new component is compiled on the blocking pool (or taken from the disk cache),
+//! checked against its world and smoke-tested — and swaps them in whole. Anything that
+//! fails is refused with a reason and the old snapshot keeps serving.
+//!
+//! Three things start a reload: the admin API ([`api`], `PUT`/`DELETE /admin/plugins/{name}`,
+//! `POST /admin/reload`), a change to the config file or a plugin file ([`watch`]), and
+//! the initial load at start. Reloads run one at a time. Throttle buckets and quota
+//! counters live outside the snapshots ([`UsageState`]), so no reload resets a limit.
+//!
+//! Where a plugin's bytes come from: its `file`, until a component is uploaded for it
+//! through the admin API; the upload then serves until it is replaced, deleted, or the
+//! file changes on disk (the newer of the two wins). Uploads live in memory only: after
+//! a restart the files named in the config are loaded again.
+
+pub mod api;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, World};
+use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
+use crate::plugin::{CallCounts, Compiled, LoadError, Plugin, PluginHost};
+use crate::usage::UsageState;
+
+/// Largest component accepted through the admin API.
+pub const MAX_UPLOAD: usize = 256 * 1024 * 1024;
+
+/// The snapshot the request path reads.
+pub type LiveGateway = Arc<ArcSwap<Gateway>>;
+
+/// Where the serving version of a plugin came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The file named in the config.
+    File,
+    /// The admin API.
+    Upload,
+}
+
+/// One plugin as the reloader knows it.
+struct Entry {
+    compiled: Compiled,
+    plugin: Plugin,
+    settings: PluginSettings,
+    source: Source,
+    /// SHA-256 of the file's content when it was last read (`None`: no file).
+    file_sha256: Option<Arc<str>>,
+    counts: Arc<CallCounts>,
+}
+
+/// What the reloader holds between reloads.
+struct Registry {
+    config: Option<Config>,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// Builds gateway snapshots and swaps them in; see the module docs.
+pub struct Reloader {
+    live: Option<LiveGateway>,
+    host: Arc<PluginHost>,
+    config_path: PathBuf,
+    base_dir: PathBuf,
+    state: Arc<UsageState>,
+    registry: tokio::sync::Mutex<Registry>,
+}
+
+/// Why an admin API change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// The request itself is wrong (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The component is not a component (400).
+    #[error("{0}")]
+    NotAComponent(String),
+    /// The component failed a check: compile, world, smoke test (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// No such plugin (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The plugin is in use (409).
+    #[error("{0}")]
+    InUse(String),
+    /// The config (file) is wrong; one line per problem (422).
+    #[error("{0}")]
+    Config(ConfigErrors),
+}
+
+/// A plugin as `GET /admin/plugins` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct PluginInfo {
+    /// Its name.
+    pub name: String,
+    /// Its world.
+    pub world: &'static str,
+    /// SHA-256 of the serving component.
+    pub sha256: String,
+    /// Where it came from.
+    pub source: Source,
+    /// When the serving version was loaded (RFC 3339, UTC).
+    pub loaded_at: String,
+    /// Routes (and `api.cors`) that use it.
+    pub used_by: Vec<String>,
+    /// Calls by outcome, across versions.
+    pub calls: crate::plugin::CallTotals,
+}
+
+/// What a successful reload did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    /// Routes now served.
+    pub routes: usize,
+    /// Plugins whose serving version changed (new bytes or new settings).
+    pub changed: Vec<String>,
+    /// Plugins that are gone.
+    pub removed: Vec<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> Arc<str> {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into()
+}
+
+impl Reloader {
+    /// A reloader for the config at `config_path`; nothing is loaded until
+    /// [`Reloader::reload_config`].
+    pub fn new(config_path: &Path, host: Arc<PluginHost>, state: Arc<UsageState>) -> Self {
+        let base_dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self {
+            live: None,
+            host,
+            config_path: config_path.to_owned(),
+            base_dir,
+            state,
+            registry: tokio::sync::Mutex::new(Registry {
+                config: None,
+                entries: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Loads the config file and its plugins; the first successful call creates the
+    /// live snapshot, later ones swap it.
+    pub async fn start(mut self) -> Result<Arc<Self>, Refused> {
+        let (gateway, _, registry) = self.build_from_file().await?;
+        drop(registry);
+        self.live = Some(Arc::new(ArcSwap::from_pointee(gateway)));
+        Ok(Arc::new(self))
+    }
+
+    /// The snapshot the workers read.
+    pub fn live(&self) -> &LiveGateway {
+        self.live
+            .as_ref()
+            .expect("Reloader::start loads a gateway first")
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Loads the config as `weir validate` does: every problem, one line each.
+    pub async fn check(&self) -> Result<Gateway, Refused> {
+        self.build_from_file().await.map(|(g, _, _)| g)
+    }
+
+    /// Re-reads the config file and the plugin files, and swaps in the result: routes
+    /// and plugin bindings change together, or not at all.
+    pub async fn reload_config(&self, why: &str) -> Result<Outcome, Refused> {
+        let result = self.build_from_file().await;
+        let label = if result.is_ok() { "ok" } else { "refused" };
+        metrics::counter!("weir_config_reloads_total", "result" => label).increment(1);
+        match result {
+            Ok((gateway, outcome, registry)) => {
+                // Swapped while the registry is locked: reloads land in order.
+                self.live().store(Arc::new(gateway));
+                drop(registry);
+                tracing::info!(
+                    trigger = why,
+                    routes = outcome.routes,
+                    changed = ?outcome.changed,
+                    removed = ?outcome.removed,
+                    "config reloaded"
+                );
+                Ok(outcome)
+            }
+            Err(e) => {
+                tracing::error!(trigger = why, error = %e, "reload refused; the running config keeps serving");
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds a gateway from the config file. On success the registry already holds
+    /// its plugins; the caller swaps it in before it lets go of the registry's lock.
+    async fn build_from_file(
+        &self,
+    ) -> Result<(Gateway, Outcome, tokio::sync::MutexGuard<'_, Registry>), Refused> {
+        let mut registry = self.registry.lock().await;
+        let config = Config::load(&self.config_path)
+            .map_err(|e| Refused::Config(ConfigErrors(vec![e.to_string()])))?;
+        let mut errors = Vec::new();
+        let settings = gateway::plugin_settings(&config, &mut errors);
+        let mut entries = BTreeMap::new();
+        let mut changed = Vec::new();
+        for (name, settings) in settings {
+            let at = format!("plugins.{name}");
+            let path = self.base_dir.join(&settings.file);
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(source) => {
+                    let e = LoadError::Read {
+                        plugin: name.clone(),
+                        path: path.display().to_string(),
+                        source,
+                    };
+                    errors.push(format!("{at}.file: {e}"));
+                    continue;
+                }
+            };
+            let file_sha = sha256_hex(&bytes);
+            let old = registry.entries.get(&name);
+            // An upload keeps serving while the file is the one it replaced.
+            let keep_upload = old.is_some_and(|e| {
+                e.source == Source::Upload
+                    && e.file_sha256.as_deref() == Some(&*file_sha)
+                    && e.settings.world == settings.world
+            });
+            let source = if keep_upload {
+                Source::Upload
+            } else {
+                Source::File
+            };
+            let reusable = old.filter(|e| {
+                e.settings.world == settings.world
+                    && (keep_upload || *e.compiled.sha256() == file_sha)
+            });
+            let counts = old.map(|e| e.counts.clone()).unwrap_or_default();
+            let compiled = match reusable {
+                Some(e) => e.compiled.clone(),
+                None => match self
+                    .compile(&name, &path.display().to_string(), bytes, settings.world)
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        errors.push(format!("{at}.file: {e}"));
+                        continue;
+                    }
+                },
+            };
+            let plugin = match reusable.filter(|e| e.settings == settings) {
+                Some(e) => e.plugin.clone(),
+                None => {
+                    let started = Instant::now();
+                    match self
+                        .bind(&name, &compiled, &settings, counts.clone(), started)
+                        .await
+                    {
+                        Ok(p) => {
+                            changed.push(name.clone());
+                            p
+                        }
+                        Err(e) => {
+                            errors.push(format!("{at}.file: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            entries.insert(
+                name,
+                Entry {
+                    compiled,
+                    plugin,
+                    settings,
+                    source,
+                    file_sha256: Some(file_sha),
+                    counts,
+                },
+            );
+        }
+        // Plugins uploaded under names the config does not define stay.
+        for (name, e) in &registry.entries {
+            if e.file_sha256.is_none() && !config.plugins.contains_key(name) {
+                entries.insert(name.clone(), e.clone_entry());
+            }
+        }
+        let plugins = entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.plugin.clone()))
+            .collect();
+        let gateway = gateway::assemble(&config, plugins, &self.base_dir, &self.state, errors)
+            .map_err(Refused::Config)?;
+        let removed = registry
+            .entries
+            .keys()
+            .filter(|n| !entries.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in &changed {
+            publish_info(name, registry.entries.get(name), &entries[name]);
+        }
+        registry.entries = entries;
+        registry.config = Some(config);
+        let outcome = Outcome {
+            routes: gateway.routes.len(),
+            changed,
+            removed,
+        };
+        Ok((gateway, outcome, registry))
+    }
+
+    /// Compiles on the blocking pool: Cranelift never runs on an event loop.
+    async fn compile(
+        &self,
+        name: &str,
+        origin: &str,
+        bytes: Vec<u8>,
+        world: World,
+    ) -> Result<Compiled, LoadError> {
+        let host = self.host.clone();
+        let (name, origin) = (name.to_owned(), origin.to_owned());
+        let label = metrics::SharedString::from(name.clone());
+        let compiled =
+            tokio::task::spawn_blocking(move || host.compile(&name, &origin, &bytes, world))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LoadError::Invalid {
+                        plugin: String::new(),
+                        message: format!("the compile task failed: {e}"),
+                    })
+                });
+        if compiled.is_err() {
+            metrics::counter!("weir_plugin_loads_total", "plugin" => label, "result" => "refused")
+                .increment(1);
+        }
+        compiled
+    }
+
+    /// Binds a compiled component to its settings and smoke-tests it.
+    async fn bind(
+        &self,
+        name: &str,
+        compiled: &Compiled,
+        settings: &PluginSettings,
+        counts: Arc<CallCounts>,
+        started: Instant,
+    ) -> Result<Plugin, String> {
+        let plugin = compiled.plugin(
+            name,
+            settings.limits.clone(),
+            settings.config_json.clone(),
+            counts,
+        );
+        let label = metrics::SharedString::from(name.to_owned());
+        if settings.smoke_test
+            && let Err(e) = plugin.smoke_test().await
+        {
+            metrics::counter!("weir_plugin_loads_total", "plugin" => label, "result" => "refused")
+                .increment(1);
+            return Err(format!("refused by the smoke test: {e}"));
+        }
+        metrics::counter!("weir_plugin_loads_total", "plugin" => label.clone(), "result" => "ok")
+            .increment(1);
+        metrics::histogram!("weir_plugin_load_duration_seconds", "plugin" => label)
+            .record(started.elapsed().as_secs_f64());
+        Ok(plugin)
+    }
+
+    /// `PUT /admin/plugins/{name}`: creates or replaces a plugin from component bytes.
+    /// The world comes from its `[plugins.NAME]` table, or from `world` for a new name.
+    /// Returns whether it was created, and the plugin as listed.
+    pub async fn put_plugin(
+        &self,
+        name: &str,
+        world: Option<World>,
+        bytes: Vec<u8>,
+    ) -> Result<(bool, PluginInfo), Refused> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        {
+            return Err(Refused::BadRequest(format!(
+                "invalid plugin name `{name}`: use 1 to 64 letters, digits, `-` or `_`"
+            )));
+        }
+        let started = Instant::now();
+        let mut registry = self.registry.lock().await;
+        let existing = registry.entries.get(name);
+        let settings = match (existing, world) {
+            (Some(e), Some(w)) if e.settings.world != w => {
+                return Err(Refused::BadRequest(format!(
+                    "plugin `{name}` is a `{}` plugin; it cannot become a `{}` plugin here (change the config instead)",
+                    e.settings.world.name(),
+                    w.name()
+                )));
+            }
+            (Some(e), _) => e.settings.clone(),
+            (None, Some(world)) => PluginSettings {
+                file: PathBuf::new(),
+                world,
+                limits: crate::plugin::Limits {
+                    deadline: Duration::from_millis(100),
+                    max_memory: 64 << 20,
+                },
+                config_json: "{}".to_owned(),
+                smoke_test: true,
+            },
+            (None, None) => {
+                return Err(Refused::BadRequest(format!(
+                    "plugin `{name}` does not exist; say which world it implements with `?world=mapper|authorizer|cors`"
+                )));
+            }
+        };
+        let counts = existing.map(|e| e.counts.clone()).unwrap_or_default();
+        let file_sha256 = existing.and_then(|e| e.file_sha256.clone());
+        let compiled = self
+            .compile(name, "the uploaded component", bytes, settings.world)
+            .await
+            .map_err(|e| match e {
+                LoadError::NotAComponent { .. } => Refused::NotAComponent(e.to_string()),
+                e => Refused::Invalid(e.to_string()),
+            })?;
+        let plugin = self
+            .bind(name, &compiled, &settings, counts.clone(), started)
+            .await
+            .map_err(|e| Refused::Invalid(format!("plugin `{name}`: {e}")))?;
+        let entry = Entry {
+            compiled,
+            plugin,
+            settings,
+            source: Source::Upload,
+            file_sha256,
+            counts,
+        };
+        let created = !registry.entries.contains_key(name);
+        self.swap_with(&mut registry, name, Some(entry))?;
+        let gateway = self.live().load();
+        let info = info(name, &registry.entries[name], &gateway);
+        tracing::info!(plugin = name, sha256 = %info.sha256, created, "plugin uploaded and swapped in");
+        Ok((created, info))
+    }
+
+    /// `DELETE /admin/plugins/{name}`: removes a plugin no route uses. One defined in
+    /// the config comes back at the next config reload.
+    pub async fn delete_plugin(&self, name: &str) -> Result<(), Refused> {
+        let mut registry = self.registry.lock().await;
+        if !registry.entries.contains_key(name) {
+            return Err(Refused::NotFound(format!("no plugin named `{name}`")));
+        }
+        let uses = self.live().load().uses_of(name);
+        if !uses.is_empty() {
+            return Err(Refused::InUse(format!(
+                "plugin `{name}` is in use by {}; change the config first",
+                uses.join(", ")
+            )));
+        }
+        self.swap_with(&mut registry, name, None)?;
+        tracing::info!(plugin = name, "plugin deleted");
+        Ok(())
+    }
+
+    /// Replaces (or with `None` removes) one entry, reassembles the gateway around the
+    /// config in force and swaps it in.
+    fn swap_with(
+        &self,
+        registry: &mut Registry,
+        name: &str,
+        entry: Option<Entry>,
+    ) -> Result<(), Refused> {
+        let mut plugins: BTreeMap<String, Plugin> = registry
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.plugin.clone()))
+            .collect();
+        match &entry {
+            Some(e) => plugins.insert(name.to_owned(), e.plugin.clone()),
+            None => plugins.remove(name),
+        };
+        let Some(config) = &registry.config else {
+            return Err(Refused::Invalid("no config is loaded".to_owned()));
+        };
+        let gateway = gateway::assemble(config, plugins, &self.base_dir, &self.state, Vec::new())
+            .map_err(Refused::Config)?;
+        self.live().store(Arc::new(gateway));
+        match entry {
+            Some(e) => {
+                publish_info(name, registry.entries.get(name), &e);
+                registry.entries.insert(name.to_owned(), e);
+            }
+            None => {
+                if let Some(old) = registry.entries.remove(name) {
+                    info_gauge(name, &old, 0.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every plugin, for `GET /admin/plugins`.
+    pub async fn list(&self) -> Vec<PluginInfo> {
+        let registry = self.registry.lock().await;
+        let gateway = self.live().load();
+        registry
+            .entries
+            .iter()
+            .map(|(name, e)| info(name, e, &gateway))
+            .collect()
+    }
+
+    /// The files a change of which means a reload: the config and its plugin files.
+    pub async fn watched_files(&self) -> Vec<PathBuf> {
+        let registry = self.registry.lock().await;
+        let mut files = vec![self.config_path.clone()];
+        if let Some(config) = &registry.config {
+            files.extend(config.plugins.values().map(|p| self.base_dir.join(&p.file)));
+        }
+        files
+    }
+}
+
+impl Entry {
+    fn clone_entry(&self) -> Entry {
+        Entry {
+            compiled: self.compiled.clone(),
+            plugin: self.plugin.clone(),
+            settings: self.settings.clone(),
+            source: self.source,
+            file_sha256: self.file_sha256.clone(),
+            counts: self.counts.clone(),
+        }
+    }
+}
+
+fn info(name: &str, e: &Entry, gateway: &Gateway) -> PluginInfo {
+    PluginInfo {
+        name: name.to_owned(),
+        world: e.settings.world.name(),
+        sha256: e.compiled.sha256().to_string(),
+        source: e.source,
+        loaded_at: humantime::format_rfc3339_millis(e.plugin.loaded_at()).to_string(),
+        used_by: gateway.uses_of(name),
+        calls: e.counts.totals(),
+    }
+}
+
+/// `weir_plugin_info{plugin, world, sha256}`: 1 for the serving version, 0 for the one
+/// it replaced.
+fn publish_info(name: &str, old: Option<&Entry>, new: &Entry) {
+    if let Some(old) = old
+        && old.compiled.sha256() != new.compiled.sha256()
+    {
+        info_gauge(name, old, 0.0);
+    }
+    info_gauge(name, new, 1.0);
+}
+
+fn info_gauge(name: &str, e: &Entry, value: f64) {
+    metrics::gauge!(
+        "weir_plugin_info",
+        "plugin" => name.to_owned(),
+        "world" => e.settings.world.name(),
+        "sha256" => e.compiled.sha256().to_string()
+    )
+    .set(value);
+}
+
+/// `weir plugin check`: the checks of a load (compile, world, smoke test) on one file.
+pub async fn check_file(
+    host: Arc<PluginHost>,
+    path: &Path,
+    world: World,
+) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plugin".to_owned());
+    let origin = path.display().to_string();
+    let compiled = tokio::task::spawn_blocking({
+        let host = host.clone();
+        let name = name.clone();
+        move || host.compile(&name, &origin, &bytes, world)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let plugin = compiled.plugin(
+        &name,
+        crate::plugin::Limits {
+            deadline: Duration::from_millis(100),
+            max_memory: 64 << 20,
+        },
+        "{}".to_owned(),
+        Arc::default(),
+    );
+    plugin
+        .smoke_test()
+        .await
+        .map_err(|e| format!("refused by the smoke test: {e}"))?;
+    Ok(compiled.sha256().to_string())
+}
