@@ -199,6 +199,12 @@ pub struct Plugin {
     /// The plugin's own settings, handed to it as JSON.
     #[serde(default)]
     pub config: toml::Table,
+    /// Calls one instance may serve before it is discarded (default 0: a fresh
+    /// instance for every call). State may survive between the requests one instance
+    /// serves; an instance is never used by two calls at once and is discarded after
+    /// any trap, deadline or memory-cap failure.
+    #[serde(default)]
+    pub reuse: u32,
 }
 
 fn default_deadline() -> Duration {

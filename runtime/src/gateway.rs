@@ -266,6 +266,13 @@ fn load_plugins(
             errors.push(format!("{at}.max_memory: must be between 64KiB and 1GiB"));
             ok = false;
         }
+        if spec.reuse > plugin::MAX_REUSE {
+            errors.push(format!(
+                "{at}.reuse: must be at most {} calls per instance",
+                plugin::MAX_REUSE
+            ));
+            ok = false;
+        }
         let config_json = match serde_json::to_string(&spec.config) {
             Ok(json) => json,
             Err(e) => {
@@ -280,6 +287,7 @@ fn load_plugins(
         let limits = plugin::Limits {
             deadline: spec.deadline,
             max_memory: max_memory as usize,
+            reuse: spec.reuse,
         };
         match host.load(
             name,

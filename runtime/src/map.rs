@@ -43,6 +43,14 @@ pub fn pairs_to_headers(
     Ok(headers)
 }
 
+/// A mapper that rewrote a body usually passes the old `content-length` on with the
+/// other headers; the body is sent whole, so the header must say its real length.
+fn sync_content_length(headers: &mut HeaderMap, len: usize) {
+    if headers.contains_key(http::header::CONTENT_LENGTH) {
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+}
+
 /// A status code from a plugin: a final status, 200 to 599.
 pub fn status_from_plugin(status: u16, plugin: &str) -> Result<StatusCode, GatewayError> {
     StatusCode::from_u16(status)
@@ -67,9 +75,11 @@ pub struct PluginResponse {
 impl PluginResponse {
     /// Validates a WIT response from `plugin`.
     pub fn from_wit(resp: Response, plugin: &str) -> Result<Self, GatewayError> {
+        let mut headers = pairs_to_headers(&resp.headers, plugin)?;
+        sync_content_length(&mut headers, resp.body.len());
         Ok(Self {
             status: status_from_plugin(resp.status, plugin)?,
-            headers: pairs_to_headers(&resp.headers, plugin)?,
+            headers,
             body: Bytes::from(resp.body),
         })
     }
@@ -145,11 +155,13 @@ pub async fn map_request(
                     what: format!("query {:?}", r.query),
                 });
             }
+            let mut headers = pairs_to_headers(&r.headers, name)?;
+            sync_content_length(&mut headers, r.body.len());
             Ok(Mapped::Forward(MappedRequest {
                 method,
                 path_override,
                 query: r.query,
-                headers: pairs_to_headers(&r.headers, name)?,
+                headers,
                 body: Bytes::from(r.body),
             }))
         }
@@ -180,6 +192,24 @@ pub async fn map_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_follows_a_rewritten_body() {
+        let resp = Response {
+            status: 200,
+            headers: vec![("content-length".into(), "3".into())],
+            body: b"longer".to_vec(),
+        };
+        let out = PluginResponse::from_wit(resp, "p").unwrap();
+        assert_eq!(out.headers["content-length"], "6");
+        let resp = Response {
+            status: 200,
+            headers: Vec::new(),
+            body: b"x".to_vec(),
+        };
+        let out = PluginResponse::from_wit(resp, "p").unwrap();
+        assert!(!out.headers.contains_key("content-length"), "not added");
+    }
 
     #[test]
     fn refuses_header_injection_and_bad_statuses() {

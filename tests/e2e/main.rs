@@ -2,6 +2,7 @@
 //! built from source by `weir-test-artifacts`.
 
 mod authorizer;
+mod conformance;
 mod cors;
 mod examples;
 mod isolation;
@@ -9,6 +10,7 @@ mod jwt;
 mod limits;
 mod mapping;
 mod observability;
+mod reuse;
 mod routing;
 mod throttle;
 mod upstream;
@@ -55,6 +57,9 @@ macro_rules! used {
     };
     (TRAP_AUTHORIZER) => {
         authorizer::USES_TRAP_AUTHORIZER
+    };
+    (CALL_COUNTER) => {
+        reuse::USES_CALL_COUNTER
     };
 }
 macro_rules! check_used {

@@ -1,12 +1,14 @@
 //! The WebAssembly plugin host: the only module that touches wasmtime.
 //!
 //! Each plugin is compiled once at load into an `InstancePre`. Every call gets a fresh
-//! `Store` and instance from the pooling allocator, a deadline enforced by epoch
+//! `Store` and instance from the pooling allocator (or, with `reuse = N`, an idle
+//! instance that has served fewer than N calls), a deadline enforced by epoch
 //! interruption and a linear-memory cap, so a broken plugin fails only the call that hit
 //! it. Guests are linked against WASI with no capabilities: no files, network,
 //! environment or arguments; their stdout and stderr go to the log.
 
 mod bindings;
+mod reuse;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ const GUEST_OUTPUT_CAP: usize = 64 * 1024;
 const GUEST_LOG_CAP: usize = 4096;
 /// Most plugin instances alive at once (concurrent calls).
 const MAX_INSTANCES: u32 = 1000;
+/// Upper bound of any plugin's `reuse`.
+pub const MAX_REUSE: u32 = 1_000_000;
 /// Upper bound of any plugin's `max_memory`.
 pub const MEMORY_CEILING: u64 = 1 << 30;
 
@@ -110,6 +114,8 @@ pub struct Limits {
     pub deadline: Duration,
     /// Linear-memory cap of one instance, in bytes.
     pub max_memory: usize,
+    /// Calls one instance may serve (0 and 1: a fresh instance for every call).
+    pub reuse: u32,
 }
 
 /// The engine shared by every plugin, plus the thread that drives its epoch.
@@ -264,6 +270,7 @@ impl PluginHost {
                 limits,
                 config_json: config_json.into(),
                 pre,
+                idle: reuse::Idle::default(),
             }),
             engine: self.engine.clone(),
         })
@@ -307,6 +314,7 @@ struct Loaded {
     limits: Limits,
     config_json: Arc<str>,
     pre: Pre,
+    idle: reuse::Idle,
 }
 
 /// A loaded plugin; cheap to clone, callable from any task.
@@ -325,12 +333,17 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// The store data of one call.
+/// The store data of one instance. (It names the plugin rather than holding its
+/// `Loaded`: idle instances live inside `Loaded`, and must not keep it alive.)
 struct State {
-    plugin: Arc<Loaded>,
+    name: Arc<str>,
+    config_json: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+    /// The guest's stdout and stderr, and how much of it has been logged already.
+    output: MemoryOutputPipe,
+    logged: usize,
 }
 
 struct MemoryCap {
@@ -383,7 +396,7 @@ impl bindings::mapper::weir::plugin::host::Host for State {
             }
             message.truncate(end);
         }
-        let plugin = &*self.plugin.name;
+        let plugin = &*self.name;
         use bindings::LogLevel as L;
         match level {
             L::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
@@ -395,7 +408,7 @@ impl bindings::mapper::weir::plugin::host::Host for State {
     }
 
     fn config(&mut self) -> String {
-        self.plugin.config_json.to_string()
+        self.config_json.to_string()
     }
 }
 
@@ -410,11 +423,52 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// One call's sandbox: a fresh store whose guest output is captured for the log.
+/// One call's sandbox: a fresh store, or an idle instance's, and its guest once
+/// instantiated.
 struct Call {
     store: Store<State>,
-    output: MemoryOutputPipe,
+    guest: Option<reuse::Guest>,
+    /// Calls the instance served before this one.
+    calls: u32,
     started: Instant,
+}
+
+impl Call {
+    /// The guest, instantiated into the call's store unless the instance is reused.
+    async fn guest(&mut self, pre: &Pre) -> wasmtime::Result<reuse::Guest> {
+        if let Some(g) = self.guest.take() {
+            return Ok(g);
+        }
+        Ok(match pre {
+            Pre::Mapper(p) => reuse::Guest::Mapper(p.instantiate_async(&mut self.store).await?),
+            Pre::Authorizer(p) => {
+                reuse::Guest::Authorizer(p.instantiate_async(&mut self.store).await?)
+            }
+            Pre::Cors(p) => reuse::Guest::Cors(p.instantiate_async(&mut self.store).await?),
+        })
+    }
+}
+
+/// Calls `$method` on the plugin's guest, which must be of world `$world`.
+macro_rules! call_guest {
+    ($self:ident, $world:ident, |$g:ident, $store:ident| $body:expr) => {{
+        if $self.inner.world != World::$world {
+            return Err($self.wrong_world(World::$world));
+        }
+        let mut call = $self.begin();
+        let result = async {
+            let guest = call.guest(&$self.inner.pre).await?;
+            let reuse::Guest::$world($g) = &guest else {
+                unreachable!("the instance was made from this plugin's InstancePre");
+            };
+            let $store = &mut call.store;
+            let out = $body.await;
+            call.guest = Some(guest);
+            out
+        }
+        .await;
+        $self.finish(call, result)
+    }};
 }
 
 impl Plugin {
@@ -428,27 +482,15 @@ impl Plugin {
         self.inner.world
     }
 
-    fn call(&self) -> Call {
-        let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
-        let mut store = Store::new(
-            &self.engine,
-            State {
-                plugin: self.inner.clone(),
-                wasi,
-                table: ResourceTable::new(),
-                memory: MemoryCap {
-                    limit: self.inner.limits.max_memory,
-                    hit: false,
-                },
-            },
-        );
-        store.limiter(|s| &mut s.memory);
+    /// A store for one call: an idle instance's when the plugin reuses instances and one
+    /// is free, else a fresh one. Either way with this call's deadline and a clean
+    /// memory-cap flag.
+    fn begin(&self) -> Call {
+        let (mut store, guest, calls) = match self.inner.idle.take() {
+            Some(warm) => (warm.store, Some(warm.guest), warm.calls),
+            None => (self.fresh_store(), None, 0),
+        };
+        store.data_mut().memory.hit = false;
         let started = Instant::now();
         let deadline = self.inner.limits.deadline;
         store.set_epoch_deadline(1);
@@ -461,18 +503,55 @@ impl Plugin {
         });
         Call {
             store,
-            output,
+            guest,
+            calls,
             started,
         }
     }
 
-    fn finish<T>(&self, call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
-        let output = call.output.contents();
-        if !output.is_empty() {
-            let text = String::from_utf8_lossy(&output);
+    fn fresh_store(&self) -> Store<State> {
+        // A reused instance keeps its pipe: give it room for one more call's worth of
+        // output after any earlier call's (it is retired once it has used GUEST_OUTPUT_CAP).
+        let capacity = if self.inner.limits.reuse > 1 {
+            2 * GUEST_OUTPUT_CAP
+        } else {
+            GUEST_OUTPUT_CAP
+        };
+        let output = MemoryOutputPipe::new(capacity);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                name: self.inner.name.clone(),
+                config_json: self.inner.config_json.clone(),
+                wasi,
+                table: ResourceTable::new(),
+                memory: MemoryCap {
+                    limit: self.inner.limits.max_memory,
+                    hit: false,
+                },
+                output,
+                logged: 0,
+            },
+        );
+        store.limiter(|s| &mut s.memory);
+        store
+    }
+
+    fn finish<T>(&self, mut call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
+        let state = call.store.data_mut();
+        let output = state.output.contents();
+        if output.len() > state.logged {
+            let text = String::from_utf8_lossy(&output[state.logged..]);
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
             }
+            state.logged = output.len();
         }
         let result = result.map_err(|e| {
             let plugin = self.inner.name.clone();
@@ -504,6 +583,23 @@ impl Plugin {
             .increment(1);
         metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin)
             .record(call.started.elapsed().as_secs_f64());
+        // Only an instance whose call succeeded may serve another; a failed one may be
+        // mid-update, out of memory or interrupted anywhere.
+        let reuse = self.inner.limits.reuse;
+        if result.is_ok()
+            && reuse > 1
+            && call.store.data().logged <= GUEST_OUTPUT_CAP
+            && let Some(guest) = call.guest.take()
+        {
+            self.inner.idle.give_back(
+                reuse::Warm {
+                    store: call.store,
+                    guest,
+                    calls: call.calls + 1,
+                },
+                reuse,
+            );
+        }
         result
     }
 
@@ -524,16 +620,7 @@ impl Plugin {
         req: &Request,
         ctx: &Context,
     ) -> Result<RequestOutcome, PluginError> {
-        let Pre::Mapper(pre) = &self.inner.pre else {
-            return Err(self.wrong_world(World::Mapper));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_map_request(&mut call.store, req, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Mapper, |g, store| g.call_map_request(store, req, ctx))
     }
 
     /// `mapper.map-response`.
@@ -542,16 +629,8 @@ impl Plugin {
         resp: &Response,
         ctx: &Context,
     ) -> Result<Response, PluginError> {
-        let Pre::Mapper(pre) = &self.inner.pre else {
-            return Err(self.wrong_world(World::Mapper));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_map_response(&mut call.store, resp, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Mapper, |g, store| g
+            .call_map_response(store, resp, ctx))
     }
 
     /// `authorizer.authorize`.
@@ -560,30 +639,13 @@ impl Plugin {
         req: &AuthorizationRequest,
         ctx: &Context,
     ) -> Result<Decision, PluginError> {
-        let Pre::Authorizer(pre) = &self.inner.pre else {
-            return Err(self.wrong_world(World::Authorizer));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_authorize(&mut call.store, req, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Authorizer, |g, store| g
+            .call_authorize(store, req, ctx))
     }
 
     /// `cors.preflight`.
     pub async fn preflight(&self, req: &RequestHead) -> Result<Response, PluginError> {
-        let Pre::Cors(pre) = &self.inner.pre else {
-            return Err(self.wrong_world(World::Cors));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_preflight(&mut call.store, req).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Cors, |g, store| g.call_preflight(store, req))
     }
 
     /// `cors.decorate`.
@@ -592,15 +654,6 @@ impl Plugin {
         req: &RequestHead,
         headers: &[(String, String)],
     ) -> Result<Vec<(String, String)>, PluginError> {
-        let Pre::Cors(pre) = &self.inner.pre else {
-            return Err(self.wrong_world(World::Cors));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_decorate(&mut call.store, req, headers).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Cors, |g, store| g.call_decorate(store, req, headers))
     }
 }
