@@ -123,9 +123,13 @@ config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "PO
 """
         route_extra += 'authorizer = { plugin = "jwt" }\n'
         api = '[api]\ncors = "cors"\n'
+    # AWS's default account quota (10,000 req/s) would throttle the load itself.
     return f"""
 [server]
 listen = "127.0.0.1:{port}"
+[throttle]
+rate = 1000000
+burst = 1000000
 {plugins}
 {api}
 [[routes]]

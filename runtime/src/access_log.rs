@@ -8,8 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 use http::header;
 use http::request::Parts;
 
+use crate::websocket::EventType;
+use crate::websocket::table::Connection;
+
 /// Every field the access log can carry, in output order.
-pub const FIELDS: [&str; 17] = [
+pub const FIELDS: [&str; 19] = [
     "requestId",
     "requestTime",
     "httpMethod",
@@ -27,6 +30,8 @@ pub const FIELDS: [&str; 17] = [
     "userAgent",
     "protocol",
     "traceId",
+    "connectionId",
+    "eventType",
 ];
 
 /// Which fields are written (a bit per entry of [`FIELDS`]); `None` disables the log.
@@ -83,6 +88,10 @@ pub struct AccessRecord {
     pub trace_id: Option<String>,
     /// The caller's quota, for the response headers (only when `api.quota_headers` is on).
     pub quota: Option<crate::quota::QuotaLeft>,
+    /// The WebSocket connection a handshake opened.
+    pub connection_id: Option<Arc<str>>,
+    /// `CONNECT` for a WebSocket handshake.
+    pub event_type: Option<&'static str>,
 }
 
 /// What the response looked like.
@@ -134,6 +143,81 @@ impl AccessRecord {
             userAgent = if on(14) { user_agent } else { None },
             protocol = on(15).then(|| format!("{:?}", head.version)),
             traceId = if on(16) { self.trace_id.as_deref() } else { None },
+            connectionId = if on(17) { self.connection_id.as_deref() } else { None },
+            eventType = if on(18) { self.event_type } else { None },
+        );
+    }
+}
+
+/// One WebSocket event after the handshake (a message or `$disconnect`).
+pub struct EventRecord<'a> {
+    request_id: &'a str,
+    received: SystemTime,
+    started: Instant,
+    conn: &'a Connection,
+    event_type: EventType,
+    /// The route that handled it.
+    pub route_key: Option<Arc<str>>,
+    /// What the event ended with (the integration's status, or the gateway's).
+    pub status: u16,
+    /// Bytes sent back to the client.
+    pub length: Option<u64>,
+    /// Time spent in the integration.
+    pub integration_latency: Option<Duration>,
+    /// The integration's status.
+    pub integration_status: Option<u16>,
+    /// Why the integration failed.
+    pub integration_error: Option<String>,
+}
+
+impl<'a> EventRecord<'a> {
+    /// A record for an event on `conn`.
+    pub fn new(
+        request_id: &'a str,
+        received: SystemTime,
+        started: Instant,
+        conn: &'a Connection,
+        event_type: EventType,
+    ) -> Self {
+        Self {
+            request_id,
+            received,
+            started,
+            conn,
+            event_type,
+            route_key: None,
+            status: 200,
+            length: None,
+            integration_latency: None,
+            integration_status: None,
+            integration_error: None,
+        }
+    }
+
+    /// Writes the record (when the format enables the log).
+    pub fn emit(&self, format: AccessLogFormat) {
+        if format.0.is_none() || !tracing::enabled!(target: "weir::access", tracing::Level::INFO) {
+            return;
+        }
+        let on = |i: usize| format.has(i);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::info!(
+            target: "weir::access",
+            requestId = on(0).then_some(self.request_id),
+            requestTime = on(1).then(|| humantime::format_rfc3339_millis(self.received).to_string()),
+            routeKey = on(4).then(|| self.route_key.as_deref().unwrap_or("-")),
+            status = on(5).then_some(self.status),
+            responseLength = if on(6) { self.length } else { None },
+            responseLatency = on(7).then(|| ms(self.started.elapsed())),
+            integrationLatency = if on(8) { self.integration_latency.map(ms) } else { None },
+            integrationStatus = if on(9) { self.integration_status } else { None },
+            integrationError = if on(10) { self.integration_error.as_deref() } else { None },
+            authorizer.principalId = if on(11) { self.conn.principal_id.as_deref() } else { None },
+            sourceIp = on(13).then(|| self.conn.source_ip.to_string()),
+            userAgent = if on(14) { self.conn.user_agent.as_deref() } else { None },
+            protocol = on(15).then_some("WEBSOCKET"),
+            connectionId = on(17).then_some(&*self.conn.id),
+            eventType = on(18).then(|| self.event_type.name()),
         );
     }
 }

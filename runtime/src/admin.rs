@@ -1,6 +1,6 @@
 //! The admin listener (off unless `[admin] listen` is set): `GET /health` (liveness),
 //! `GET /ready` (config loaded and plugins compiled; false while draining) and
-//! `GET /metrics` (Prometheus text format).
+//! `GET /metrics` (Prometheus text format), and the WebSocket `@connections` API.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -10,12 +10,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+
+use crate::websocket::{Command, ConnectionTable, PostError};
+
+/// Largest body `POST /@connections/{id}` reads (the largest `max_message` allowed).
+const MAX_POST: usize = 16 << 20;
 
 /// Latency buckets, in seconds, for every histogram.
 const BUCKETS: [f64; 16] = [
@@ -38,6 +43,8 @@ pub struct AdminState {
     pub ready: Arc<AtomicBool>,
     /// Renders the metrics.
     pub metrics: PrometheusHandle,
+    /// Open WebSocket connections, for `/@connections/{id}`.
+    pub connections: Arc<dyn ConnectionTable>,
 }
 
 /// Serves the admin endpoints until `shutdown` resolves.
@@ -64,7 +71,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state, req)) }
+                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -77,7 +84,11 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: impl Futu
     upkeep.abort();
 }
 
-fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if let Some(id) = req.uri().path().strip_prefix("/@connections/") {
+        let id = id.to_owned();
+        return connections(state, &id, req).await;
+    }
     let (status, content_type, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => (
             StatusCode::OK,
@@ -115,11 +126,85 @@ fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             r#"{"message":"Not Found"}"#.to_owned(),
         ),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    response(status, content_type, Bytes::from(body))
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(content_type),
     );
     resp
+}
+
+fn message(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "message": message }).to_string();
+    response(status, "application/json", Bytes::from(body))
+}
+
+/// `/@connections/{id}`: `POST` sends the body to the client (binary when the content
+/// type is `application/octet-stream` or the body is not UTF-8, else text), `GET`
+/// describes the connection, `DELETE` closes it.
+async fn connections(
+    state: &AdminState,
+    id: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let table = &state.connections;
+    let gone = || message(StatusCode::GONE, "Gone");
+    match *req.method() {
+        Method::POST => {
+            let binary = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+            // Nothing larger than the biggest message any API allows is buffered.
+            let body = match Limited::new(req.into_body(), MAX_POST).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+                }
+                Err(_) => return message(StatusCode::BAD_REQUEST, "Bad Request"),
+            };
+            let command = match (binary, String::from_utf8(body.to_vec())) {
+                (false, Ok(text)) => Command::Text(text),
+                _ => Command::Binary(body),
+            };
+            match table.send(id, command) {
+                Ok(()) => response(StatusCode::OK, "application/json", Bytes::new()),
+                Err(PostError::Gone) => gone(),
+                Err(PostError::Full) => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+                Err(PostError::TooLarge(_)) => {
+                    message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+                }
+            }
+        }
+        Method::GET => match table.info(id) {
+            Some(info) => {
+                let time = |t| humantime::format_rfc3339_millis(t).to_string();
+                let body = serde_json::json!({
+                    "connectedAt": time(info.connected_at),
+                    "lastActiveAt": time(info.last_active_at),
+                    "identity": {
+                        "sourceIp": info.source_ip.to_string(),
+                        "userAgent": info.user_agent,
+                    },
+                });
+                response(
+                    StatusCode::OK,
+                    "application/json",
+                    Bytes::from(body.to_string()),
+                )
+            }
+            None => gone(),
+        },
+        Method::DELETE => match table.send(id, Command::Disconnect) {
+            Ok(()) => response(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
+            Err(PostError::Full) => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            Err(_) => gone(),
+        },
+        _ => message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),
+    }
 }

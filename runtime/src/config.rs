@@ -44,6 +44,9 @@ pub struct Config {
     /// The HTTP API's routes.
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// WebSocket APIs by name.
+    #[serde(default)]
+    pub websocket: BTreeMap<String, WebSocketApi>,
 }
 
 /// `[server]`: where and how the public listener runs.
@@ -59,9 +62,16 @@ pub struct Server {
     /// Time a client has to send the request line and headers.
     #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Time a client has to send a request body once the headers are in (else 408).
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Most client connections open at once (HTTP, before any WebSocket upgrade); past
+    /// it, new connections wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Worker threads, each with its own event loop and listener socket
     /// (`SO_REUSEPORT`); default: one per CPU core.
     pub workers: Option<usize>,
@@ -73,7 +83,9 @@ impl Default for Server {
             listen: default_listen(),
             stage: default_stage(),
             header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
             shutdown_grace: default_shutdown_grace(),
+            max_connections: default_max_connections(),
             workers: None,
         }
     }
@@ -87,6 +99,12 @@ fn default_stage() -> String {
 }
 fn default_header_read_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
@@ -137,6 +155,10 @@ pub struct Limits {
     /// Largest request line plus headers (default 10,240 bytes); larger gets 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Largest response body from an integration or a plugin (default 10 MB); larger
+    /// gets 502 (integration) or 500 (plugin).
+    #[serde(default = "default_max_body")]
+    pub max_response_body: ByteSize,
 }
 
 impl Default for Limits {
@@ -145,6 +167,7 @@ impl Default for Limits {
             integration_timeout: default_integration_timeout(),
             max_body: default_max_body(),
             max_header_bytes: default_max_header_bytes(),
+            max_response_body: default_max_body(),
         }
     }
 }
@@ -205,6 +228,21 @@ pub struct Plugin {
     /// any trap, deadline or memory-cap failure.
     #[serde(default)]
     pub reuse: u32,
+    /// What a failing call (trap, deadline, memory cap, invalid output) does: `fail_closed`
+    /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
+    #[serde(default)]
+    pub failure: FailurePolicy,
+}
+
+/// `[plugins.NAME] failure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// The request fails (500); authorizers always deny.
+    #[default]
+    FailClosed,
+    /// The request goes on unmapped (optional mappers only).
+    FailOpen,
 }
 
 fn default_deadline() -> Duration {
@@ -408,6 +446,108 @@ fn default_identity_source() -> Vec<String> {
 }
 fn default_auth_ttl() -> Duration {
     Duration::from_secs(300)
+}
+
+/// `[websocket.NAME]`: a WebSocket API on one path of the public listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketApi {
+    /// The path clients upgrade on, e.g. `/ws` (a `GET` with `Upgrade: websocket`).
+    pub path: String,
+    /// Chooses a message's route: `$request.body.action`, or a template such as
+    /// `${request.body.type}/${request.body.name}`.
+    #[serde(default = "default_route_selection")]
+    pub route_selection: String,
+    /// Connection and message limits (AWS's defaults).
+    #[serde(default)]
+    pub limits: WebSocketLimits,
+    /// Routes: `$connect`, `$disconnect`, `$default` and custom route keys.
+    #[serde(default)]
+    pub routes: Vec<WebSocketRoute>,
+}
+
+fn default_route_selection() -> String {
+    "$request.body.action".to_owned()
+}
+
+/// `[websocket.NAME.limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketLimits {
+    /// New connections per second (over: 429 at the handshake).
+    #[serde(default = "default_connect_rate")]
+    pub connect_rate: u32,
+    /// Connections that may open at once before `connect_rate` applies (default: the rate).
+    pub connect_burst: Option<u32>,
+    /// Longest a connection may stay open (then close 1001).
+    #[serde(default = "default_max_duration", with = "humantime_serde")]
+    pub max_duration: Duration,
+    /// Longest a connection may stay silent in both directions (then close 1001).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest message, all its frames together (over: close 1009).
+    #[serde(default = "default_max_message")]
+    pub max_message: ByteSize,
+    /// Largest frame (over: close 1009).
+    #[serde(default = "default_max_frame")]
+    pub max_frame: ByteSize,
+    /// Messages queued for one client before `POST /@connections/{id}` answers 429.
+    #[serde(default = "default_outbound_queue")]
+    pub outbound_queue: usize,
+}
+
+impl Default for WebSocketLimits {
+    fn default() -> Self {
+        Self {
+            connect_rate: default_connect_rate(),
+            connect_burst: None,
+            max_duration: default_max_duration(),
+            idle_timeout: default_idle_timeout(),
+            max_message: default_max_message(),
+            max_frame: default_max_frame(),
+            outbound_queue: default_outbound_queue(),
+        }
+    }
+}
+
+fn default_connect_rate() -> u32 {
+    500
+}
+fn default_max_duration() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_message() -> ByteSize {
+    ByteSize::kib(128)
+}
+fn default_max_frame() -> ByteSize {
+    ByteSize::kib(32)
+}
+fn default_outbound_queue() -> usize {
+    64
+}
+
+/// `[[websocket.NAME.routes]]`: one route of a WebSocket API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketRoute {
+    /// `$connect`, `$disconnect`, `$default`, or a value of the route selection expression.
+    pub key: String,
+    /// Where the event goes: `http` (POSTed with `connectionId`, `routeKey`, `eventType`
+    /// and `requestId` headers) or `mock`.
+    pub integration: Integration,
+    /// The authorizer (only on `$connect`).
+    pub authorizer: Option<RouteAuthorizer>,
+    /// A mapper plugin applied to each message (the message is the request body).
+    pub request_mapping: Option<String>,
+    /// Send the integration's response body back to the client (two-way route).
+    #[serde(default)]
+    pub route_response: bool,
+    /// This route's integration timeout (overrides `limits.integration_timeout`).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// A config file that could not be read or parsed.

@@ -27,12 +27,16 @@ fn wit_head(head: &Parts) -> RequestHead {
 }
 
 /// Answers a preflight with the policy plugin.
-pub async fn preflight(policy: &Plugin, head: &Parts) -> Result<PluginResponse, GatewayError> {
+pub async fn preflight(
+    policy: &Plugin,
+    head: &Parts,
+    max_body: u64,
+) -> Result<PluginResponse, GatewayError> {
     let resp = policy
         .preflight(&wit_head(head))
         .await
         .map_err(GatewayError::PluginFailed)?;
-    PluginResponse::from_wit(resp, policy.name())
+    PluginResponse::from_wit(resp, policy.name(), max_body)
 }
 
 /// Applies the policy's headers to a response. A request without `Origin` is not a CORS

@@ -102,6 +102,12 @@ pub enum GatewayError {
     /// The route requires an API key and the request has no valid, enabled one.
     #[error("API key {0}")]
     ApiKey(ApiKeyProblem),
+    /// The client did not send its body in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// A plain request to a WebSocket API's path.
+    #[error("a WebSocket API needs an upgrade request")]
+    UpgradeRequired,
 }
 
 impl From<Throttled> for GatewayError {
@@ -156,6 +162,8 @@ impl GatewayError {
             GatewayError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
             GatewayError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
             GatewayError::ApiKey(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            GatewayError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "Upgrade Required"),
+            GatewayError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
         }
     }
 

@@ -2,7 +2,7 @@
 //! route table, loaded plugins, parsed upstream templates. Every semantic check of
 //! `weir validate` happens here, and each error names the key it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,11 +12,14 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::access_log::AccessLogFormat;
 use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
-use crate::config::{self, Config, World};
+use crate::config::{self, Config, FailurePolicy, World};
 use crate::integrate::{HttpTarget, Integration, MockResponse};
+use crate::map::Mapper;
 use crate::plugin::{self, Plugin, PluginHost};
 use crate::route::{RouteKey, RouteTable};
+use crate::throttle;
 use crate::usage::{self, Usage};
+use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
 
 /// Shortest integration timeout AWS allows.
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
@@ -50,9 +53,9 @@ pub struct Route {
     /// The authorizer, if any.
     pub authorizer: Option<RouteAuthorizer>,
     /// The request mapper, if any.
-    pub request_mapping: Option<Plugin>,
+    pub request_mapping: Option<Mapper>,
     /// The response mapper, if any.
-    pub response_mapping: Option<Plugin>,
+    pub response_mapping: Option<Mapper>,
     /// The integration timeout.
     pub timeout: Duration,
 }
@@ -60,10 +63,14 @@ pub struct Route {
 /// Request limits in force.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest body, bytes.
+    /// Largest request body, bytes.
     pub max_body: u64,
+    /// Largest response body, bytes.
+    pub max_response_body: u64,
     /// Largest request line plus headers, bytes.
     pub max_header_bytes: usize,
+    /// Time a client has to send the body.
+    pub body_read_timeout: Duration,
 }
 
 /// The compiled gateway: what the request path reads, never writes (but for caches).
@@ -84,6 +91,8 @@ pub struct Gateway {
     pub access_log: AccessLogFormat,
     /// Throttle levels, API keys, usage plans and quotas.
     pub usage: Usage,
+    /// WebSocket APIs.
+    pub websockets: WebSockets,
 }
 
 /// Compiles `config`; plugin files are resolved against `base_dir` and loaded by `host`.
@@ -100,6 +109,12 @@ pub fn compile(
             humantime::format_duration(limits.integration_timeout)
         ));
     }
+    if config.server.body_read_timeout < Duration::from_millis(100) {
+        errors.push("server.body_read_timeout: must be at least 100ms".to_owned());
+    }
+    if config.server.max_connections == 0 {
+        errors.push("server.max_connections: must be at least 1".to_owned());
+    }
     if limits.max_header_bytes < 256 {
         errors.push("limits.max_header_bytes: must be at least 256".to_owned());
     }
@@ -112,33 +127,15 @@ pub fn compile(
         errors.push(format!("access_log.fields: {e}"));
         AccessLogFormat::default()
     });
-    let plugins = load_plugins(config, base_dir, host, &mut errors);
-    let plugin_of = |name: &str, world: World, key: &str, errors: &mut Vec<String>| {
-        match config.plugins.get(name) {
-            None => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` is not defined in [plugins]"
-                ));
-                None
-            }
-            Some(spec) if spec.world != world => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
-                    spec.world.name(),
-                    world.name()
-                ));
-                None
-            }
-            // `None` here means it failed to load, which is already reported.
-            Some(_) => plugins.get(name).cloned(),
-        }
+    let plugins = Plugins {
+        config,
+        loaded: load_plugins(config, base_dir, host, &mut errors),
     };
-
     let cors = config
         .api
         .cors
         .as_deref()
-        .and_then(|name| plugin_of(name, World::Cors, "api.cors", &mut errors));
+        .and_then(|name| plugins.get(name, World::Cors, "api.cors", &mut errors));
 
     let mut keys = Vec::new();
     let mut routes = Vec::new();
@@ -171,44 +168,16 @@ pub fn compile(
             ));
         }
         let authorizer = r.authorizer.as_ref().and_then(|a| {
-            let at = format!("{at}.authorizer");
-            let plugin = plugin_of(&a.plugin, World::Authorizer, &at, &mut errors);
-            if a.ttl > MAX_AUTH_TTL {
-                errors.push(format!("{at}.ttl: at most 3600s"));
-            }
-            if a.identity_source.is_empty() {
-                errors.push(format!("{at}.identity_source: needs at least one source"));
-            }
-            let mut sources = Vec::new();
-            for s in &a.identity_source {
-                match s.parse::<IdentitySource>() {
-                    Ok(src) => sources.push(src),
-                    Err(e) => errors.push(format!("{at}.identity_source: {e}")),
-                }
-            }
-            Some(RouteAuthorizer {
-                plugin: plugin?,
-                identity: sources,
-                ttl: a.ttl,
-                scopes: a.scopes.clone(),
-            })
+            compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors)
         });
-        let request_mapping = r.request_mapping.as_deref().and_then(|name| {
-            plugin_of(
-                name,
-                World::Mapper,
-                &format!("{at}.request_mapping"),
-                &mut errors,
-            )
-        });
-        let response_mapping = r.response_mapping.as_deref().and_then(|name| {
-            plugin_of(
-                name,
-                World::Mapper,
-                &format!("{at}.response_mapping"),
-                &mut errors,
-            )
-        });
+        let request_mapping = r
+            .request_mapping
+            .as_deref()
+            .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), &mut errors));
+        let response_mapping = r
+            .response_mapping
+            .as_deref()
+            .and_then(|name| plugins.mapper(name, &format!("{at}.response_mapping"), &mut errors));
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -222,6 +191,7 @@ pub fn compile(
         }
     }
     let usage = usage::compile(config, &canonical_keys, base_dir, &mut errors);
+    let websockets = compile_websockets(config, &plugins, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -238,13 +208,274 @@ pub fn compile(
         cors,
         limits: Limits {
             max_body: limits.max_body.as_u64(),
+            max_response_body: limits.max_response_body.as_u64(),
             max_header_bytes: limits.max_header_bytes,
+            body_read_timeout: config.server.body_read_timeout,
         },
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
         access_log,
         usage,
+        websockets,
     })
+}
+
+/// The plugins of a config, loaded, looked up by the keys that name them.
+struct Plugins<'a> {
+    config: &'a Config,
+    loaded: BTreeMap<String, Plugin>,
+}
+
+impl Plugins<'_> {
+    /// The plugin `name` for `key`, which needs a `world` plugin.
+    fn get(&self, name: &str, world: World, key: &str, errors: &mut Vec<String>) -> Option<Plugin> {
+        match self.config.plugins.get(name) {
+            None => {
+                errors.push(format!(
+                    "{key}: plugin `{name}` is not defined in [plugins]"
+                ));
+                None
+            }
+            Some(spec) if spec.world != world => {
+                errors.push(format!(
+                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
+                    spec.world.name(),
+                    world.name()
+                ));
+                None
+            }
+            // `None` here means it failed to load, which is already reported.
+            Some(_) => self.loaded.get(name).cloned(),
+        }
+    }
+
+    /// The mapper `name` for `key`, with its failure policy.
+    fn mapper(&self, name: &str, key: &str, errors: &mut Vec<String>) -> Option<Mapper> {
+        let plugin = self.get(name, World::Mapper, key, errors)?;
+        Some(Mapper {
+            plugin,
+            fail_open: self.config.plugins[name].failure == FailurePolicy::FailOpen,
+            max_body: self.config.limits.max_body.as_u64(),
+            max_response_body: self.config.limits.max_response_body.as_u64(),
+        })
+    }
+}
+
+fn compile_authorizer(
+    a: &config::RouteAuthorizer,
+    at: &str,
+    plugins: &Plugins<'_>,
+    errors: &mut Vec<String>,
+) -> Option<RouteAuthorizer> {
+    let plugin = plugins.get(&a.plugin, World::Authorizer, at, errors);
+    if a.ttl > MAX_AUTH_TTL {
+        errors.push(format!("{at}.ttl: at most 3600s"));
+    }
+    if a.identity_source.is_empty() {
+        errors.push(format!("{at}.identity_source: needs at least one source"));
+    }
+    let mut sources = Vec::new();
+    for s in &a.identity_source {
+        match s.parse::<IdentitySource>() {
+            Ok(src) => sources.push(src),
+            Err(e) => errors.push(format!("{at}.identity_source: {e}")),
+        }
+    }
+    Some(RouteAuthorizer {
+        plugin: plugin?,
+        identity: sources,
+        ttl: a.ttl,
+        scopes: a.scopes.clone(),
+    })
+}
+
+/// Compiles `[websocket.NAME]` tables.
+fn compile_websockets(
+    config: &Config,
+    plugins: &Plugins<'_>,
+    errors: &mut Vec<String>,
+) -> WebSockets {
+    let mut apis = Vec::new();
+    let mut by_path = HashMap::new();
+    let mut paths = HashMap::new();
+    // Authorizer cache slots after the HTTP routes' ones.
+    let mut auth_slot = config.routes.len();
+    for (name, api) in &config.websocket {
+        let at = format!("websocket.{name}");
+        let mut ok = true;
+        if !api.path.starts_with('/') || api.path.contains(['?', '#', ' ']) {
+            errors.push(format!("{at}.path: `{}` is not a path", api.path));
+            ok = false;
+        } else if let Some(other) = paths.insert(api.path.clone(), name.clone()) {
+            errors.push(format!(
+                "{at}.path: `{}` is already the path of websocket.{other}",
+                api.path
+            ));
+            ok = false;
+        }
+        let selection = match api.route_selection.parse::<Selection>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                errors.push(format!("{at}.route_selection: {e}"));
+                None
+            }
+        };
+        let l = &api.limits;
+        let connect_burst = l.connect_burst.unwrap_or(l.connect_rate);
+        let connect = throttle::Limit {
+            rate: f64::from(l.connect_rate),
+            burst: connect_burst,
+        };
+        if l.connect_rate == 0 {
+            errors.push(format!("{at}.limits.connect_rate: must be at least 1"));
+        }
+        if l.connect_burst == Some(0) {
+            errors.push(format!("{at}.limits.connect_burst: must be at least 1"));
+        }
+        for (key, d) in [
+            ("max_duration", l.max_duration),
+            ("idle_timeout", l.idle_timeout),
+        ] {
+            if d < Duration::from_secs(1) {
+                errors.push(format!("{at}.limits.{key}: must be at least 1s"));
+            }
+        }
+        let max_message = l.max_message.as_u64();
+        let max_frame = l.max_frame.as_u64();
+        if !(128..=(16 << 20)).contains(&max_message) {
+            errors.push(format!(
+                "{at}.limits.max_message: must be between 128B and 16MiB"
+            ));
+        }
+        if max_frame < 128 || max_frame > max_message {
+            errors.push(format!(
+                "{at}.limits.max_frame: must be at least 128B and at most limits.max_message"
+            ));
+        }
+        if !(1..=65_536).contains(&l.outbound_queue) {
+            errors.push(format!(
+                "{at}.limits.outbound_queue: must be between 1 and 65536"
+            ));
+        }
+
+        let mut routes = HashMap::new();
+        let (mut on_connect, mut on_disconnect, mut on_default) = (None, None, None);
+        for (i, r) in api.routes.iter().enumerate() {
+            let at = format!("{at}.routes[{i}] (`{}`)", r.key);
+            let special = r.key.starts_with('$');
+            if special && !matches!(r.key.as_str(), "$connect" | "$disconnect" | "$default") {
+                errors.push(format!(
+                    "{at}.key: `$`-keys are `$connect`, `$disconnect` and `$default`"
+                ));
+                continue;
+            }
+            if r.key.is_empty() {
+                errors.push(format!("{at}.key: must not be empty"));
+                continue;
+            }
+            let is_message = !matches!(r.key.as_str(), "$connect" | "$disconnect");
+            if r.authorizer.is_some() && r.key != "$connect" {
+                errors.push(format!(
+                    "{at}.authorizer: only `$connect` has an authorizer"
+                ));
+            }
+            if !is_message && (r.request_mapping.is_some() || r.route_response) {
+                errors.push(format!(
+                    "{at}: request_mapping and route_response apply to message routes only"
+                ));
+            }
+            let integration = compile_integration(&r.integration, &[])
+                .map_err(|e| errors.push(format!("{at}.integration: {e}")))
+                .ok();
+            let timeout = r.timeout.unwrap_or(config.limits.integration_timeout);
+            if timeout < MIN_TIMEOUT {
+                errors.push(format!("{at}.timeout: below the 50ms minimum"));
+            }
+            let authorizer = r
+                .authorizer
+                .as_ref()
+                .filter(|_| r.key == "$connect")
+                .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), plugins, errors));
+            let request_mapping = r
+                .request_mapping
+                .as_deref()
+                .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), errors));
+            let Some(integration) = integration else {
+                continue;
+            };
+            let route = WsRoute {
+                key: r.key.as_str().into(),
+                integration,
+                authorizer,
+                auth_slot,
+                request_mapping,
+                route_response: r.route_response,
+                timeout,
+            };
+            auth_slot += 1;
+            let slot = match r.key.as_str() {
+                "$connect" => &mut on_connect,
+                "$disconnect" => &mut on_disconnect,
+                "$default" => &mut on_default,
+                key => {
+                    if routes.insert(key.to_owned(), route).is_some() {
+                        errors.push(format!("{at}.key: route `{key}` is defined twice"));
+                    }
+                    continue;
+                }
+            };
+            if slot.replace(route).is_some() {
+                errors.push(format!("{at}.key: route `{}` is defined twice", r.key));
+            }
+        }
+        let (true, Some(selection)) = (ok, selection) else {
+            continue;
+        };
+        by_path.insert(api.path.clone(), apis.len());
+        apis.push(WebSocketApi {
+            name: name.as_str().into(),
+            path: api.path.clone(),
+            selection,
+            connect: on_connect,
+            disconnect: on_disconnect,
+            default: on_default,
+            routes,
+            limits: websocket::Limits {
+                max_duration: l.max_duration,
+                idle_timeout: l.idle_timeout,
+                max_message: max_message as usize,
+                max_frame: max_frame as usize,
+                outbound_queue: l.outbound_queue,
+            },
+            connect_bucket: throttle::Bucket::new(connect),
+        });
+    }
+    WebSockets { apis, by_path }
+}
+
+/// The compiled WebSocket APIs, found by path or by name.
+#[derive(Default)]
+pub struct WebSockets {
+    apis: Vec<WebSocketApi>,
+    by_path: HashMap<String, usize>,
+}
+
+impl Gateway {
+    /// The WebSocket API on `path`, if one is there.
+    pub fn websocket_at(&self, path: &str) -> Option<&WebSocketApi> {
+        if self.websockets.apis.is_empty() {
+            return None;
+        }
+        self.websockets
+            .by_path
+            .get(path)
+            .map(|&i| &self.websockets.apis[i])
+    }
+
+    /// The WebSocket API named `name`.
+    pub fn websocket(&self, name: &str) -> Option<&WebSocketApi> {
+        self.websockets.apis.iter().find(|a| &*a.name == name)
+    }
 }
 
 fn load_plugins(
@@ -270,6 +501,13 @@ fn load_plugins(
             errors.push(format!(
                 "{at}.reuse: must be at most {} calls per instance",
                 plugin::MAX_REUSE
+            ));
+            ok = false;
+        }
+        if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
+            errors.push(format!(
+                "{at}.failure: only mappers may fail open; {} plugins always fail closed",
+                spec.world.name()
             ));
             ok = false;
         }
@@ -339,6 +577,11 @@ fn compile_integration(
             for (name, value) in headers {
                 let n = HeaderName::try_from(name.as_str())
                     .map_err(|_| format!("invalid header name `{name}`"))?;
+                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
+                    return Err(format!(
+                        "header `{name}` is set by the gateway from the body"
+                    ));
+                }
                 let v = HeaderValue::try_from(value.as_str())
                     .map_err(|_| format!("invalid value for header `{name}`"))?;
                 compiled.push((n, v));

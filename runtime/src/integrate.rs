@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -220,6 +220,28 @@ impl Upstream {
             Ok(Err(e)) => Err(GatewayError::BadGateway(error_chain(&e))),
             Err(_) => Err(GatewayError::IntegrationTimeout(timeout)),
         }
+    }
+}
+
+/// Reads an upstream response body, at most `limit` bytes, by `deadline`: 504 when it
+/// stalls past it, 502 when it is too large or breaks off.
+pub async fn read_upstream_body(
+    body: hyper::body::Incoming,
+    limit: u64,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(GatewayError::IntegrationTimeout(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(GatewayError::BadGateway(format!(
+            "the response body exceeds {limit} bytes"
+        ))),
+        Ok(Err(e)) => Err(GatewayError::BadGateway(format!(
+            "reading the response body: {}",
+            error_chain(&*e)
+        ))),
     }
 }
 

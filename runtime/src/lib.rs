@@ -21,3 +21,4 @@ pub mod server;
 pub mod throttle;
 pub mod trace;
 pub mod usage;
+pub mod websocket;

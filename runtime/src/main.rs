@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
+
+/// mimalloc instead of glibc's malloc: the request path allocates small, short-lived
+/// buffers on every request, and glibc's consolidation showed up in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::Config;
 use weir::gateway;
-use weir::integrate::Upstream;
 use weir::pipeline::Shared;
 use weir::plugin::PluginHost;
 use weir::server::{self, ServerSettings};
+use weir::websocket::{ConnectionTable, LocalConnections};
 
 /// Weir: an API gateway whose policies are WebAssembly components.
 #[derive(Parser)]
@@ -125,6 +130,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let gateway = gateway::compile(&config, &base_dir(path), &host)
         .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
     let gateway = Arc::new(gateway);
+    let connections: Arc<dyn ConnectionTable> = Arc::new(LocalConnections::default());
     let quotas = gateway.usage.quotas().clone();
     match quotas.load(weir::quota::unix_now()) {
         Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),
@@ -150,12 +156,15 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let settings = ServerSettings {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.server.shutdown_grace,
+        // Split across workers; each gets at least one.
+        max_connections: config.server.max_connections.div_ceil(workers),
         max_header_bytes: config.limits.max_header_bytes,
     };
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
     for (i, socket) in sockets.into_iter().enumerate() {
         let gateway = gateway.clone();
+        let connections = connections.clone();
         let settings = settings.clone();
         let mut stop = stop.clone();
         let thread = std::thread::Builder::new()
@@ -166,10 +175,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     .build()?;
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
-                    let shared = Arc::new(Shared {
-                        gateway,
-                        upstream: Upstream::default(),
-                    });
+                    let shared = Arc::new(Shared::new(gateway, connections));
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };
@@ -201,6 +207,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 let state = AdminState {
                     ready: ready.clone(),
                     metrics,
+                    connections: connections.clone(),
                 };
                 Some(tokio::spawn(weir::admin::serve(
                     listener,
@@ -220,6 +227,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
 
         server::shutdown_signal().await;
         ready.store(false, Ordering::Relaxed);
+        // WebSocket clients get a close frame (1001) and `$disconnect` runs while the
+        // workers drain.
+        connections.disconnect_all();
         let _ = stop_workers.send(true);
         let results = tokio::task::spawn_blocking(move || {
             threads.into_iter().map(|t| t.join()).collect::<Vec<_>>()

@@ -9,6 +9,36 @@ use http::{Method, StatusCode};
 use crate::error::GatewayError;
 use crate::plugin::{Context, Plugin, Request, RequestOutcome, Response};
 
+/// Most headers a plugin may return.
+pub const MAX_PLUGIN_HEADERS: usize = 1000;
+/// Most bytes of header names and values a plugin may return.
+pub const MAX_PLUGIN_HEADER_BYTES: usize = 64 * 1024;
+
+/// A mapper plugin as a route uses it.
+#[derive(Clone)]
+pub struct Mapper {
+    /// The plugin.
+    pub plugin: Plugin,
+    /// On failure, go on unmapped instead of answering 500.
+    pub fail_open: bool,
+    /// Largest request body the mapper may produce (`limits.max_body`).
+    pub max_body: u64,
+    /// Largest response body the mapper may produce (`limits.max_response_body`).
+    pub max_response_body: u64,
+}
+
+impl Mapper {
+    /// Whether a failed call is passed over; logs and counts it when so.
+    fn passes_over(&self, e: &GatewayError) -> bool {
+        if self.fail_open {
+            tracing::warn!(plugin = %self.plugin.name(), error = %e, "optional mapper failed; going on unmapped");
+            metrics::counter!("weir_plugin_failed_open_total", "plugin" => self.plugin.name().to_string())
+                .increment(1);
+        }
+        self.fail_open
+    }
+}
+
 /// Headers as `(name, value)` pairs; values that are not UTF-8 are converted lossily.
 pub fn headers_to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
@@ -28,8 +58,25 @@ pub fn pairs_to_headers(
     pairs: &[(String, String)],
     plugin: &str,
 ) -> Result<HeaderMap, GatewayError> {
+    let bytes: usize = pairs.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if pairs.len() > MAX_PLUGIN_HEADERS || bytes > MAX_PLUGIN_HEADER_BYTES {
+        return Err(GatewayError::PluginOutput {
+            plugin: plugin.to_owned(),
+            what: format!(
+                "header list ({} headers, {bytes} bytes; at most {MAX_PLUGIN_HEADERS} and {MAX_PLUGIN_HEADER_BYTES})",
+                pairs.len()
+            ),
+        });
+    }
     let mut headers = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
+        // Framing is the gateway's: the length comes from the body the plugin returned,
+        // never from a header it copied or made up (a wrong one would desync the peer).
+        if name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            continue;
+        }
         let n = HeaderName::try_from(name.as_str()).map_err(|_| GatewayError::PluginOutput {
             plugin: plugin.to_owned(),
             what: format!("header name {name:?}"),
@@ -41,14 +88,6 @@ pub fn pairs_to_headers(
         headers.append(n, v);
     }
     Ok(headers)
-}
-
-/// A mapper that rewrote a body usually passes the old `content-length` on with the
-/// other headers; the body is sent whole, so the header must say its real length.
-fn sync_content_length(headers: &mut HeaderMap, len: usize) {
-    if headers.contains_key(http::header::CONTENT_LENGTH) {
-        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
 }
 
 /// A status code from a plugin: a final status, 200 to 599.
@@ -73,16 +112,25 @@ pub struct PluginResponse {
 }
 
 impl PluginResponse {
-    /// Validates a WIT response from `plugin`.
-    pub fn from_wit(resp: Response, plugin: &str) -> Result<Self, GatewayError> {
-        let mut headers = pairs_to_headers(&resp.headers, plugin)?;
-        sync_content_length(&mut headers, resp.body.len());
+    /// Validates a WIT response from `plugin`, whose body may hold `max_body` bytes.
+    pub fn from_wit(resp: Response, plugin: &str, max_body: u64) -> Result<Self, GatewayError> {
+        check_body(resp.body.len(), plugin, max_body)?;
         Ok(Self {
             status: status_from_plugin(resp.status, plugin)?,
-            headers,
+            headers: pairs_to_headers(&resp.headers, plugin)?,
             body: Bytes::from(resp.body),
         })
     }
+}
+
+fn check_body(len: usize, plugin: &str, max_body: u64) -> Result<(), GatewayError> {
+    if len as u64 > max_body {
+        return Err(GatewayError::PluginOutput {
+            plugin: plugin.to_owned(),
+            what: format!("body of {len} bytes (the limit is {max_body})"),
+        });
+    }
+    Ok(())
 }
 
 /// The request after mapping, as the integration receives it.
@@ -109,7 +157,26 @@ pub enum Mapped {
 
 /// Runs `map-request` on a buffered request.
 pub async fn map_request(
-    mapper: &Plugin,
+    mapper: &Mapper,
+    req: MappedRequest,
+    path: &str,
+    ctx: &Context,
+) -> Result<Mapped, GatewayError> {
+    let kept = mapper.fail_open.then(|| MappedRequest {
+        method: req.method.clone(),
+        path_override: req.path_override.clone(),
+        query: req.query.clone(),
+        headers: req.headers.clone(),
+        body: req.body.clone(),
+    });
+    match call_map_request(mapper, req, path, ctx).await {
+        Err(e) if mapper.passes_over(&e) => Ok(Mapped::Forward(kept.expect("kept when fail_open"))),
+        other => other,
+    }
+}
+
+async fn call_map_request(
+    mapper: &Mapper,
     req: MappedRequest,
     path: &str,
     ctx: &Context,
@@ -122,10 +189,11 @@ pub async fn map_request(
         body: req.body.into(),
     };
     let outcome = mapper
+        .plugin
         .map_request(&wit, ctx)
         .await
         .map_err(GatewayError::PluginFailed)?;
-    let name = mapper.name();
+    let name = mapper.plugin.name();
     match outcome {
         RequestOutcome::Forward(r) => {
             let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
@@ -155,61 +223,58 @@ pub async fn map_request(
                     what: format!("query {:?}", r.query),
                 });
             }
-            let mut headers = pairs_to_headers(&r.headers, name)?;
-            sync_content_length(&mut headers, r.body.len());
+            check_body(r.body.len(), name, mapper.max_body)?;
             Ok(Mapped::Forward(MappedRequest {
                 method,
                 path_override,
                 query: r.query,
-                headers,
+                headers: pairs_to_headers(&r.headers, name)?,
                 body: Bytes::from(r.body),
             }))
         }
-        RequestOutcome::Respond(resp) => Ok(Mapped::Respond(PluginResponse::from_wit(resp, name)?)),
+        RequestOutcome::Respond(resp) => Ok(Mapped::Respond(PluginResponse::from_wit(
+            resp,
+            name,
+            mapper.max_response_body,
+        )?)),
     }
 }
 
 /// Runs `map-response` on a buffered response.
 pub async fn map_response(
-    mapper: &Plugin,
+    mapper: &Mapper,
     status: StatusCode,
     headers: &HeaderMap,
     body: Bytes,
     ctx: &Context,
 ) -> Result<PluginResponse, GatewayError> {
+    let kept = mapper.fail_open.then(|| body.clone());
     let wit = Response {
         status: status.as_u16(),
         headers: headers_to_pairs(headers),
         body: body.into(),
     };
     let out = mapper
+        .plugin
         .map_response(&wit, ctx)
         .await
-        .map_err(GatewayError::PluginFailed)?;
-    PluginResponse::from_wit(out, mapper.name())
+        .map_err(GatewayError::PluginFailed)
+        .and_then(|out| {
+            PluginResponse::from_wit(out, mapper.plugin.name(), mapper.max_response_body)
+        });
+    match out {
+        Err(e) if mapper.passes_over(&e) => Ok(PluginResponse {
+            status,
+            headers: headers.clone(),
+            body: kept.expect("kept when fail_open"),
+        }),
+        other => other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_length_follows_a_rewritten_body() {
-        let resp = Response {
-            status: 200,
-            headers: vec![("content-length".into(), "3".into())],
-            body: b"longer".to_vec(),
-        };
-        let out = PluginResponse::from_wit(resp, "p").unwrap();
-        assert_eq!(out.headers["content-length"], "6");
-        let resp = Response {
-            status: 200,
-            headers: Vec::new(),
-            body: b"x".to_vec(),
-        };
-        let out = PluginResponse::from_wit(resp, "p").unwrap();
-        assert!(!out.headers.contains_key("content-length"), "not added");
-    }
 
     #[test]
     fn refuses_header_injection_and_bad_statuses() {
@@ -223,6 +288,11 @@ mod tests {
         ];
         let h = pairs_to_headers(&good, "p").unwrap();
         assert_eq!(h.get_all("x-a").iter().count(), 2);
+        let framing = [
+            ("Content-Length".to_owned(), "2".to_owned()),
+            ("transfer-encoding".to_owned(), "chunked".to_owned()),
+        ];
+        assert!(pairs_to_headers(&framing, "p").unwrap().is_empty());
         for s in [0, 99, 100, 199, 600, 1000] {
             assert!(status_from_plugin(s, "p").is_err(), "{s}");
         }

@@ -8,7 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -21,10 +22,11 @@ use crate::access_log::{AccessRecord, Outcome};
 use crate::authorize::authorize;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Integration, Upstream, strip_hop_by_hop};
+use crate::integrate::{Integration, Upstream, read_upstream_body, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
 use crate::trace::{self, TraceContext};
+use crate::websocket::{self, ConnectionTable};
 use crate::{cors, route::RouteMatch};
 
 /// The body of every response the gateway sends: buffered, or streamed from an upstream.
@@ -39,29 +41,75 @@ static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
-/// What every request needs besides the gateway: the upstream client.
+/// What every request needs besides the gateway: the upstream client, the WebSocket
+/// connection table. One per worker thread.
 pub struct Shared {
     /// The compiled gateway.
     pub gateway: Arc<Gateway>,
     /// The pooled upstream client.
     pub upstream: Upstream,
+    /// Every open WebSocket connection (shared by all workers).
+    pub connections: Arc<dyn ConnectionTable>,
+    /// WebSocket connections this worker runs.
+    websockets: AtomicUsize,
+}
+
+impl Shared {
+    /// A worker's shared state.
+    pub fn new(gateway: Arc<Gateway>, connections: Arc<dyn ConnectionTable>) -> Self {
+        Self {
+            gateway,
+            upstream: Upstream::default(),
+            connections,
+            websockets: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a WebSocket connection this worker runs in (`1`) or out (`-1`).
+    pub fn websockets_open(&self, delta: isize) {
+        if delta >= 0 {
+            self.websockets.fetch_add(delta as usize, Ordering::Relaxed);
+        } else {
+            self.websockets
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
+    /// WebSocket connections this worker runs.
+    pub fn websockets(&self) -> usize {
+        self.websockets.load(Ordering::Relaxed)
+    }
 }
 
 /// Serves one request. Never fails: every error becomes a response here.
-pub async fn handle(shared: &Shared, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
     let gw = &*shared.gateway;
-    let (head, body) = req.into_parts();
+    let (mut head, body) = req.into_parts();
     let request_id = request_id(&head.headers);
     let mut access = AccessRecord::default();
 
-    // Accept: size limits; then a CORS preflight is answered by the policy before
-    // routing and authorization.
-    let preflight = gw.cors.as_ref().filter(|_| cors::is_preflight(&head));
+    // Accept: size limits; then a WebSocket API's handshake, or a CORS preflight
+    // answered by the policy before routing and authorization.
+    let websocket = gw.websocket_at(head.uri.path());
+    let preflight = gw
+        .cors
+        .as_ref()
+        .filter(|_| websocket.is_none() && cors::is_preflight(&head));
     let result = match (accept(&head, &gw.limits), preflight) {
         (Err(e), _) => Err(e),
-        (Ok(()), Some(policy)) => cors::preflight(policy, &head).await.map(plugin_response),
+        (Ok(()), _) if websocket.is_some() => {
+            let api = websocket.expect("checked");
+            websocket::handshake(shared, gw, api, &mut head, &request_id, remote, &mut access).await
+        }
+        (Ok(()), Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
+            .await
+            .map(plugin_response),
         (Ok(()), None) => {
             serve(
                 gw,
@@ -193,7 +241,7 @@ async fn serve(
     }
 
     // Read the body (bounded).
-    let body = read_body(body, max_body).await?;
+    let body = read_body(body, max_body, gw.limits.body_read_timeout).await?;
     let mut req = MappedRequest {
         method: head.method.clone(),
         path_override: None,
@@ -218,7 +266,15 @@ async fn serve(
         request_id,
         remote,
     };
-    let result = integrate(route, upstream, req, down, access).await;
+    let result = integrate(
+        route,
+        upstream,
+        req,
+        down,
+        gw.limits.max_response_body,
+        access,
+    )
+    .await;
     access.integration_latency = Some(integration_started.elapsed());
     let resp = result.inspect_err(|e| access.integration_error = Some(e.to_string()))?;
     access.integration_status = Some(resp.status().as_u16());
@@ -227,18 +283,10 @@ async fn serve(
     match (&route.response_mapping, ctx.as_ref()) {
         (Some(mapper), Some(ctx)) => {
             let (parts, body) = resp.into_parts();
-            let body = tokio::time::timeout(
-                route.timeout,
-                Limited::new(body, max_body as usize).collect(),
-            )
-            .await
-            .map_err(|_| GatewayError::IntegrationTimeout(route.timeout))?
-            .map_err(|e| GatewayError::BadGateway(format!("reading the upstream body: {e}")))?
-            .to_bytes();
             let mapped = map_response(mapper, parts.status, &parts.headers, body, ctx).await?;
             Ok(plugin_response(mapped))
         }
-        _ => Ok(resp),
+        _ => Ok(resp.map(full)),
     }
 }
 
@@ -273,8 +321,9 @@ async fn integrate(
     upstream: &Upstream,
     req: MappedRequest,
     down: Downstream<'_>,
+    max_response_body: u64,
     access: &mut AccessRecord,
-) -> Result<Response<Body>, GatewayError> {
+) -> Result<Response<Bytes>, GatewayError> {
     let Downstream {
         head,
         params,
@@ -283,7 +332,7 @@ async fn integrate(
     } = down;
     match &route.integration {
         Integration::Mock(mock) => {
-            let mut resp = Response::new(full(mock.body.clone()));
+            let mut resp = Response::new(mock.body.clone());
             *resp.status_mut() = mock.status;
             for (n, v) in &mock.headers {
                 resp.headers_mut().append(n.clone(), v.clone());
@@ -312,10 +361,16 @@ async fn integrate(
             *up.method_mut() = req.method;
             *up.uri_mut() = uri;
             *up.headers_mut() = headers;
+            // The whole exchange, body included, must end within the route's timeout:
+            // the response is buffered (up to max_response_body), as Amazon API Gateway
+            // does, so a
+            // body that stalls or breaks is a clean 504 or 502, never a truncated 200.
+            let deadline = tokio::time::Instant::now() + route.timeout;
             let resp = upstream.send(up, route.timeout).await?;
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, body.boxed()))
+            let body = read_upstream_body(body, max_response_body, deadline, route.timeout).await?;
+            Ok(Response::from_parts(parts, body))
         }
     }
 }
@@ -346,12 +401,32 @@ fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, re
 /// within limits. A body without `Content-Length` is checked while it is read.
 fn accept(head: &Parts, limits: &crate::gateway::Limits) -> Result<(), GatewayError> {
     check_header_size(head, limits.max_header_bytes)?;
+    if !head.uri.path().is_ascii() {
+        return Err(GatewayError::BadRequest(
+            "the path has bytes that are not ASCII (percent-encode them)".into(),
+        ));
+    }
+    if has_dot_segment(head.uri.path()) {
+        return Err(GatewayError::BadRequest(
+            "the path has a `.` or `..` segment".into(),
+        ));
+    }
     if content_length(&head.headers).is_some_and(|len| len > limits.max_body) {
         return Err(GatewayError::PayloadTooLarge {
             limit: limits.max_body,
         });
     }
     Ok(())
+}
+
+/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
+/// (`%2e`). Such paths are refused rather than normalised: an upstream that resolves
+/// them itself could otherwise be reached outside the route's prefix.
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 fn check_header_size(head: &Parts, limit: usize) -> Result<(), GatewayError> {
@@ -380,14 +455,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+async fn read_body(body: Incoming, limit: u64, timeout: Duration) -> Result<Bytes, GatewayError> {
+    let read = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(GatewayError::BodyTimeout(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(GatewayError::PayloadTooLarge { limit })
         }
-        Err(e) => Err(GatewayError::BadRequest(e.to_string())),
+        Ok(Err(e)) => Err(GatewayError::BadRequest(e.to_string())),
     }
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full(Bytes::new())
 }
 
 fn full(body: Bytes) -> Body {
@@ -442,6 +524,32 @@ fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_dot_segments_plain_and_encoded() {
+        for bad in [
+            "/a/../b",
+            "/..",
+            "/a/.",
+            "/%2e%2e/x",
+            "/a/%2E/b",
+            "/.%2e/x",
+            "/x/%2e.",
+        ] {
+            assert!(has_dot_segment(bad), "{bad}");
+        }
+        for good in [
+            "/",
+            "/a/b",
+            "/a..b",
+            "/.well-known/x",
+            "/a/...",
+            "/%2e%2e%2e",
+            "/a%2fb",
+        ] {
+            assert!(!has_dot_segment(good), "{good}");
+        }
+    }
 
     #[test]
     fn echoes_sane_request_ids_only() {

@@ -36,6 +36,8 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
     /// Largest request line plus headers.
     pub max_header_bytes: usize,
+    /// Most connections this worker holds at once.
+    pub max_connections: usize,
 }
 
 /// Serves `shared` on `listener` until `shutdown` resolves, then drains connections.
@@ -63,10 +65,12 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
+            // At the limit, stop accepting: new connections wait in the backlog.
+            accepted = accept(&listener, &slots) => {
+                let (stream, remote, slot) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
@@ -81,12 +85,15 @@ pub async fn serve(
                     let shared = shared.clone();
                     async move { Ok::<_, Infallible>(pipeline::handle(&shared, req, remote).await) }
                 });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(%remote, error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
@@ -94,12 +101,36 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
+    let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(settings.shutdown_grace) => {
+        () = tokio::time::sleep_until(deadline) => {
             tracing::warn!(grace = ?settings.shutdown_grace, "grace period over; closing remaining connections");
         }
     }
+    // Upgraded (WebSocket) connections are no longer hyper's: they were asked to close
+    // at the signal; wait for them to finish `$disconnect`, within the same grace.
+    while shared.websockets() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for a free connection slot, then for a connection.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    let (stream, remote) = listener.accept().await?;
+    Ok((stream, remote, slot))
 }
 
 /// Background upkeep, off the request path, until aborted: writes changed quota

@@ -71,6 +71,31 @@ impl Limit {
     }
 }
 
+/// One bucket on its own, for a limit outside the request levels (a WebSocket API's
+/// new-connection rate).
+pub struct Bucket {
+    limiter: SharedLimiter<DefaultClock>,
+    clock: DefaultClock,
+}
+
+impl Bucket {
+    /// A full bucket for `limit`.
+    pub fn new(limit: Limit) -> Self {
+        let clock = DefaultClock::default();
+        Self {
+            limiter: RateLimiter::direct_with_clock(limit.quota(), clock.clone()),
+            clock,
+        }
+    }
+
+    /// Takes one token, or says how long until one is free. A refusal takes nothing.
+    pub fn take(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
 /// A bucket in a [`ThrottleStore`], as handed out by [`Buckets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BucketId(u32);
@@ -200,6 +225,8 @@ pub enum Level {
     Route,
     /// `[throttle]`, the whole gateway.
     Account,
+    /// A WebSocket API's new-connection rate (`connect_rate`).
+    Connect,
 }
 
 impl Level {
@@ -209,6 +236,7 @@ impl Level {
             Level::ApiKey => "api key",
             Level::Route => "route",
             Level::Account => "account",
+            Level::Connect => "websocket connect",
         }
     }
 }
@@ -263,8 +291,8 @@ impl Throttle {
         self.take(Level::ApiKey, bucket, Some(key))
     }
 
-    /// Takes an account-level token for something that is not an HTTP request. This is
-    /// the seam for the WebSocket handshake: connection attempts count against the account.
+    /// Takes an account-level token for something that is not an HTTP request: a
+    /// WebSocket connection attempt or message counts against the account.
     pub fn admit_connection(&self) -> Result<(), Throttled> {
         self.take(Level::Account, self.account, None)
     }

@@ -27,6 +27,7 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
     ("TRAP", "tests/plugins", "trap", "trap"),
     ("SPIN", "tests/plugins", "spin", "spin"),
     ("HOG", "tests/plugins", "hog", "hog"),
+    ("HOSTILE", "tests/plugins", "hostile", "hostile"),
     (
         "TRAP_AUTHORIZER",
         "tests/plugins",

@@ -5,6 +5,8 @@ mod authorizer;
 mod conformance;
 mod cors;
 mod examples;
+mod faults;
+mod hostile;
 mod isolation;
 mod jwt;
 mod limits;
@@ -15,6 +17,7 @@ mod routing;
 mod throttle;
 mod upstream;
 mod validate;
+mod websocket;
 
 use weir_tests::Weir;
 
@@ -54,6 +57,9 @@ macro_rules! used {
     };
     (HOG) => {
         isolation::USES_HOG
+    };
+    (HOSTILE) => {
+        hostile::USES_HOSTILE
     };
     (TRAP_AUTHORIZER) => {
         authorizer::USES_TRAP_AUTHORIZER
