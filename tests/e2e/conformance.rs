@@ -43,7 +43,17 @@ struct Outcome {
     /// The gateway's or plugin's own answer; upstream answers echo request ids, so only
     /// their status and headers are compared.
     body: Option<Bytes>,
-    upstream: Option<(String, String, Vec<(String, String)>, Bytes)>,
+    upstream: Option<Forwarded>,
+}
+
+/// The request as the upstream received it.
+#[derive(Debug, PartialEq, Eq)]
+struct Forwarded {
+    method: String,
+    /// Path and query, with the language's path prefix replaced by `/LANG/`.
+    uri: String,
+    headers: Vec<(String, String)>,
+    body: Bytes,
 }
 
 impl Outcome {
@@ -56,8 +66,9 @@ impl Outcome {
     }
 
     fn seen_header(&self, name: &str) -> Vec<&str> {
-        let (_, _, headers, _) = self.upstream.as_ref().expect("reached the upstream");
-        headers
+        let forwarded = self.upstream.as_ref().expect("reached the upstream");
+        forwarded
+            .headers
             .iter()
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
@@ -65,7 +76,7 @@ impl Outcome {
     }
 
     fn seen_body(&self) -> &[u8] {
-        &self.upstream.as_ref().expect("reached the upstream").3
+        &self.upstream.as_ref().expect("reached the upstream").body
     }
 }
 
@@ -90,9 +101,11 @@ fn headers(map: &http::HeaderMap) -> Vec<(String, String)> {
 }
 
 fn outcome(r: Reply, seen: Option<Seen>, lang: &str) -> Outcome {
-    let upstream = seen.map(|s| {
-        let uri = s.uri.replacen(&format!("/{lang}/"), "/LANG/", 1);
-        (s.method, uri, headers(&s.headers), s.body)
+    let upstream = seen.map(|s| Forwarded {
+        method: s.method,
+        uri: s.uri.replacen(&format!("/{lang}/"), "/LANG/", 1),
+        headers: headers(&s.headers),
+        body: s.body,
     });
     let mut response_headers = headers(&r.headers);
     if upstream.is_some() {
@@ -271,8 +284,8 @@ fn table() -> Vec<Case> {
             }),
         case("GET with a query string", Via::Fresh, "GET", "/query?a=1&b=%20x&c")
             .expect(|o| {
-                let (method, uri, _, _) = o.upstream.as_ref().unwrap();
-                assert_eq!((method.as_str(), uri.as_str()), ("GET", "/LANG/m/query?a=1&b=%20x&c"));
+                let f = o.upstream.as_ref().unwrap();
+                assert_eq!((f.method.as_str(), f.uri.as_str()), ("GET", "/LANG/m/query?a=1&b=%20x&c"));
             }),
         case("1 MiB body", Via::Fresh, "POST", "/mib")
             .header("content-type", "application/octet-stream")
