@@ -5,7 +5,8 @@
 #   bash examples/plugins/build.sh [--out OUT_DIR] [rust javascript python c zig]
 #
 # The toolchains come from toolchains.sh (run it once; it is idempotent); this script
-# only builds, and fails naming the tool that is missing.
+# only builds, and fails naming the tool that is missing. A language whose outputs are
+# newer than all its sources (and wit/, sdk/) is skipped; WEIR_REBUILD=1 forces it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="$here/out"
@@ -21,9 +22,25 @@ env_file="$(bash "$here/toolchains.sh" --env)"
 # shellcheck disable=SC1090
 source "$env_file"
 
+# Whether OUT/<lang>/ is older than some source of that language (or the WIT).
+stale() {
+    local lang=$1 world
+    for world in mapper authorizer; do
+        [[ -f "$out/$lang/$world.wasm" ]] || return 0
+        [[ -n "$(find "$here/$lang" "$here/../../wit" "$here/../../sdk" \
+            \( -name out -o -name build -o -name target -o -name node_modules -o -name __pycache__ \) -prune \
+            -o -type f -newer "$out/$lang/$world.wasm" -print -quit)" ]] && return 0
+    done
+    return 1
+}
+
 status=0
 for lang in "${languages[@]}"; do
     started=$SECONDS
+    if [[ "${WEIR_REBUILD:-}" != 1 ]] && ! stale "$lang"; then
+        echo "$lang: up to date ($out/$lang)"
+        continue
+    fi
     if ! bash "$here/$lang/build.sh" "$out/$lang"; then
         echo "error: building the $lang example plugins failed" >&2
         status=1
