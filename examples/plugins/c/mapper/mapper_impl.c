@@ -233,7 +233,10 @@ void exports_mapper_map_response(mapper_response_t *resp, mapper_context_t *ctx,
         return;
     }
     size_t n = resp->headers.len, extra = cfg.response_headers.len;
-    resp->headers.ptr = realloc(resp->headers.ptr, (n + extra + 1) * sizeof(*resp->headers.ptr));
+    size_t size = (n + extra + 1) * sizeof(*resp->headers.ptr);
+    /* An empty list's pointer is not from malloc (the ABI passes a dangling, aligned
+       one): only a non-empty list may be realloc'd. */
+    resp->headers.ptr = n > 0 ? realloc(resp->headers.ptr, size) : malloc(size);
     for (size_t i = 0; i < extra; i++) {
         const json_pair_t *p = &cfg.response_headers.pairs[i];
         resp->headers.ptr[n + i].f0 = lower_dup((uint8_t *)p->key, p->key_len);

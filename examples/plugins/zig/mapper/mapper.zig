@@ -135,7 +135,9 @@ export fn exports_mapper_map_request(req: *c.mapper_request_t, ctx: *c.mapper_co
         out[n].f1 = h.f1; // moved
         n += 1;
     }
-    std.c.free(req.headers.ptr);
+    // An empty list's pointer is not from malloc (the ABI passes a dangling, aligned
+    // one), so only a non-empty list is freed.
+    if (req.headers.len > 0) std.c.free(req.headers.ptr);
     for (cfg.add_headers) |a| {
         out[n] = .{ .f0 = dup(a.name, true), .f1 = dup(a.value, false) };
         n += 1;
@@ -164,7 +166,10 @@ export fn exports_mapper_map_response(resp: *c.mapper_response_t, ctx: *c.mapper
     };
     const n = resp.headers.len;
     const extra = cfg.response_headers.len;
-    const grown: [*]c.weir_plugin_types_header_t = @ptrCast(@alignCast(std.c.realloc(resp.headers.ptr, (n + extra + 1) * @sizeOf(c.weir_plugin_types_header_t)) orelse @panic("out of memory")));
+    const size = (n + extra + 1) * @sizeOf(c.weir_plugin_types_header_t);
+    // As above: an empty list's pointer cannot be passed to realloc.
+    const raw = if (n > 0) std.c.realloc(resp.headers.ptr, size) else std.c.malloc(size);
+    const grown: [*]c.weir_plugin_types_header_t = @ptrCast(@alignCast(raw orelse @panic("out of memory")));
     for (cfg.response_headers, 0..) |h, i| {
         grown[n + i] = .{ .f0 = dup(h.name, true), .f1 = dup(h.value, false) };
     }
