@@ -30,6 +30,19 @@ use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
 const MIN_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest authorizer cache TTL.
 const MAX_AUTH_TTL: Duration = Duration::from_secs(3600);
+/// Longest timeout or grace period: timers are armed as `now + duration`, which must
+/// not overflow the clock (a duration near `u64::MAX` seconds would panic there).
+const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Refuses a timer setting above [`MAX_TIMER`].
+fn check_timer(key: &str, d: Duration, errors: &mut Vec<String>) {
+    if d > MAX_TIMER {
+        errors.push(format!(
+            "{key}: {} is above the 365-day maximum",
+            humantime::format_duration(d)
+        ));
+    }
+}
 
 /// Everything wrong with a config, one line per problem, each naming its key.
 #[derive(Debug)]
@@ -228,6 +241,18 @@ pub fn assemble(
             humantime::format_duration(limits.integration_timeout)
         ));
     }
+    check_timer(
+        "limits.integration_timeout",
+        limits.integration_timeout,
+        &mut errors,
+    );
+    for (key, d) in [
+        ("header_read_timeout", config.server.header_read_timeout),
+        ("body_read_timeout", config.server.body_read_timeout),
+        ("shutdown_grace", config.server.shutdown_grace),
+    ] {
+        check_timer(&format!("server.{key}"), d, &mut errors);
+    }
     if config.server.body_read_timeout < Duration::from_millis(100) {
         errors.push("server.body_read_timeout: must be at least 100ms".to_owned());
     }
@@ -291,6 +316,9 @@ pub fn assemble(
                 "{at}.timeout: {} is below the 50ms minimum",
                 humantime::format_duration(timeout)
             ));
+        }
+        if let Some(t) = r.timeout {
+            check_timer(&format!("{at}.timeout"), t, &mut errors);
         }
         let authorizer = r.authorizer.as_ref().and_then(|a| {
             compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors)
@@ -476,6 +504,7 @@ fn compile_websockets(
             if d < Duration::from_secs(1) {
                 errors.push(format!("{at}.limits.{key}: must be at least 1s"));
             }
+            check_timer(&format!("{at}.limits.{key}"), d, errors);
         }
         let max_message = l.max_message.as_u64();
         let max_frame = l.max_frame.as_u64();
@@ -527,6 +556,9 @@ fn compile_websockets(
             let timeout = r.timeout.unwrap_or(config.limits.integration_timeout);
             if timeout < MIN_TIMEOUT {
                 errors.push(format!("{at}.timeout: below the 50ms minimum"));
+            }
+            if let Some(t) = r.timeout {
+                check_timer(&format!("{at}.timeout"), t, errors);
             }
             let authorizer = r
                 .authorizer

@@ -10,6 +10,8 @@ pub mod authorize;
 pub mod config;
 pub mod cors;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod integrate;
 pub mod map;

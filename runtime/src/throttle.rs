@@ -65,7 +65,13 @@ impl Limit {
 
     fn quota(&self) -> Quota {
         let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        let rate = self.rate.clamp(MIN_RATE, MAX_RATE);
+        // `check` refuses NaN (TOML `nan`), but a bucket may be built for a limit whose
+        // error is reported afterwards, and `clamp` keeps NaN, which `Duration` rejects.
+        let rate = if self.rate.is_nan() {
+            MIN_RATE
+        } else {
+            self.rate.clamp(MIN_RATE, MAX_RATE)
+        };
         let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
         Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

@@ -4,6 +4,8 @@
 //! the response, the context and the authorizer.
 
 pub mod expr;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mapping;
 
 use std::collections::BTreeMap;

@@ -174,6 +174,19 @@ fn impossible_limits_are_named() {
 }
 
 #[test]
+fn impossible_limits_still_build_a_bucket() {
+    // `check` refuses these, but compiling a config builds the store before it returns
+    // the errors; building must not panic (`rate = nan` once did).
+    for rate in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0] {
+        assert!(limit(rate, 0).check().is_err());
+        for kind in [BucketKind::Shared, BucketKind::PerKey] {
+            let (store, id, _) = one_bucket(limit(rate, 0), kind);
+            assert!(admitted(&store, id, Some(KeyId(0)), 1) <= 1);
+        }
+    }
+}
+
+#[test]
 fn named_buckets_keep_their_state_across_stores_from_one_registry() {
     let registry = BucketRegistry::default();
     let declare = |l: Limit| {
