@@ -834,7 +834,8 @@ impl Plugin {
         resp: &Response,
         ctx: &Context,
     ) -> Result<Response, PluginError> {
-        call_guest!(self, Mapper, |g, store| g.call_map_response(store, resp, ctx))
+        call_guest!(self, Mapper, |g, store| g
+            .call_map_response(store, resp, ctx))
     }
 
     /// `authorizer.authorize`.
@@ -843,7 +844,8 @@ impl Plugin {
         req: &AuthorizationRequest,
         ctx: &Context,
     ) -> Result<Decision, PluginError> {
-        call_guest!(self, Authorizer, |g, store| g.call_authorize(store, req, ctx))
+        call_guest!(self, Authorizer, |g, store| g
+            .call_authorize(store, req, ctx))
     }
 
     /// `cors.preflight`.
