@@ -26,7 +26,7 @@ fi
 # Every component the two workspaces produce (artifact names use `_`).
 components=(
     param_mapping jwt_authorizer cors
-    echo_mapper counting_authorizer trap spin hog trap_authorizer
+    echo_mapper counting_authorizer trap spin hog trap_authorizer call_counter
 )
 
 for workspace in plugins tests/plugins; do

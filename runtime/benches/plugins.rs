@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
     let limits = Limits {
         deadline: Duration::from_secs(1),
         max_memory: 64 << 20,
+        reuse: 0,
     };
     let ctx = context();
 

@@ -93,6 +93,10 @@ async fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         return crate::reload::api::answer(state.api.as_deref(), req).await;
     }
     if let Some(id) = req.uri().path().strip_prefix("/@connections/") {
+        if let Some(refused) = crate::reload::api::refusal_if_token_set(state.api.as_deref(), &req)
+        {
+            return refused;
+        }
         let id = id.to_owned();
         return connections(state, &id, req).await;
     }

@@ -318,6 +318,12 @@ pub struct Plugin {
     /// refuse it if that traps (default true).
     #[serde(default = "default_true")]
     pub smoke_test: bool,
+    /// Calls one instance may serve before it is discarded (default 0: a fresh
+    /// instance for every call). State may survive between the requests one instance
+    /// serves; an instance is never used by two calls at once and is discarded after
+    /// any trap, deadline or memory-cap failure.
+    #[serde(default)]
+    pub reuse: u32,
     /// What a failing call (trap, deadline, memory cap, invalid output) does: `fail_closed`
     /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
     #[serde(default)]

@@ -181,6 +181,13 @@ pub fn plugin_settings(
             errors.push(format!("{at}.max_memory: must be between 64KiB and 1GiB"));
             ok = false;
         }
+        if spec.reuse > plugin::MAX_REUSE {
+            errors.push(format!(
+                "{at}.reuse: must be at most {} calls per instance",
+                plugin::MAX_REUSE
+            ));
+            ok = false;
+        }
         if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
             errors.push(format!(
                 "{at}.failure: only mappers may fail open; {} plugins always fail closed",
@@ -205,6 +212,7 @@ pub fn plugin_settings(
                     limits: plugin::Limits {
                         deadline: spec.deadline,
                         max_memory: max_memory as usize,
+                        reuse: spec.reuse,
                     },
                     config_json,
                     smoke_test: spec.smoke_test,

@@ -296,6 +296,11 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 let admin_addr = listener.local_addr()?;
                 tracing::info!(addr = %admin_addr, "admin listening");
                 println!("weir admin on http://{admin_addr}");
+                if admin_token.is_none() && !config.websocket.is_empty() {
+                    tracing::warn!(
+                        "the admin listener has no token: /admin/* is off and @connections is open to anyone who can reach it"
+                    );
+                }
                 let api =
                     weir::reload::api::AdminApi::new(reloader.clone(), admin_token.as_deref());
                 let state = AdminState {

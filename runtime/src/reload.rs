@@ -427,6 +427,7 @@ impl Reloader {
                 limits: crate::plugin::Limits {
                     deadline: Duration::from_millis(100),
                     max_memory: 64 << 20,
+                    reuse: 0,
                 },
                 config_json: "{}".to_owned(),
                 smoke_test: true,
@@ -615,6 +616,7 @@ pub async fn check_file(
         crate::plugin::Limits {
             deadline: Duration::from_millis(100),
             max_memory: 64 << 20,
+            reuse: 0,
         },
         "{}".to_owned(),
         Arc::default(),

@@ -1,5 +1,8 @@
 //! Builds every plugin (shipped and test-only) from source for wasm32-wasip2, once per
-//! test build, and writes their paths into `$OUT_DIR/plugins.rs`.
+//! test build, and writes their paths into `$OUT_DIR/plugins.rs`; then the example
+//! plugins of every language (`examples/plugins/build.sh`), for the conformance suite.
+//! `WEIR_SKIP_POLYGLOT=1` builds only the Rust examples (for machines without the other
+//! toolchains; CI never sets it).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +36,12 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
     ),
     ("STAMP_V1", "tests/plugins", "stamp-v1", "stamp_v1"),
     ("STAMP_V2", "tests/plugins", "stamp-v2", "stamp_v2"),
+    (
+        "CALL_COUNTER",
+        "tests/plugins",
+        "call-counter",
+        "call_counter",
+    ),
 ];
 
 fn main() {
@@ -125,8 +134,101 @@ fn main() {
         "/// Calls `$m!(CONST)` once per plugin, so a plugin without a test fails to compile.\n#[macro_export]\nmacro_rules! foreach_plugin {{\n    ($m:ident) => {{\n{}    }};\n}}\n",
         names.iter().map(|n| format!("        $m!({n});\n")).collect::<String>()
     ));
+    consts.push_str(&polyglot(&root, &target_dir));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, consts).unwrap();
+}
+
+/// Every language with example plugins, in the order the conformance suite reports them.
+const LANGUAGES: &[&str] = &["rust", "javascript", "python", "c", "zig"];
+
+/// The sources of the example plugins (not their directories: builds write next to them).
+const EXAMPLE_SOURCES: &[&str] = &[
+    "build.sh",
+    "toolchains.sh",
+    "rust/build.sh",
+    "rust/Cargo.toml",
+    "rust/Cargo.lock",
+    "rust/mapper/Cargo.toml",
+    "rust/mapper/src",
+    "rust/authorizer/Cargo.toml",
+    "rust/authorizer/src",
+    "javascript/build.sh",
+    "javascript/package-lock.json",
+    "javascript/mapper.js",
+    "javascript/authorizer.js",
+    "python/build.sh",
+    "python/mapper/app.py",
+    "python/authorizer/app.py",
+    "c/build.sh",
+    "c/common",
+    "c/mapper",
+    "c/authorizer",
+    "zig/build.sh",
+    "zig/json.zig",
+    "zig/config.zig",
+    "zig/mapper",
+    "zig/authorizer",
+];
+
+/// Builds the example plugins of every language; returns the `POLYGLOT` constants.
+fn polyglot(root: &Path, target_dir: &Path) -> String {
+    let examples = root.join("examples/plugins");
+    for file in EXAMPLE_SOURCES {
+        println!("cargo:rerun-if-changed={}", examples.join(file).display());
+    }
+    println!("cargo:rerun-if-env-changed=WEIR_SKIP_POLYGLOT");
+    let skip = std::env::var("WEIR_SKIP_POLYGLOT").is_ok_and(|v| v == "1");
+    let languages: Vec<&str> = if skip {
+        println!(
+            "cargo:warning=WEIR_SKIP_POLYGLOT=1: only the Rust example plugins are built; the conformance suite skips JavaScript, Python, C and Zig"
+        );
+        vec!["rust"]
+    } else {
+        LANGUAGES.to_vec()
+    };
+    let out = target_dir.join("polyglot");
+    let mut cmd = Command::new("bash");
+    cmd.arg(examples.join("build.sh"))
+        .arg("--out")
+        .arg(&out)
+        .args(&languages)
+        // The Rust examples share the other plugins' dependencies.
+        .env("CARGO_TARGET_DIR", target_dir);
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("running examples/plugins/build.sh: {e}"));
+    assert!(
+        status.success(),
+        "building the example plugins failed (see above). Install the toolchains with \
+         `bash examples/plugins/toolchains.sh`, or set WEIR_SKIP_POLYGLOT=1 to build only \
+         the Rust examples"
+    );
+    let mut rows = String::new();
+    for lang in &languages {
+        let path = |world: &str| {
+            out.join(lang)
+                .join(format!("{world}.wasm"))
+                .display()
+                .to_string()
+        };
+        rows.push_str(&format!(
+            "    ({lang:?}, {:?}, {:?}),\n",
+            path("mapper"),
+            path("authorizer")
+        ));
+    }
+    let skipped: Vec<&str> = LANGUAGES
+        .iter()
+        .copied()
+        .filter(|l| !languages.contains(l))
+        .collect();
+    format!(
+        "/// The example plugins per language: (language, mapper component, authorizer component).\n\
+         pub const POLYGLOT: &[(&str, &str, &str)] = &[\n{rows}];\n\
+         /// Languages whose examples were not built (`WEIR_SKIP_POLYGLOT=1`).\n\
+         pub const POLYGLOT_SKIPPED: &[&str] = &{skipped:?};\n"
+    )
 }
 
 /// Installs the wasm32-wasip2 target when rustup is available (a no-op when present).

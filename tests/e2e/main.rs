@@ -2,6 +2,7 @@
 //! built from source by `weir-test-artifacts`.
 
 mod authorizer;
+mod conformance;
 mod cors;
 mod examples;
 mod faults;
@@ -12,6 +13,7 @@ mod limits;
 mod mapping;
 mod observability;
 mod reload;
+mod reuse;
 mod routing;
 mod throttle;
 mod upstream;
@@ -68,6 +70,9 @@ macro_rules! used {
     };
     (STAMP_V2) => {
         reload::USES_STAMP_V2
+    };
+    (CALL_COUNTER) => {
+        reuse::USES_CALL_COUNTER
     };
 }
 macro_rules! check_used {

@@ -580,3 +580,24 @@ async fn protocol_violations_close_with_1002_and_ping_floods_are_survived() {
     let reply = c.ask(r#"{"action":"whoami"}"#).await;
     assert_eq!(reply["path"], "/whoami");
 }
+
+#[tokio::test]
+async fn connections_api_needs_the_admin_token_when_one_is_set() {
+    let up = Upstream::start().await;
+    let config = chat(&up, "").replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"a-long-admin-token-for-tests\"\n",
+    );
+    let gw = weir(&config);
+    let (mut c, id) = join(&gw).await;
+    let http = Client::default();
+    let url = gw.admin_url(&format!("/@connections/{id}"));
+    assert_eq!(http.send("POST", &url, &[], "x").await.status, 401);
+    let wrong = [("authorization", "Bearer wrong")];
+    assert_eq!(http.send("POST", &url, &wrong, "x").await.status, 403);
+    assert_eq!(http.send("DELETE", &url, &wrong, "").await.status, 403);
+    let right = [("authorization", "Bearer a-long-admin-token-for-tests")];
+    assert_eq!(http.send("POST", &url, &right, "hello").await.status, 200);
+    assert_eq!(c.next().await, Frame::Text("hello".into()));
+    assert_eq!(http.send("GET", &url, &right, "").await.status, 200);
+}

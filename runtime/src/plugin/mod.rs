@@ -1,7 +1,8 @@
 //! The WebAssembly plugin host: the only module that touches wasmtime.
 //!
 //! Each plugin is compiled once at load into an `InstancePre`. Every call gets a fresh
-//! `Store` and instance from the pooling allocator, a deadline enforced by epoch
+//! `Store` and instance from the pooling allocator (or, with `reuse = N`, an idle
+//! instance that has served fewer than N calls), a deadline enforced by epoch
 //! interruption and a linear-memory cap, so a broken plugin fails only the call that hit
 //! it. Guests are linked against WASI with no capabilities: no files, network,
 //! environment or arguments; their stdout and stderr go to the log.
@@ -13,6 +14,7 @@
 
 mod bindings;
 mod cache;
+mod reuse;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,8 @@ const GUEST_LOG_CAP: usize = 4096;
 const MAX_INSTANCES: u32 = 1000;
 /// Upper bound of any plugin's `max_memory`.
 pub const MEMORY_CEILING: u64 = 1 << 30;
+/// Upper bound of any plugin's `reuse`.
+pub const MAX_REUSE: u32 = 1_000_000;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,8 @@ pub struct Limits {
     pub deadline: Duration,
     /// Linear-memory cap of one instance, in bytes.
     pub max_memory: usize,
+    /// Calls one instance may serve (0 and 1: a fresh instance for every call).
+    pub reuse: u32,
 }
 
 /// The engine shared by every plugin, plus the thread that drives its epoch.
@@ -385,6 +391,7 @@ impl Compiled {
                 sha256: self.sha256.clone(),
                 loaded_at: SystemTime::now(),
                 counts,
+                idle: reuse::Idle::default(),
             }),
             engine: self.engine.clone(),
         }
@@ -465,6 +472,7 @@ struct Loaded {
     sha256: Arc<str>,
     loaded_at: SystemTime,
     counts: Arc<CallCounts>,
+    idle: reuse::Idle,
 }
 
 impl Drop for Loaded {
@@ -490,14 +498,19 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// The store data of one call.
+/// The store data of one instance. (It names the plugin rather than holding its
+/// `Loaded`: idle instances live inside `Loaded`, and must not keep it alive.)
 struct State {
-    plugin: Arc<Loaded>,
+    name: Arc<str>,
+    config_json: Arc<str>,
     /// A smoke test: the guest's log lines are dropped.
     quiet: bool,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: MemoryCap,
+    /// The guest's stdout and stderr, and how much of it has been logged already.
+    output: MemoryOutputPipe,
+    logged: usize,
 }
 
 struct MemoryCap {
@@ -553,7 +566,7 @@ impl bindings::mapper::weir::plugin::host::Host for State {
             }
             message.truncate(end);
         }
-        let plugin = &*self.plugin.name;
+        let plugin = &*self.name;
         use bindings::LogLevel as L;
         match level {
             L::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
@@ -565,7 +578,7 @@ impl bindings::mapper::weir::plugin::host::Host for State {
     }
 
     fn config(&mut self) -> String {
-        self.plugin.config_json.to_string()
+        self.config_json.to_string()
     }
 }
 
@@ -580,11 +593,52 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// One call's sandbox: a fresh store whose guest output is captured for the log.
+/// One call's sandbox: a fresh store, or an idle instance's, and its guest once
+/// instantiated.
 struct Call {
     store: Store<State>,
-    output: MemoryOutputPipe,
+    guest: Option<reuse::Guest>,
+    /// Calls the instance served before this one.
+    calls: u32,
     started: Instant,
+}
+
+impl Call {
+    /// The guest, instantiated into the call's store unless the instance is reused.
+    async fn guest(&mut self, pre: &Pre) -> wasmtime::Result<reuse::Guest> {
+        if let Some(g) = self.guest.take() {
+            return Ok(g);
+        }
+        Ok(match pre {
+            Pre::Mapper(p) => reuse::Guest::Mapper(p.instantiate_async(&mut self.store).await?),
+            Pre::Authorizer(p) => {
+                reuse::Guest::Authorizer(p.instantiate_async(&mut self.store).await?)
+            }
+            Pre::Cors(p) => reuse::Guest::Cors(p.instantiate_async(&mut self.store).await?),
+        })
+    }
+}
+
+/// Calls `$method` on the plugin's guest, which must be of world `$world`.
+macro_rules! call_guest {
+    ($self:ident, $world:ident, |$g:ident, $store:ident| $body:expr) => {{
+        if $self.inner.world != World::$world {
+            return Err($self.wrong_world(World::$world));
+        }
+        let mut call = $self.begin(false);
+        let result = async {
+            let guest = call.guest(&$self.inner.pre).await?;
+            let reuse::Guest::$world($g) = &guest else {
+                unreachable!("the instance was made from this plugin's InstancePre");
+            };
+            let $store = &mut call.store;
+            let out = $body.await;
+            call.guest = Some(guest);
+            out
+        }
+        .await;
+        $self.finish(call, result)
+    }};
 }
 
 impl Plugin {
@@ -623,32 +677,16 @@ impl Plugin {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    fn call(&self) -> Call {
-        self.call_with(false)
-    }
-
-    fn call_with(&self, quiet: bool) -> Call {
-        let output = MemoryOutputPipe::new(GUEST_OUTPUT_CAP);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
-        let mut store = Store::new(
-            &self.engine,
-            State {
-                plugin: self.inner.clone(),
-                quiet,
-                wasi,
-                table: ResourceTable::new(),
-                memory: MemoryCap {
-                    limit: self.inner.limits.max_memory,
-                    hit: false,
-                },
-            },
-        );
-        store.limiter(|s| &mut s.memory);
+    /// A store for one call: an idle instance's when the plugin reuses instances and one
+    /// is free (never for a quiet smoke test), else a fresh one. Either way with this
+    /// call's deadline and a clean memory-cap flag.
+    fn begin(&self, quiet: bool) -> Call {
+        let warm = if quiet { None } else { self.inner.idle.take() };
+        let (mut store, guest, calls) = match warm {
+            Some(warm) => (warm.store, Some(warm.guest), warm.calls),
+            None => (self.fresh_store(quiet), None, 0),
+        };
+        store.data_mut().memory.hit = false;
         let started = Instant::now();
         let deadline = self.inner.limits.deadline;
         store.set_epoch_deadline(1);
@@ -661,18 +699,58 @@ impl Plugin {
         });
         Call {
             store,
-            output,
+            guest,
+            calls,
             started,
         }
     }
 
-    fn finish<T>(&self, call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
-        let output = call.output.contents();
-        if !output.is_empty() && !call.store.data().quiet {
-            let text = String::from_utf8_lossy(&output);
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
+    fn fresh_store(&self, quiet: bool) -> Store<State> {
+        // A reused instance keeps its pipe: give it room for one more call's worth of
+        // output after any earlier call's (it is retired once it has used GUEST_OUTPUT_CAP).
+        let capacity = if self.inner.limits.reuse > 1 {
+            2 * GUEST_OUTPUT_CAP
+        } else {
+            GUEST_OUTPUT_CAP
+        };
+        let output = MemoryOutputPipe::new(capacity);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            State {
+                name: self.inner.name.clone(),
+                config_json: self.inner.config_json.clone(),
+                quiet,
+                wasi,
+                table: ResourceTable::new(),
+                memory: MemoryCap {
+                    limit: self.inner.limits.max_memory,
+                    hit: false,
+                },
+                output,
+                logged: 0,
+            },
+        );
+        store.limiter(|s| &mut s.memory);
+        store
+    }
+
+    fn finish<T>(&self, mut call: Call, result: wasmtime::Result<T>) -> Result<T, PluginError> {
+        let state = call.store.data_mut();
+        let output = state.output.contents();
+        if output.len() > state.logged {
+            if !state.quiet {
+                let text = String::from_utf8_lossy(&output[state.logged..]);
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
+                }
             }
+            state.logged = output.len();
         }
         let result = result.map_err(|e| {
             let plugin = self.inner.name.clone();
@@ -696,6 +774,24 @@ impl Plugin {
         if call.store.data().quiet {
             return result;
         }
+        // Only an instance whose call succeeded may serve another; a failed one may be
+        // mid-update, out of memory or interrupted anywhere.
+        let reuse = self.inner.limits.reuse;
+        let (started, calls) = (call.started, call.calls);
+        if result.is_ok()
+            && reuse > 1
+            && call.store.data().logged <= GUEST_OUTPUT_CAP
+            && let Some(guest) = call.guest.take()
+        {
+            self.inner.idle.give_back(
+                reuse::Warm {
+                    store: call.store,
+                    guest,
+                    calls: calls + 1,
+                },
+                reuse,
+            );
+        }
         let counts = &self.inner.counts;
         let (outcome, count) = match &result {
             Ok(_) => ("ok", &counts.ok),
@@ -708,7 +804,7 @@ impl Plugin {
         metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
             .increment(1);
         metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin)
-            .record(call.started.elapsed().as_secs_f64());
+            .record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -729,16 +825,7 @@ impl Plugin {
         req: &Request,
         ctx: &Context,
     ) -> Result<RequestOutcome, PluginError> {
-        let Pre::Mapper(pre) = &*self.inner.pre else {
-            return Err(self.wrong_world(World::Mapper));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_map_request(&mut call.store, req, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Mapper, |g, store| g.call_map_request(store, req, ctx))
     }
 
     /// `mapper.map-response`.
@@ -747,16 +834,8 @@ impl Plugin {
         resp: &Response,
         ctx: &Context,
     ) -> Result<Response, PluginError> {
-        let Pre::Mapper(pre) = &*self.inner.pre else {
-            return Err(self.wrong_world(World::Mapper));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_map_response(&mut call.store, resp, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Mapper, |g, store| g
+            .call_map_response(store, resp, ctx))
     }
 
     /// `authorizer.authorize`.
@@ -765,30 +844,13 @@ impl Plugin {
         req: &AuthorizationRequest,
         ctx: &Context,
     ) -> Result<Decision, PluginError> {
-        let Pre::Authorizer(pre) = &*self.inner.pre else {
-            return Err(self.wrong_world(World::Authorizer));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_authorize(&mut call.store, req, ctx).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Authorizer, |g, store| g
+            .call_authorize(store, req, ctx))
     }
 
     /// `cors.preflight`.
     pub async fn preflight(&self, req: &RequestHead) -> Result<Response, PluginError> {
-        let Pre::Cors(pre) = &*self.inner.pre else {
-            return Err(self.wrong_world(World::Cors));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_preflight(&mut call.store, req).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Cors, |g, store| g.call_preflight(store, req))
     }
 
     /// `cors.decorate`.
@@ -797,16 +859,7 @@ impl Plugin {
         req: &RequestHead,
         headers: &[(String, String)],
     ) -> Result<Vec<(String, String)>, PluginError> {
-        let Pre::Cors(pre) = &*self.inner.pre else {
-            return Err(self.wrong_world(World::Cors));
-        };
-        let mut call = self.call();
-        let result = async {
-            let guest = pre.instantiate_async(&mut call.store).await?;
-            guest.call_decorate(&mut call.store, req, headers).await
-        }
-        .await;
-        self.finish(call, result)
+        call_guest!(self, Cors, |g, store| g.call_decorate(store, req, headers))
     }
 
     /// Instantiates this version and calls it once with a synthetic input (a `GET /`
@@ -833,7 +886,7 @@ impl Plugin {
                 ("access-control-request-method".to_owned(), "GET".to_owned()),
             ],
         };
-        let mut call = self.call_with(true);
+        let mut call = self.begin(true);
         let result = async {
             match &*self.inner.pre {
                 Pre::Mapper(pre) => {

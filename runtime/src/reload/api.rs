@@ -68,6 +68,22 @@ impl AdminApi {
     }
 }
 
+/// For admin endpoints outside `/admin/` (the WebSocket `@connections` API): with a
+/// token configured they need it too; the refusal, or `None` when the call may go on.
+pub fn refusal_if_token_set(
+    api: Option<&AdminApi>,
+    req: &Request<Incoming>,
+) -> Option<Response<Full<Bytes>>> {
+    let api = api?;
+    api.token_digest.as_ref()?;
+    let mut resp = api.refusal(req)?;
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    Some(resp)
+}
+
 /// Whether `a == b`, taking the same time whatever the bytes are.
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));

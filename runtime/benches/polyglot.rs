@@ -1,0 +1,185 @@
+//! Per-call cost of the example plugins of every language (`examples/plugins/`), on a
+//! fresh instance per call (the default) and on a reused one (`reuse = N`): median and
+//! p99 of single calls, in µs, as a Markdown table.
+//!
+//! `cargo bench -p weir --bench polyglot` (add `--profile dev` to skip the release
+//! build; the host's dependencies are optimised in that profile too, and guest code is
+//! compiled by Cranelift either way). `WEIR_BENCH_CALLS` sets the calls per row
+//! (default 2000).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use weir::config::World;
+use weir::plugin::{AuthorizationRequest, Context, Limits, Plugin, PluginHost, Request};
+use weir_tests::artifacts::POLYGLOT;
+
+const MAPPER_CONFIG: &str = r#"{"rename_headers":{"x-client-id":"x-user"},"add_headers":{"x-gateway":"weir"},"json_fields":{"source":"gateway"},"response_headers":{"x-mapped-by":"weir-example"}}"#;
+
+fn request() -> Request {
+    let headers = [
+        ("host", "api.example"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "application/json"),
+        ("content-type", "application/json"),
+        ("content-length", "1024"),
+        ("authorization", "Bearer x"),
+        ("x-client-id", "c-42"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("accept-encoding", "gzip"),
+        ("origin", "https://app.example"),
+    ];
+    // A 1 KiB JSON object.
+    let mut body = String::from("{\"source\":\"client\",\"items\":[");
+    let mut i = 0;
+    while body.len() < 1000 {
+        body.push_str(&format!("{{\"id\":{i},\"tag\":\"t{i}\"}},"));
+        i += 1;
+    }
+    body.pop();
+    body.push_str("]}");
+    Request {
+        method: "POST".into(),
+        path: "/orders/42".into(),
+        query: "verbose=true".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: body.into_bytes(),
+    }
+}
+
+fn context() -> Context {
+    Context {
+        request_id: "0123456789abcdef".into(),
+        route_key: "POST /orders/{id}".into(),
+        stage: "$default".into(),
+        path_parameters: vec![("id".into(), "42".into())],
+        source_ip: "127.0.0.1".into(),
+        principal_id: Some("alice".into()),
+        authorizer_context: Vec::new(),
+    }
+}
+
+/// (median, p99) in µs of `calls` sequential calls after a warm-up.
+fn measure<F: AsyncFn() -> ()>(rt: &tokio::runtime::Runtime, calls: usize, f: F) -> (f64, f64) {
+    rt.block_on(async {
+        for _ in 0..calls.div_ceil(20) {
+            f().await;
+        }
+        let mut times = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let started = Instant::now();
+            f().await;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        (us(at(0.5)), us(at(0.99)))
+    })
+}
+
+fn load(
+    host: &PluginHost,
+    path: &str,
+    world: World,
+    reuse: u32,
+    config: &str,
+) -> (Plugin, Duration) {
+    let limits = Limits {
+        deadline: Duration::from_secs(5),
+        max_memory: 256 << 20,
+        reuse,
+    };
+    let started = Instant::now();
+    let plugin = host
+        .load("bench", Path::new(path), world, limits, config.into())
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (plugin, started.elapsed())
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; criterion-style filters are not supported here.
+    let calls: usize = std::env::var("WEIR_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let host = PluginHost::new().unwrap();
+    let req: &'static Request = Box::leak(Box::new(request()));
+    let ctx = context();
+    let auth_req = AuthorizationRequest {
+        method: "GET".into(),
+        path: "/orders/42".into(),
+        query: String::new(),
+        headers: req.headers.clone(),
+        identity: vec!["Bearer tok-alice".into()],
+        scopes: Vec::new(),
+    };
+    let auth_config = r#"{"tokens":{"tok-alice":"alice","tok-bob":"bob"}}"#;
+
+    // The same request with a body the mapper passes through without parsing it.
+    let mut passthrough = req.clone();
+    let passthrough: &'static Request = {
+        for (name, value) in &mut passthrough.headers {
+            if name == "content-type" {
+                *value = "application/octet-stream".into();
+            }
+        }
+        Box::leak(Box::new(passthrough))
+    };
+
+    println!("{calls} calls per cell; 10 headers, 1 KiB body; µs per call, median / p99\n");
+    println!(
+        "| language | component | compile | authorizer fresh | authorizer reused | mapper, binary body, fresh | mapper, binary body, reused | mapper, JSON rewrite, fresh | mapper, JSON rewrite, reused |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (lang, mapper, authorizer) in POLYGLOT {
+        let size = std::fs::metadata(mapper).map(|m| m.len()).unwrap_or(0);
+        let (fresh, compile) = load(&host, mapper, World::Mapper, 0, MAPPER_CONFIG);
+        let (reused, _) = load(&host, mapper, World::Mapper, u32::MAX / 2, MAPPER_CONFIG);
+        let (auth_fresh, _) = load(&host, authorizer, World::Authorizer, 0, auth_config);
+        let (auth_reused, _) = load(
+            &host,
+            authorizer,
+            World::Authorizer,
+            u32::MAX / 2,
+            auth_config,
+        );
+        let map = |p: &Plugin, req: &'static Request| {
+            let (p, ctx) = (p.clone(), &ctx);
+            move || {
+                let p = p.clone();
+                async move {
+                    p.map_request(req, ctx).await.unwrap();
+                }
+            }
+        };
+        let auth = |p: &Plugin| {
+            let (p, req, ctx) = (p.clone(), &auth_req, &ctx);
+            move || {
+                let p = p.clone();
+                async move {
+                    p.authorize(req, ctx).await.unwrap();
+                }
+            }
+        };
+        let cell = |(median, p99): (f64, f64)| format!("{median:.1} / {p99:.1}");
+        println!(
+            "| {lang} | {:.0} KiB | {:.2} s | {} | {} | {} | {} | {} | {} |",
+            size as f64 / 1024.0,
+            compile.as_secs_f64(),
+            cell(measure(&rt, calls, auth(&auth_fresh))),
+            cell(measure(&rt, calls, auth(&auth_reused))),
+            cell(measure(&rt, calls, map(&fresh, passthrough))),
+            cell(measure(&rt, calls, map(&reused, passthrough))),
+            cell(measure(&rt, calls, map(&fresh, req))),
+            cell(measure(&rt, calls, map(&reused, req))),
+        );
+    }
+}
