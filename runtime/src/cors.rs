@@ -5,7 +5,7 @@ use http::request::Parts;
 use http::{Method, Response};
 
 use crate::error::GatewayError;
-use crate::map::{PluginResponse, headers_to_pairs, pairs_to_headers};
+use crate::map::{PluginResponse, headers_to_pairs, pairs_to_headers, restore_raw_values};
 use crate::plugin::{Plugin, RequestHead};
 
 /// An `OPTIONS` request with `Origin` and `Access-Control-Request-Method`.
@@ -55,7 +55,10 @@ pub async fn decorate<B>(policy: &Plugin, head: &Parts, resp: &mut Response<B>) 
         .map_err(GatewayError::PluginFailed)
         .and_then(|out| pairs_to_headers(&out, policy.name()));
     match result {
-        Ok(headers) => *resp.headers_mut() = headers,
+        Ok(mut headers) => {
+            restore_raw_values(&mut headers, resp.headers());
+            *resp.headers_mut() = headers;
+        }
         Err(e) => {
             tracing::error!(error = %e, "CORS policy failed; response sent without CORS headers");
             remove_access_control(resp.headers_mut());

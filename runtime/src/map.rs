@@ -53,6 +53,25 @@ pub fn headers_to_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Puts back the bytes of header values that are not UTF-8. A plugin sees such a value
+/// lossily (U+FFFD for each bad sequence); when it returns that string unchanged under
+/// the same name, the original bytes go on rather than the replacement characters.
+pub fn restore_raw_values(out: &mut HeaderMap, original: &HeaderMap) {
+    for (name, raw) in original {
+        if raw.to_str().is_ok() {
+            continue;
+        }
+        let lossy = String::from_utf8_lossy(raw.as_bytes());
+        if let http::header::Entry::Occupied(mut e) = out.entry(name) {
+            for v in e.iter_mut() {
+                if v.as_bytes() == lossy.as_bytes() {
+                    *v = raw.clone();
+                }
+            }
+        }
+    }
+}
+
 /// Pairs from a plugin as a header map; an invalid name or value fails the request.
 pub fn pairs_to_headers(
     pairs: &[(String, String)],
@@ -188,6 +207,7 @@ async fn call_map_request(
         headers: headers_to_pairs(&req.headers),
         body: req.body.into(),
     };
+    let original = req.headers;
     let outcome = mapper
         .plugin
         .map_request(&wit, ctx)
@@ -224,11 +244,13 @@ async fn call_map_request(
                 });
             }
             check_body(r.body.len(), name, mapper.max_body)?;
+            let mut headers = pairs_to_headers(&r.headers, name)?;
+            restore_raw_values(&mut headers, &original);
             Ok(Mapped::Forward(MappedRequest {
                 method,
                 path_override,
                 query: r.query,
-                headers: pairs_to_headers(&r.headers, name)?,
+                headers,
                 body: Bytes::from(r.body),
             }))
         }
@@ -260,7 +282,10 @@ pub async fn map_response(
         .await
         .map_err(GatewayError::PluginFailed)
         .and_then(|out| {
-            PluginResponse::from_wit(out, mapper.plugin.name(), mapper.max_response_body)
+            let mut resp =
+                PluginResponse::from_wit(out, mapper.plugin.name(), mapper.max_response_body)?;
+            restore_raw_values(&mut resp.headers, headers);
+            Ok(resp)
         });
     match out {
         Err(e) if mapper.passes_over(&e) => Ok(PluginResponse {
@@ -312,5 +337,28 @@ mod tests {
         assert_eq!(pairs[0], ("a".into(), "1".into()));
         assert_eq!(pairs[1], ("a".into(), "2".into()));
         assert_eq!(pairs[2], ("b".into(), "caf\u{fffd}".into()));
+    }
+
+    #[test]
+    fn restores_untouched_raw_values_only() {
+        let mut original = HeaderMap::new();
+        original.insert("b", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        original.insert("c", HeaderValue::from_bytes(b"\xff").unwrap());
+        let pairs = [
+            ("b".to_owned(), "caf\u{fffd}".to_owned()),
+            ("b".to_owned(), "other".to_owned()),
+            ("c".to_owned(), "changed \u{fffd}".to_owned()),
+            ("d".to_owned(), "caf\u{fffd}".to_owned()),
+        ];
+        let mut out = pairs_to_headers(&pairs, "p").unwrap();
+        restore_raw_values(&mut out, &original);
+        let b: Vec<_> = out.get_all("b").iter().map(|v| v.as_bytes()).collect();
+        assert_eq!(b, [&b"caf\xe9"[..], b"other"]);
+        assert_eq!(out["c"].as_bytes(), "changed \u{fffd}".as_bytes());
+        assert_eq!(
+            out["d"].as_bytes(),
+            "caf\u{fffd}".as_bytes(),
+            "only under its own name"
+        );
     }
 }

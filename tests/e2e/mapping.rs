@@ -122,3 +122,21 @@ async fn overwrites_the_path() {
     assert_eq!(r.json()["path"], "/v2/items/42");
     assert_eq!(r.json()["query"], "x=1");
 }
+
+#[tokio::test]
+async fn header_values_that_are_not_utf8_pass_a_mapper_unchanged() {
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up));
+    // obs-text (Latin-1 `é`) is legal in an HTTP/1.1 header value; the plugin sees it
+    // lossily as a string, the upstream gets the bytes the client sent.
+    let r = weir_tests::raw_exchange(
+        gw.addr,
+        b"GET /old/9 HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\nX-Bad: \xff\xfe\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let seen = &up.seen()[0];
+    assert_eq!(seen.headers["x-latin"].as_bytes(), b"caf\xe9");
+    assert_eq!(seen.headers["x-bad"].as_bytes(), b"\xff\xfe");
+}
