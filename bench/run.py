@@ -86,7 +86,8 @@ UPSTREAM_PORT = 0
 
 
 def start(cmd, port, **kw):
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    stderr = kw.pop("stderr", subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, **kw)
     wait_port(port)
     return proc
 

@@ -23,6 +23,8 @@ import run  # noqa: E402  (free_port, wait_port, nginx_conf, start)
 ROOT = run.ROOT
 STAMPS = os.path.join(ROOT, "target", "wasm-plugins", "wasm32-wasip2", "release")
 TOKEN = "bench-admin-token-0123456789"
+# Seconds without load before RSS is read at the start and at the end.
+SETTLE = 12
 
 
 def build_stamps():
@@ -53,8 +55,10 @@ def wrk(port, seconds, connections):
     lat = {}
     for pct, val, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         lat[pct] = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return {"requests": total, "failed": failed, "p50": lat.get("50"), "p99": lat.get("99")}
+    socket = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()))) if sock else {}
+    non2xx = int(non2xx.group(1)) if non2xx else 0
+    return {"requests": total, "failed": non2xx + sum(socket.values()), "non2xx": non2xx,
+            "socket": socket, "p50": lat.get("50"), "p99": lat.get("99")}
 
 
 def put(admin_port, body):
@@ -62,6 +66,17 @@ def put(admin_port, body):
                                  method="PUT", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.status
+
+
+def statuses(admin_port):
+    """Requests Weir answered, by status code, from its metrics."""
+    out = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            m = re.match(r'weir_requests_total\{.*status="(\d+)".*\} (\d+)', line)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+    return out
 
 
 def metric(admin_port, name):
@@ -116,11 +131,15 @@ key = "ANY /{{proxy+}}"
 integration = {{ type = "http", url = "http://127.0.0.1:{run.UPSTREAM_PORT}" }}
 request_mapping = "m"
 """)
-        weir = run.start([run.WEIR, "serve", "--config", config], port)
+        log_path = os.path.join(work, "weir.log")
+        log = open(log_path, "w")
+        weir = run.start([run.WEIR, "serve", "--config", config], port, stderr=log,
+                         env=dict(os.environ, RUST_LOG="warn"))
         procs.append(weir)
         run.wait_port(admin_port)
 
         wrk(port, 3, args.connections)  # warm-up
+        time.sleep(SETTLE)
         rss_start = rss_kib(weir.pid)
         base = wrk(port, args.baseline, args.connections)
         rss_base = rss_kib(weir.pid)
@@ -132,7 +151,7 @@ request_mapping = "m"
         def swapper():
             i = 1
             while not stop.wait(args.every):
-                if i % 20 == 0:
+                if i % round(10 / args.every) == 0:
                     samples.append(rss_kib(weir.pid) / 1024)
                 try:
                     ok = put(admin_port, versions[i % 2]) == 200
@@ -147,7 +166,9 @@ request_mapping = "m"
         during = wrk(port, args.duration, args.connections)
         stop.set()
         t.join()
-        time.sleep(0.5)
+        # Settle as after the warm-up: the last compile's scratch memory goes back to the
+        # allocator and the blocking pool's idle threads exit.
+        time.sleep(SETTLE)
         rss_end = rss_kib(weir.pid)
         alive = metric(admin_port, "weir_plugin_versions_alive")
 
@@ -161,6 +182,16 @@ request_mapping = "m"
               f"baseline, {rss_end / 1024:.1f} MiB at end ({rss_end / rss_start:.2f}x start, "
               f"{rss_end / rss_base:.2f}x after baseline); plugin versions alive at end: {alive:.0f}")
         print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
+        for name, r in (("baseline", base), ("swapping", during)):
+            if r["failed"]:
+                print(f"{name} failures: non-2xx {r['non2xx']}, socket errors {r['socket']}")
+        print(f"Weir's answers by status: {statuses(admin_port)}")
+        log.flush()
+        with open(log_path) as f:
+            errors = [line.rstrip() for line in f if "ERROR" in line or "WARN" in line]
+        print(f"warnings and errors in Weir's log: {len(errors)}")
+        for line in errors[:10]:
+            print("  " + line)
         if during["failed"] or base["failed"] or refused[0]:
             sys.exit(1)
     finally:

@@ -27,6 +27,7 @@ fi
 components=(
     param_mapping jwt_authorizer cors
     echo_mapper counting_authorizer trap spin hog trap_authorizer call_counter
+    hostile stamp_v1 stamp_v2
 )
 
 for workspace in plugins tests/plugins; do

@@ -7,7 +7,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use weir::config::World;
 use weir::plugin::{AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead};
-use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING};
+use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING, STAMP_V1};
 
 fn headers() -> Vec<(String, String)> {
     [
@@ -72,6 +72,24 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt)
             .iter(|| async { mapper.map_request(&req, &ctx).await.unwrap() })
     });
+
+    // The floor: a mapper that only appends one header, without config or parsing.
+    let stamp = host
+        .load(
+            "stamp",
+            Path::new(STAMP_V1),
+            World::Mapper,
+            limits.clone(),
+            "{}".into(),
+        )
+        .unwrap();
+    c.bench_function(
+        "mapper/stamp map-request (fresh instance; the floor)",
+        |b| {
+            b.to_async(&rt)
+                .iter(|| async { stamp.map_request(&req, &ctx).await.unwrap() })
+        },
+    );
 
     let secret = "bench-secret-bench-secret-bench!";
     let authorizer = host
