@@ -100,7 +100,7 @@ def weir_config(scenario, port):
     integration = f'{{ type = "http", url = "http://127.0.0.1:{UPSTREAM_PORT}" }}'
     if scenario == "mock":
         integration = '{ type = "mock", body = \'{"ok":true,"from":"upstream"}\' }'
-    if scenario in ("mapping", "full"):
+    if scenario in ("mapping", "full", "full-cors-cache"):
         plugins += f"""
 [plugins.params]
 file = "{PLUGINS}/param_mapping.wasm"
@@ -111,7 +111,7 @@ world = "mapper"
 "remove:header.x-debug" = "''"
 """
         route_extra += 'request_mapping = "params"\n'
-    if scenario == "full":
+    if scenario in ("full", "full-cors-cache"):
         plugins += f"""
 [plugins.jwt]
 file = "{PLUGINS}/jwt_authorizer.wasm"
@@ -124,6 +124,8 @@ config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "PO
 """
         route_extra += 'authorizer = { plugin = "jwt" }\n'
         api = '[api]\ncors = "cors"\n'
+        if scenario == "full-cors-cache":
+            api += 'cors_cache = "5m"\n'
     # AWS's default account quota (10,000 req/s) would throttle the load itself.
     return f"""
 [server]

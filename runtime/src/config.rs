@@ -354,6 +354,11 @@ fn default_max_memory() -> ByteSize {
 pub struct Api {
     /// The CORS policy plugin applied to every route.
     pub cors: Option<String>,
+    /// How long the headers the CORS policy adds are kept per origin, method and path
+    /// (off by default). Only for a policy that decides from those alone; see
+    /// `docs/plugin-authoring.md`.
+    #[serde(default, with = "humantime_serde")]
+    pub cors_cache: Option<Duration>,
     /// Where the API key of a route with `api_key_required` comes from.
     #[serde(default)]
     pub api_key_source: ApiKeySource,

@@ -1,6 +1,10 @@
 //! The CORS stages: answer preflights before anything else, decorate every response.
 
-use http::header::{self, HeaderValue};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response};
 
@@ -42,13 +46,19 @@ pub async fn preflight(
 /// Applies the policy's headers to a response. A request without `Origin` is not a CORS
 /// request: the policy is not called and the response only gets `Vary: Origin`. If the
 /// plugin fails, the response goes out without CORS headers (browsers then block it).
-pub async fn decorate<B>(policy: &Plugin, head: &Parts, resp: &mut Response<B>) {
-    if !head.headers.contains_key(header::ORIGIN) {
+/// With a [`CorsCache`] on, the policy is asked once per origin, method and path within
+/// the cache's lifetime.
+pub async fn decorate<B>(policy: &Plugin, cache: &CorsCache, head: &Parts, resp: &mut Response<B>) {
+    let Some(origin) = head.headers.get(header::ORIGIN) else {
         resp.headers_mut()
             .append(header::VARY, HeaderValue::from_static("origin"));
         return;
+    };
+    if !cache.ttl.is_zero() {
+        return decorate_cached(policy, cache, origin.clone(), head, resp).await;
     }
-    let pairs = headers_to_pairs(resp.headers());
+    let original = resp.headers();
+    let pairs = headers_to_pairs(original);
     let result = policy
         .decorate(&wit_head(head), &pairs)
         .await
@@ -56,7 +66,7 @@ pub async fn decorate<B>(policy: &Plugin, head: &Parts, resp: &mut Response<B>) 
         .and_then(|out| pairs_to_headers(&out, policy.name()));
     match result {
         Ok(mut headers) => {
-            restore_raw_values(&mut headers, resp.headers());
+            restore_raw_values(&mut headers, original);
             *resp.headers_mut() = headers;
         }
         Err(e) => {
@@ -66,8 +76,127 @@ pub async fn decorate<B>(policy: &Plugin, head: &Parts, resp: &mut Response<B>) 
     }
 }
 
+/// The cached path: what the policy adds to an empty response is what it adds to any,
+/// after the backend's `access-control-*` headers are dropped and `Vary` names `Origin`.
+async fn decorate_cached<B>(
+    policy: &Plugin,
+    cache: &CorsCache,
+    origin: HeaderValue,
+    head: &Parts,
+    resp: &mut Response<B>,
+) {
+    let key = CorsKey {
+        origin,
+        method: head.method.clone(),
+        path: head.uri.path().to_owned(),
+    };
+    let now = Instant::now();
+    let added = match cache.get(&key, now) {
+        Some(added) => Ok(added),
+        None => policy
+            .decorate(&wit_head(head), &[])
+            .await
+            .map_err(GatewayError::PluginFailed)
+            .and_then(|out| pairs_to_headers(&out, policy.name()))
+            .map(|out| {
+                let added: Added = out
+                    .iter()
+                    .filter(|(n, _)| *n != header::VARY)
+                    .map(|(n, v)| (n.clone(), v.clone()))
+                    .collect();
+                cache.put(key, added.clone(), now + cache.ttl);
+                added
+            }),
+    };
+    let headers = resp.headers_mut();
+    remove_access_control(headers);
+    match added {
+        Ok(added) => {
+            vary_on_origin(headers);
+            for (n, v) in added.iter() {
+                headers.append(n.clone(), v.clone());
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "CORS policy failed; response sent without CORS headers");
+        }
+    }
+}
+
+/// Adds `Origin` to `Vary` unless it (or `*`) is listed: one `Vary` value, the existing
+/// ones first.
+fn vary_on_origin(headers: &mut HeaderMap) {
+    let mut values = Vec::new();
+    for v in headers.get_all(header::VARY) {
+        let Ok(v) = v.to_str() else {
+            headers.append(header::VARY, HeaderValue::from_static("origin"));
+            return;
+        };
+        for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if item == "*" || item.eq_ignore_ascii_case("origin") {
+                return;
+            }
+            values.push(item.to_owned());
+        }
+    }
+    values.push("origin".to_owned());
+    if let Ok(v) = HeaderValue::from_str(&values.join(", ")) {
+        headers.insert(header::VARY, v);
+    }
+}
+
+/// Most origin/method/path entries kept; past it, expired ones are dropped, then all.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// The headers a policy adds.
+type Added = Arc<[(HeaderName, HeaderValue)]>;
+
+#[derive(Hash, PartialEq, Eq)]
+struct CorsKey {
+    origin: HeaderValue,
+    method: Method,
+    path: String,
+}
+
+/// The headers a CORS policy adds, per origin, method and path (`[api] cors_cache`).
+#[derive(Default)]
+pub struct CorsCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<CorsKey, (Added, Instant)>>,
+}
+
+impl CorsCache {
+    /// A cache whose entries live `ttl` (zero: off).
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn get(&self, key: &CorsKey, now: Instant) -> Option<Added> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)
+            .filter(|(_, expires)| *expires > now)
+            .map(|(added, _)| added.clone())
+    }
+
+    fn put(&self, key: CorsKey, added: Added, expires: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_CAPACITY {
+            let now = Instant::now();
+            entries.retain(|_, (_, e)| *e > now);
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (added, expires));
+    }
+}
+
 /// Drops every `access-control-*` header (none of the backend's may pass unchecked).
-fn remove_access_control(headers: &mut http::HeaderMap) {
+fn remove_access_control(headers: &mut HeaderMap) {
     let names: Vec<_> = headers
         .keys()
         .filter(|k| k.as_str().starts_with("access-control-"))

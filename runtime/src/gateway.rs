@@ -18,6 +18,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use crate::access_log::AccessLogFormat;
 use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
 use crate::config::{self, Config, FailurePolicy, World};
+use crate::cors::CorsCache;
 use crate::integrate::{HttpTarget, Integration, MockResponse};
 use crate::map::Mapper;
 use crate::plugin::{self, Plugin};
@@ -105,6 +106,8 @@ pub struct Gateway {
     pub stage: Arc<str>,
     /// Cached authorizer decisions.
     pub auth_cache: AuthorizerCache,
+    /// Cached CORS headers (`[api] cors_cache`).
+    pub cors_cache: CorsCache,
     /// Which access-log fields to write.
     pub access_log: AccessLogFormat,
     /// Throttle levels, API keys, usage plans and quotas.
@@ -367,6 +370,7 @@ pub fn assemble(
         },
         stage: config.server.stage.as_str().into(),
         auth_cache: AuthorizerCache::default(),
+        cors_cache: CorsCache::new(config.api.cors_cache.unwrap_or_default()),
         access_log,
         usage,
         websockets,

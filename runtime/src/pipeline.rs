@@ -150,7 +150,7 @@ pub async fn handle(
     if let Some(policy) = &gw.cors
         && preflight.is_none()
     {
-        cors::decorate(policy, &head, &mut resp).await;
+        cors::decorate(policy, &gw.cors_cache, &head, &mut resp).await;
     }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);

@@ -176,3 +176,65 @@ async fn simple_requests_are_decorated_and_backend_cors_headers_replaced() {
         "errors are decorated too"
     );
 }
+
+#[tokio::test]
+async fn cached_policy_headers_match_the_uncached_ones_with_one_call_per_key() {
+    let up = Upstream::start().await;
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let plain = weir(&format!("{admin}{}", config(&up)));
+    let cached = weir(&format!(
+        "{admin}{}",
+        config(&up).replace("cors = \"cors\"", "cors = \"cors\"\ncors_cache = \"5m\"")
+    ));
+    let c = Client::default();
+    let cors_headers = |r: &weir_tests::Reply| {
+        let mut h: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.as_str().starts_with("access-control-") || *n == "vary")
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        h.sort();
+        h
+    };
+    let requests = [
+        ("GET", "/cors", "https://app.example"),
+        ("GET", "/cors", "https://evil.example"),
+        ("POST", "/cors", "https://app.example"),
+        ("GET", "/items/1", "https://app.example"),
+        ("GET", "/status/404", "https://app.example"),
+    ];
+    // Every request three times: the cached gateway asks the policy once per key.
+    for _ in 0..3 {
+        for (method, path, origin) in requests {
+            let mut replies = Vec::new();
+            for gw in [&plain, &cached] {
+                let r = c
+                    .send(method, &gw.url(path), &[("origin", origin)], Bytes::new())
+                    .await;
+                replies.push((r.status, cors_headers(&r)));
+            }
+            assert_eq!(replies[0], replies[1], "{method} {path} from {origin}");
+            assert!(
+                replies[0]
+                    .1
+                    .iter()
+                    .any(|(n, v)| n == "vary" && v.contains("origin")),
+                "{replies:?}"
+            );
+        }
+    }
+    let calls = |gw: &weir_tests::Weir| {
+        let gw_url = gw.admin_url("/metrics");
+        let c = c.clone();
+        async move {
+            let m = c.get(&gw_url).await.text();
+            m.lines()
+                .find(|l| l.starts_with(r#"weir_plugin_calls_total{plugin="cors",outcome="ok"}"#))
+                .and_then(|l| l.rsplit(' ').next())
+                .map(|n| n.parse::<u64>().unwrap())
+        }
+    };
+    assert_eq!(calls(&plain).await, Some(15));
+    assert_eq!(calls(&cached).await, Some(5));
+}
