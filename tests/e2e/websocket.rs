@@ -601,3 +601,41 @@ async fn connections_api_needs_the_admin_token_when_one_is_set() {
     assert_eq!(c.next().await, Frame::Text("hello".into()));
     assert_eq!(http.send("GET", &url, &right, "").await.status, 200);
 }
+
+#[tokio::test]
+async fn the_connect_backend_chooses_a_subprotocol_the_client_offered() {
+    let up = Upstream::start().await;
+    let gw = weir(&chat(&up, ""));
+    let offer = ("sec-websocket-protocol", "graphql-ws, graphql-transport-ws");
+
+    let (mut c, chosen) = ws::connect_with_protocol(
+        &ws_url(&gw, "/chat"),
+        &[offer, ("x-choose-protocol", "graphql-transport-ws")],
+    )
+    .await
+    .expect("connects");
+    assert_eq!(chosen.as_deref(), Some("graphql-transport-ws"));
+    let reply = c.ask(r#"{"action":"whoami"}"#).await;
+    let id = reply["headers"]["connectionid"].as_str().unwrap();
+    let connect = wait_for_event(&up, "/connect", id).await;
+    assert_eq!(
+        connect.headers["sec-websocket-protocol"], "graphql-ws, graphql-transport-ws",
+        "$connect saw the offer"
+    );
+
+    // No choice by the backend: none in the 101.
+    let (_, chosen) = ws::connect_with_protocol(&ws_url(&gw, "/chat"), &[])
+        .await
+        .expect("connects");
+    assert_eq!(chosen, None);
+
+    // A protocol the client did not offer is the backend's fault: no connection.
+    let refused = ws::connect(
+        &ws_url(&gw, "/chat"),
+        &[offer, ("x-choose-protocol", "something-else")],
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert_eq!(refused.status, 502, "{refused:?}");
+}

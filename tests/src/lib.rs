@@ -324,8 +324,10 @@ pub struct Seen {
 
 /// A real HTTP upstream on loopback. It answers every request with JSON describing
 /// it (`method`, `path`, `query`, `headers`, `body`), except:
-/// `/slow/{ms}` waits before answering, `/status/{code}` answers that status, and
-/// `/cors` sets `access-control-allow-origin: *` itself.
+/// `/slow/{ms}` waits before answering, `/status/{code}` answers that status,
+/// `/cors` sets `access-control-allow-origin: *` itself, and a request with
+/// `x-choose-protocol: P` gets `sec-websocket-protocol: P` (a `$connect` backend
+/// choosing a WebSocket subprotocol).
 pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
@@ -416,6 +418,10 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
     if path == "/cors" {
         resp.headers_mut()
             .insert("access-control-allow-origin", "*".parse().unwrap());
+    }
+    if let Some(p) = parts.headers.get("x-choose-protocol") {
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", p.clone());
     }
     resp
 }

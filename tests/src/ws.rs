@@ -41,6 +41,15 @@ pub enum Frame {
 
 /// Opens `url` (`ws://…`) with extra handshake headers.
 pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, Refused> {
+    connect_with_protocol(url, headers).await.map(|(ws, _)| ws)
+}
+
+/// Like [`connect`], also returning the subprotocol the server chose
+/// (`Sec-WebSocket-Protocol` of the 101), if any.
+pub async fn connect_with_protocol(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Ws, Option<String>), Refused> {
     let mut req = url.into_client_request().expect("a valid ws:// url");
     for (n, v) in headers {
         req.headers_mut().insert(
@@ -49,7 +58,13 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Ws, Refused>
         );
     }
     match tokio_tungstenite::connect_async(req).await {
-        Ok((ws, _)) => Ok(Ws(ws)),
+        Ok((ws, resp)) => {
+            let protocol = resp
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| v.to_str().unwrap().to_owned());
+            Ok((Ws(ws), protocol))
+        }
         Err(Error::Http(resp)) => Err(Refused {
             status: resp.status().as_u16(),
             retry_after: resp

@@ -249,6 +249,7 @@ pub async fn handshake(
     let connection_id: Arc<str> = new_connection_id().into();
     access.connection_id = Some(connection_id.clone());
     let mut principal = None;
+    let mut protocol = None;
     if let Some(route) = &api.connect {
         let mut ctx = context(gw, request_id, &route.key, remote.ip(), None);
         if let Some(auth) = &route.authorizer {
@@ -282,7 +283,7 @@ pub async fn handshake(
         let result = send_event(
             &shared.upstream,
             &event,
-            headers,
+            &mut headers,
             head.uri.query().unwrap_or(""),
             Bytes::new(),
         )
@@ -301,6 +302,7 @@ pub async fn handshake(
                 message: message.to_owned(),
             });
         }
+        protocol = selected_protocol(&head.headers, &headers)?;
     }
 
     let on_upgrade = head
@@ -338,7 +340,35 @@ pub async fn handshake(
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
+    if let Some(p) = protocol {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+    }
     Ok(resp)
+}
+
+/// The subprotocol the `$connect` backend chose with `Sec-WebSocket-Protocol`, as AWS
+/// lets it: one of those the client offered, else the backend is at fault (a client
+/// must fail a handshake that names a protocol it did not offer).
+fn selected_protocol(
+    request: &HeaderMap,
+    backend: &HeaderMap,
+) -> Result<Option<HeaderValue>, GatewayError> {
+    let Some(chosen) = backend.get(header::SEC_WEBSOCKET_PROTOCOL) else {
+        return Ok(None);
+    };
+    let offered = request
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().as_bytes() == chosen.as_bytes());
+    if offered {
+        Ok(Some(chosen.clone()))
+    } else {
+        Err(GatewayError::BadGateway(format!(
+            "the $connect integration chose subprotocol {chosen:?}, which the client did not offer"
+        )))
+    }
 }
 
 fn context(
@@ -393,24 +423,16 @@ impl Event<'_> {
     }
 }
 
-/// Sends an event to its route's integration: the status and (bounded) body.
+/// Sends an event to its route's integration: the status and (bounded) body. On return
+/// `headers` holds the integration's response headers (none for a mock).
 async fn send_event(
     upstream: &Upstream,
     event: &Event<'_>,
-    mut headers: HeaderMap,
+    headers: &mut HeaderMap,
     query: &str,
     body: Bytes,
 ) -> Result<(StatusCode, Bytes), GatewayError> {
-    send_request(
-        upstream,
-        event,
-        Method::POST,
-        None,
-        query,
-        &mut headers,
-        body,
-    )
-    .await
+    send_request(upstream, event, Method::POST, None, query, headers, body).await
 }
 
 async fn send_request(
@@ -424,7 +446,10 @@ async fn send_request(
 ) -> Result<(StatusCode, Bytes), GatewayError> {
     let route = event.route;
     match &route.integration {
-        Integration::Mock(mock) => Ok((mock.status, mock.body.clone())),
+        Integration::Mock(mock) => {
+            headers.clear();
+            Ok((mock.status, mock.body.clone()))
+        }
         Integration::Http(target) => {
             event.headers(headers);
             headers.insert(header::HOST, target.authority().clone());
@@ -434,11 +459,11 @@ async fn send_request(
             *req.uri_mut() = uri;
             *req.headers_mut() = std::mem::take(headers);
             let deadline = tokio::time::Instant::now() + route.timeout;
-            let resp = upstream.send(req, route.timeout).await?;
-            let status = resp.status();
+            let (parts, body) = upstream.send(req, route.timeout).await?.into_parts();
+            *headers = parts.headers;
             let limit = event.api.limits.max_message as u64;
-            let body = read_upstream_body(resp.into_body(), limit, deadline, route.timeout).await?;
-            Ok((status, body))
+            let body = read_upstream_body(body, limit, deadline, route.timeout).await?;
+            Ok((parts.status, body))
         }
     }
 }
@@ -816,7 +841,14 @@ async fn disconnect(shared: &Shared, conn: &Connection) {
         principal: conn.principal_id.as_deref(),
     };
     let started = Instant::now();
-    let result = send_event(&shared.upstream, &event, HeaderMap::new(), "", Bytes::new()).await;
+    let result = send_event(
+        &shared.upstream,
+        &event,
+        &mut HeaderMap::new(),
+        "",
+        Bytes::new(),
+    )
+    .await;
     record.integration_latency = Some(started.elapsed());
     match result {
         Ok((status, _)) => {
