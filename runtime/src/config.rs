@@ -195,6 +195,10 @@ pub struct PluginCache {
     /// The directory, relative to the config file (default `.weir-cache`).
     #[serde(default = "default_cache_dir")]
     pub dir: PathBuf,
+    /// Largest size of the directory; past it the least recently used entries go
+    /// (default 1 GiB).
+    #[serde(default = "default_cache_size")]
+    pub max_size: ByteSize,
 }
 
 impl Default for PluginCache {
@@ -202,8 +206,13 @@ impl Default for PluginCache {
         Self {
             enabled: true,
             dir: default_cache_dir(),
+            max_size: default_cache_size(),
         }
     }
+}
+
+fn default_cache_size() -> ByteSize {
+    ByteSize::gib(1)
 }
 
 fn default_cache_dir() -> PathBuf {

@@ -205,10 +205,12 @@ fn check_plugin(file: &Path, world: World) -> ExitCode {
 fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let metrics = weir::admin::install_metrics()?;
-    let cache_dir = config
-        .plugin_cache
-        .enabled
-        .then(|| base_dir(path).join(&config.plugin_cache.dir));
+    let cache_dir = config.plugin_cache.enabled.then(|| {
+        (
+            base_dir(path).join(&config.plugin_cache.dir),
+            config.plugin_cache.max_size.as_u64(),
+        )
+    });
     let host = Arc::new(PluginHost::with_cache(cache_dir)?);
     // The main thread's runtime: the initial load, then signals, the admin listener,
     // file watching and every reload (compiles go to its blocking pool).

@@ -9,6 +9,11 @@
 //! is ignored (and replaced), never trusted. Writes go to a temporary file renamed into
 //! place, so readers see a whole entry or none.
 //!
+//! The cache is kept under `max_size`: a hit refreshes an entry's modification time, and
+//! each new entry evicts the least recently used ones (this engine's or any older
+//! engine's) until the directory fits. Temporary files a crash left behind go after an
+//! hour.
+//!
 //! The digest protects against accidents, not against an attacker who can write the
 //! directory (they could write a matching digest): keep the directory writable by the
 //! gateway's user only, as any directory of executable code.
@@ -16,6 +21,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -25,9 +31,14 @@ use wasmtime::component::Component;
 const MAGIC: &[u8; 16] = b"weir-cwasm-v1\n\0\0";
 const DIGEST_LEN: usize = 32;
 
+/// How old a temporary file must be before it counts as left over from a crash.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+
 /// A directory of compiled components for one engine.
 pub(super) struct DiskCache {
+    root: PathBuf,
     dir: PathBuf,
+    max_size: u64,
 }
 
 /// What a lookup found.
@@ -41,14 +52,16 @@ pub(super) enum Lookup {
 }
 
 impl DiskCache {
-    /// The cache under `root` for `engine`'s settings.
-    pub(super) fn new(root: &Path, engine: &Engine) -> Self {
+    /// The cache under `root` for `engine`'s settings, kept under `max_size` bytes.
+    pub(super) fn new(root: &Path, engine: &Engine, max_size: u64) -> Self {
         let mut hasher = DigestHasher(Sha256::new());
         "weir plugin cache".hash(&mut hasher);
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex(&hasher.0.finalize()[..8]);
         Self {
+            root: root.to_owned(),
             dir: root.join(engine_key),
+            max_size,
         }
     }
 
@@ -72,7 +85,14 @@ impl DiskCache {
             ));
         };
         match deserialize(engine, artifact) {
-            Ok(component) => Lookup::Hit(component),
+            Ok(component) => {
+                // Recently used: the last to be evicted.
+                let _ = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+                Lookup::Hit(component)
+            }
             Err(e) => Lookup::Rejected(format!("{}: {e:#}", path.display())),
         }
     }
@@ -95,7 +115,56 @@ impl DiskCache {
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        written
+        written?;
+        let evicted = self.prune(&path);
+        if evicted > 0 {
+            tracing::info!(dir = %self.root.display(), evicted, "plugin cache over its size; least recently used entries removed");
+        }
+        Ok(())
+    }
+
+    /// Removes the least recently used entries (never `keep`) until the cache fits
+    /// `max_size`, and stale temporary files; returns how many entries went.
+    fn prune(&self, keep: &Path) -> usize {
+        let now = SystemTime::now();
+        let mut entries = Vec::new();
+        let engines = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten();
+        for file in
+            engines.flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+        {
+            let (path, Ok(meta)) = (file.path(), file.metadata()) else {
+                continue;
+            };
+            let modified = meta.modified().unwrap_or(now);
+            let name = file.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".tmp") {
+                if now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age > STALE_TMP)
+                {
+                    let _ = std::fs::remove_file(&path);
+                }
+            } else if name.ends_with(".cwasm") && meta.is_file() {
+                entries.push((modified, meta.len(), path));
+            }
+        }
+        let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+        entries.sort();
+        let mut evicted = 0;
+        for (_, len, path) in entries {
+            if total <= self.max_size {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= len;
+                evicted += 1;
+            }
+        }
+        evicted
     }
 }
 
@@ -150,6 +219,54 @@ impl Hasher for DigestHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn least_recently_used_entries_go_when_over_size() {
+        let root = std::env::temp_dir().join(format!("weir-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let engine = Engine::default();
+        // Each file is 16 + 32 + 1000 bytes; room for two.
+        let cache = DiskCache::new(&root, &engine, 2 * 1048 + 10);
+        let old_engine = root.join("0123456789abcdef");
+        std::fs::create_dir_all(&old_engine).unwrap();
+        std::fs::write(old_engine.join("old.cwasm"), [0u8; 1048]).unwrap();
+        let stale = old_engine.join(".x.1.2.tmp");
+        std::fs::write(&stale, b"half").unwrap();
+        let hour_ago = SystemTime::now() - Duration::from_secs(7200);
+        for path in [old_engine.join("old.cwasm"), stale.clone()] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        let names = |dir: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        cache.put("a", &[1; 1000]).unwrap();
+        assert!(!stale.exists(), "temporary files of a crash are removed");
+        assert!(
+            old_engine.join("old.cwasm").exists(),
+            "fits: nothing evicted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        cache.put("b", &[2; 1000]).unwrap();
+        assert!(
+            names(&old_engine).is_empty(),
+            "the oldest, another engine's, went first"
+        );
+        assert_eq!(names(&cache.dir), ["a.cwasm", "b.cwasm"]);
+        std::thread::sleep(Duration::from_millis(20));
+        cache.put("c", &[3; 1000]).unwrap();
+        assert_eq!(names(&cache.dir), ["b.cwasm", "c.cwasm"]);
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn damaged_entries_are_not_verified() {

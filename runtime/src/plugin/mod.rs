@@ -152,8 +152,9 @@ impl PluginHost {
         Self::with_cache(None)
     }
 
-    /// Like [`PluginHost::new`], caching compiled components under `cache_dir`.
-    pub fn with_cache(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    /// Like [`PluginHost::new`], caching compiled components in a directory, kept
+    /// under a size in bytes.
+    pub fn with_cache(cache: Option<(PathBuf, u64)>) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(MAX_INSTANCES)
             .total_core_instances(MAX_INSTANCES * 4)
@@ -197,7 +198,7 @@ impl PluginHost {
                     }
                 })?
         };
-        let cache = cache_dir.map(|dir| cache::DiskCache::new(&dir, &engine));
+        let cache = cache.map(|(dir, max_size)| cache::DiskCache::new(&dir, &engine, max_size));
         Ok(Self {
             engine,
             linkers,
