@@ -46,7 +46,9 @@ def rss_kib(pid):
 
 
 def wrk(port, seconds, connections):
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+    # wrk's own 2 s timeout would count a slow answer as failed; a shared machine can
+    # stall a response that long. Failures are requests not answered with a 2xx.
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
            f"http://127.0.0.1:{port}/bench/item"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     total = int(re.search(r"(\d+) requests in", out).group(1))
