@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Soak: mixed traffic against one Weir process for --minutes (default 10); see
-# bench/soak.py. Builds Weir and the plugins in release mode. Not part of CI.
+# bench/soak.py. Builds Weir and the plugins in release mode. CI runs a 45-second
+# version against its debug build (`soak.py --short`, from .ci/test).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

@@ -210,17 +210,75 @@ impl Default for Upstream {
 
 impl Upstream {
     /// Sends a request and waits for the response head, within `timeout`.
+    ///
+    /// An idempotent request whose connection closed before any answer is sent again
+    /// (at most `RESENDS` times) within the same timeout: a pooled keep-alive connection
+    /// the upstream has just closed (it answered, then hung up without
+    /// `Connection: close`) can be picked before its close is seen, and the request
+    /// written to it is lost through no fault of its own; under load the next pooled
+    /// connection may be such a one too. nginx's `proxy_next_upstream error` does the
+    /// same.
     pub async fn send(
         &self,
-        req: http::Request<Full<Bytes>>,
+        mut req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(GatewayError::BadGateway(error_chain(&e))),
-            Err(_) => Err(GatewayError::IntegrationTimeout(timeout)),
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut resends = 0;
+        loop {
+            let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
+            match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(e)) => match again {
+                    Some(again) if closed_before_answer(&e) => {
+                        metrics::counter!("weir_upstream_retries_total").increment(1);
+                        resends += 1;
+                        req = again;
+                    }
+                    _ => return Err(GatewayError::BadGateway(error_chain(&e))),
+                },
+                Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
+            }
         }
     }
+}
+
+/// How many times an idempotent request may be sent again after its connection closed
+/// unanswered (see [`Upstream::send`]).
+const RESENDS: u32 = 2;
+
+/// The request again (its body is already in memory).
+fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut again = http::Request::new(req.body().clone());
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
+/// Whether the connection was closed or reset after the request went out and before
+/// any of the response: not a refused connection, a bad answer or a broken body.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    if e.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Reads an upstream response body, at most `limit` bytes, by `deadline`: 504 when it

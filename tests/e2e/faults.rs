@@ -67,11 +67,14 @@ timeout = "500ms"
             for i in 0..50 {
                 let kind = ["reset", "malformed", "close", "ok"][(t + i) % 4];
                 let r = c.get(&format!("{gw_url}/{kind}")).await;
-                assert!(
-                    [200, 502].contains(&r.status.as_u16()),
-                    "{kind}: {}",
-                    r.status
-                );
+                // A GET that lands on a pooled connection `close` had just closed is
+                // sent again, so only the broken answers are 502.
+                let want = if ["reset", "malformed"].contains(&kind) {
+                    502
+                } else {
+                    200
+                };
+                assert_eq!(r.status.as_u16(), want, "{kind}");
             }
         }));
     }

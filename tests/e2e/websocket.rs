@@ -516,6 +516,50 @@ async fn shutdown_closes_connections_and_runs_disconnect() {
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
+/// A client that sends messages and closes at once: the message in flight is not
+/// cancelled, those read ahead of it are not dropped, and `$disconnect` comes last.
+#[tokio::test]
+async fn messages_sent_before_a_close_still_reach_the_integration() {
+    let up = Upstream::start().await;
+    let slow = format!(
+        r#"
+[[websocket.chat.routes]]
+key = "slow"
+integration = {{ type = "http", url = "{base}/slow/300" }}
+"#,
+        base = up.base()
+    );
+    let gw = weir(&(chat(&up, "") + &slow));
+    let (mut c, id) = join(&gw).await;
+    c.text(r#"{"action":"slow"}"#).await;
+    for i in 0..3 {
+        c.text(&format!(r#"{{"action":"oneway","i":{i}}}"#)).await;
+    }
+    c.0.close(None).await.expect("closing");
+    wait_for_event(&up, "/disconnect", &id).await;
+    let events: Vec<String> = up
+        .seen()
+        .into_iter()
+        .filter(|s| {
+            s.headers
+                .get("connectionid")
+                .is_some_and(|v| v == id.as_str())
+        })
+        .filter(|s| !["/connect", "/whoami"].contains(&s.uri.as_str()))
+        .map(|s| format!("{} {}", s.uri, String::from_utf8_lossy(&s.body)))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            r#"/slow/300 {"action":"slow"}"#,
+            r#"/oneway {"action":"oneway","i":0}"#,
+            r#"/oneway {"action":"oneway","i":1}"#,
+            r#"/oneway {"action":"oneway","i":2}"#,
+            "/disconnect ",
+        ]
+    );
+}
+
 /// Opens a raw TCP connection and completes a WebSocket handshake by hand, so the test
 /// can send frames no client library would.
 async fn raw_handshake(gw: &Weir, path: &str) -> tokio::net::TcpStream {

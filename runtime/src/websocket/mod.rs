@@ -470,6 +470,29 @@ async fn send_request(
 
 type Dispatch = Pin<Box<dyn Future<Output = Option<Message>> + Send>>;
 
+/// Messages read from the client and not yet answered: the one being dispatched and
+/// those read ahead of it.
+#[derive(Default)]
+struct Backlog {
+    job: Option<Dispatch>,
+    pending: VecDeque<Message>,
+}
+
+impl Backlog {
+    /// After the connection closed: every message already read still reaches its
+    /// integration, in order (the one in flight is not cancelled); replies are dropped,
+    /// there is no one to send them to. Bounded by the routes' timeouts and
+    /// `MAX_PENDING`.
+    async fn deliver(self, shared: &Arc<Shared>, conn: &Arc<Connection>) {
+        if let Some(job) = self.job {
+            job.await;
+        }
+        for msg in self.pending {
+            dispatch(shared.clone(), conn.clone(), msg).await;
+        }
+    }
+}
+
 /// One open connection's task.
 struct ConnectionTask {
     shared: Arc<Shared>,
@@ -519,27 +542,29 @@ impl ConnectionTask {
         metrics::counter!("weir_websocket_connections_opened_total").increment(1);
         tracing::debug!(connection = %self.conn.id, api = %self.conn.api, "connected");
 
-        let reason = self.serve(&mut ws).await;
+        let mut backlog = Backlog::default();
+        let reason = self.serve(&mut ws, &mut backlog).await;
 
         table.remove(&self.conn.id);
         metrics::counter!("weir_websocket_connections_closed_total", "reason" => reason.label())
             .increment(1);
         tracing::debug!(connection = %self.conn.id, reason = reason.label(), "closed");
-        // Wait (briefly) for the client to hang up, so it reads our close frame.
-        linger(ws).await;
+        // Wait (briefly) for the client to hang up, so it reads our close frame, while
+        // the messages it sent before closing reach their integration; then `$disconnect`.
+        tokio::join!(linger(ws), backlog.deliver(&self.shared, &self.conn));
         disconnect(&self.shared, &self.conn).await;
     }
 
     async fn serve(
         &mut self,
         ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
+        backlog: &mut Backlog,
     ) -> CloseReason {
         let conn = self.conn.clone();
         let lifetime = tokio::time::sleep(self.limits.max_duration.saturating_sub(conn.age()));
         let idle = tokio::time::sleep(self.limits.idle_timeout);
         tokio::pin!(lifetime, idle);
-        let mut pending: VecDeque<Message> = VecDeque::new();
-        let mut job: Option<Dispatch> = None;
+        let Backlog { job, pending } = backlog;
         loop {
             let active = tokio::select! {
                 frame = ws.next(), if pending.len() < MAX_PENDING => match frame {
@@ -593,7 +618,7 @@ impl ConnectionTask {
                     }
                 },
                 reply = async { job.as_mut().expect("guarded by is_some").await }, if job.is_some() => {
-                    job = None;
+                    *job = None;
                     match reply {
                         Some(msg) => {
                             if send(ws, msg).await.is_err() {
@@ -621,7 +646,7 @@ impl ConnectionTask {
             if job.is_none()
                 && let Some(msg) = pending.pop_front()
             {
-                job = Some(Box::pin(dispatch(self.shared.clone(), conn.clone(), msg)));
+                *job = Some(Box::pin(dispatch(self.shared.clone(), conn.clone(), msg)));
             }
         }
     }
