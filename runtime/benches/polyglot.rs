@@ -4,8 +4,13 @@
 //!
 //! `cargo bench -p weir --bench polyglot` (add `--profile dev` to skip the release
 //! build; the host's dependencies are optimised in that profile too, and guest code is
-//! compiled by Cranelift either way). `WEIR_BENCH_CALLS` sets the calls per row
-//! (default 2000).
+//! compiled by Cranelift either way). Environment:
+//!
+//! - `WEIR_BENCH_CALLS`: calls per cell (default 2000);
+//! - `WEIR_BENCH_LANGUAGES=zig,c`: only these rows of the built examples;
+//! - `WEIR_BENCH_EXTRA=label=mapper.wasm,authorizer.wasm;…`: more rows, for components
+//!   built by hand (StarlingMonkey JS: `WEIR_JS_ENGINE=starlingmonkey bash
+//!   examples/plugins/javascript/build.sh /tmp/sm`, too slow to build for every test run).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -100,6 +105,44 @@ fn load(
     (plugin, started.elapsed())
 }
 
+/// The 1-minute load average (Linux), to print beside the numbers it inflates.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// (label, mapper, authorizer): the built examples that `WEIR_BENCH_LANGUAGES` selects
+/// (all by default), then the components `WEIR_BENCH_EXTRA` names.
+fn rows() -> Vec<(String, String, String)> {
+    let only = std::env::var("WEIR_BENCH_LANGUAGES").ok();
+    let selected = |lang: &str| {
+        only.as_deref()
+            .is_none_or(|list| list.split(',').any(|l| l.trim() == lang))
+    };
+    let mut rows: Vec<(String, String, String)> = POLYGLOT
+        .iter()
+        .filter(|(lang, _, _)| selected(lang))
+        .map(|(lang, m, a)| (lang.to_string(), m.to_string(), a.to_string()))
+        .collect();
+    let extra = std::env::var("WEIR_BENCH_EXTRA").unwrap_or_default();
+    for row in extra.split(';').filter(|r| !r.trim().is_empty()) {
+        let parsed = row.split_once('=').and_then(|(label, paths)| {
+            let (m, a) = paths.split_once(',')?;
+            Some((
+                label.trim().to_string(),
+                m.trim().to_string(),
+                a.trim().to_string(),
+            ))
+        });
+        rows.push(parsed.unwrap_or_else(|| {
+            panic!("WEIR_BENCH_EXTRA: `{row}` is not label=mapper.wasm,authorizer.wasm")
+        }));
+    }
+    rows
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; criterion-style filters are not supported here.
     let calls: usize = std::env::var("WEIR_BENCH_CALLS")
@@ -136,10 +179,11 @@ fn main() {
 
     println!("{calls} calls per cell; 10 headers, 1 KiB body; µs per call, median / p99\n");
     println!(
-        "| language | component | compile | authorizer fresh | authorizer reused | mapper, binary body, fresh | mapper, binary body, reused | mapper, JSON rewrite, fresh | mapper, JSON rewrite, reused |"
+        "| language | component | compile | authorizer fresh | authorizer reused | mapper, binary body, fresh | mapper, binary body, reused | mapper, JSON rewrite, fresh | mapper, JSON rewrite, reused | load |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (lang, mapper, authorizer) in POLYGLOT {
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (lang, mapper, authorizer) in rows() {
+        let (mapper, authorizer) = (mapper.as_str(), authorizer.as_str());
         let size = std::fs::metadata(mapper).map(|m| m.len()).unwrap_or(0);
         let (fresh, compile) = load(&host, mapper, World::Mapper, 0, MAPPER_CONFIG);
         let (reused, _) = load(&host, mapper, World::Mapper, u32::MAX / 2, MAPPER_CONFIG);
@@ -170,16 +214,21 @@ fn main() {
             }
         };
         let cell = |(median, p99): (f64, f64)| format!("{median:.1} / {p99:.1}");
-        println!(
-            "| {lang} | {:.0} KiB | {:.2} s | {} | {} | {} | {} | {} | {} |",
-            size as f64 / 1024.0,
-            compile.as_secs_f64(),
+        let load_before = load_average();
+        let cells = [
             cell(measure(&rt, calls, auth(&auth_fresh))),
             cell(measure(&rt, calls, auth(&auth_reused))),
             cell(measure(&rt, calls, map(&fresh, passthrough))),
             cell(measure(&rt, calls, map(&reused, passthrough))),
             cell(measure(&rt, calls, map(&fresh, req))),
             cell(measure(&rt, calls, map(&reused, req))),
+        ];
+        println!(
+            "| {lang} | {:.0} KiB | {:.2} s | {} | {load_before}–{} |",
+            size as f64 / 1024.0,
+            compile.as_secs_f64(),
+            cells.join(" | "),
+            load_average(),
         );
     }
 }

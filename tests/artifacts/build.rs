@@ -167,6 +167,7 @@ const EXAMPLE_SOURCES: &[&str] = &[
     "zig/build.sh",
     "zig/json.zig",
     "zig/config.zig",
+    "zig/heap.zig",
     "zig/mapper",
     "zig/authorizer",
 ];

@@ -18,12 +18,15 @@ const Scanner = struct {
     b: []const u8,
     i: usize = 0,
 
-    fn peek(s: *Scanner) ?u8 {
-        return if (s.i < s.b.len) s.b[s.i] else null;
+    /// The next byte, or 0 at the end. JSON has no place for a NUL byte, so the end and
+    /// a NUL need not be told apart: both are malformed wherever they appear. (A `?u8`
+    /// here made the compiler spill every byte to the stack: 3× slower.)
+    fn peek(s: *Scanner) u8 {
+        return if (s.i < s.b.len) s.b[s.i] else 0;
     }
 
     fn ws(s: *Scanner) void {
-        while (s.peek()) |c| switch (c) {
+        while (true) switch (s.peek()) {
             ' ', '\t', '\n', '\r' => s.i += 1,
             else => return,
         };
@@ -42,8 +45,9 @@ const Scanner = struct {
     }
 
     fn value(s: *Scanner, depth: usize) Error!void {
-        const c = s.peek() orelse return error.Malformed;
+        const c = s.peek();
         switch (c) {
+            0 => return error.Malformed,
             '{' => try s.object(depth + 1, null, undefined),
             '[' => {
                 if (depth + 1 > max_depth) return error.Malformed;
@@ -96,14 +100,13 @@ const Scanner = struct {
     fn string(s: *Scanner) Error!void {
         try s.eat('"');
         while (true) {
-            const c = s.peek() orelse return error.Malformed;
-            if (c < 0x20) return error.Malformed;
+            const c = s.peek();
+            if (c < 0x20) return error.Malformed; // the end, too
             s.i += 1;
             switch (c) {
                 '"' => return,
                 '\\' => {
-                    const e = s.peek() orelse return error.Malformed;
-                    switch (e) {
+                    switch (s.peek()) {
                         '"', '\\', '/', 'b', 'f', 'n', 'r', 't' => s.i += 1,
                         'u' => {
                             if (s.i + 5 > s.b.len) return error.Malformed;
@@ -127,10 +130,7 @@ const Scanner = struct {
 
     fn digits(s: *Scanner) usize {
         const start = s.i;
-        while (s.peek()) |c| {
-            if (!std.ascii.isDigit(c)) break;
-            s.i += 1;
-        }
+        while (std.ascii.isDigit(s.peek())) s.i += 1;
         return s.i - start;
     }
 

@@ -10,6 +10,11 @@ const c = @import("c");
 const json = @import("json");
 const config = @import("config");
 
+// malloc, free and realloc for this module and the C glue (see heap.zig).
+comptime {
+    _ = @import("heap");
+}
+
 // A panic traps: the gateway fails this one call. (The default handler would print a
 // trace through WASI stdio, which this plugin does not otherwise import.)
 pub const panic = std.debug.no_panic;
