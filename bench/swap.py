@@ -168,8 +168,11 @@ request_mapping = "m"
         during = wrk(port, args.duration, args.connections)
         stop.set()
         t.join()
-        # Settle as after the warm-up: the last compile's scratch memory goes back to the
-        # allocator and the blocking pool's idle threads exit.
+        # Read the end in the state the start was read in: after a few seconds of load
+        # without swaps, then a pause. (The allocator returns freed pages lazily, on
+        # later allocations; read straight after the last swap, RSS still holds the last
+        # compiles' scratch memory, whatever its long-run level.)
+        wrk(port, 3, args.connections)
         time.sleep(SETTLE)
         rss_end = rss_kib(weir.pid)
         alive = metric(admin_port, "weir_plugin_versions_alive")
