@@ -355,7 +355,9 @@ async fn a_client_that_stops_reading_fills_its_queue() {
         }
     }
     assert!(full, "no 429 after {accepted} posts");
-    assert!(accepted > 2);
+    // The queue's two, and whatever the socket buffers took before it filled (none
+    // when the writer had no time to run).
+    assert!(accepted >= 2, "{accepted}");
 }
 
 #[tokio::test]
