@@ -1,7 +1,5 @@
 //! The authorize stage: identity sources, the authorizer call and its decision cache.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use http::HeaderName;
@@ -9,9 +7,7 @@ use http::request::Parts;
 
 use crate::error::GatewayError;
 use crate::plugin::{AuthorizationRequest, Context, Decision, Plugin};
-
-/// Most cached decisions kept; past it, expired ones are dropped, then everything.
-const CACHE_CAPACITY: usize = 10_000;
+use crate::ttl_cache::TtlCache;
 
 /// Where an authorizer's identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,39 +108,15 @@ pub struct RouteAuthorizer {
     pub scopes: Vec<String>,
 }
 
+/// A cached decision's key.
 #[derive(Hash, PartialEq, Eq)]
-struct CacheKey {
+pub struct CacheKey {
     route: usize,
     identity: Vec<String>,
 }
 
 /// Authorizer decisions cached per route and identity-source values.
-#[derive(Default)]
-pub struct AuthorizerCache {
-    entries: Mutex<HashMap<CacheKey, (Decision, Instant)>>,
-}
-
-impl AuthorizerCache {
-    fn get(&self, key: &CacheKey, now: Instant) -> Option<Decision> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(d, _)| d.clone())
-    }
-
-    fn put(&self, key: CacheKey, decision: Decision, expires: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CACHE_CAPACITY {
-            let now = Instant::now();
-            entries.retain(|_, (_, e)| *e > now);
-            if entries.len() >= CACHE_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (decision, expires));
-    }
-}
+pub type AuthorizerCache = TtlCache<CacheKey, Decision>;
 
 /// What an allowed request carries on: the principal and context for later stages.
 pub struct Authorized {

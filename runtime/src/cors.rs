@@ -1,7 +1,6 @@
 //! The CORS stages: answer preflights before anything else, decorate every response.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -11,6 +10,7 @@ use http::{Method, Response};
 use crate::error::GatewayError;
 use crate::map::{PluginResponse, headers_to_pairs, pairs_to_headers, restore_raw_values};
 use crate::plugin::{Plugin, RequestHead};
+use crate::ttl_cache::TtlCache;
 
 /// An `OPTIONS` request with `Origin` and `Access-Control-Request-Method`.
 pub fn is_preflight(head: &Parts) -> bool {
@@ -91,7 +91,7 @@ async fn decorate_cached<B>(
         path: head.uri.path().to_owned(),
     };
     let now = Instant::now();
-    let added = match cache.get(&key, now) {
+    let added = match cache.entries.get(&key, now) {
         Some(added) => Ok(added),
         None => policy
             .decorate(&wit_head(head), &[])
@@ -104,7 +104,7 @@ async fn decorate_cached<B>(
                     .filter(|(n, _)| *n != header::VARY)
                     .map(|(n, v)| (n.clone(), v.clone()))
                     .collect();
-                cache.put(key, added.clone(), now + cache.ttl);
+                cache.entries.put(key, added.clone(), now + cache.ttl);
                 added
             }),
     };
@@ -145,14 +145,12 @@ fn vary_on_origin(headers: &mut HeaderMap) {
     }
 }
 
-/// Most origin/method/path entries kept; past it, expired ones are dropped, then all.
-const CACHE_CAPACITY: usize = 10_000;
-
 /// The headers a policy adds.
 type Added = Arc<[(HeaderName, HeaderValue)]>;
 
+/// A cache entry's key.
 #[derive(Hash, PartialEq, Eq)]
-struct CorsKey {
+pub struct CorsKey {
     origin: HeaderValue,
     method: Method,
     path: String,
@@ -162,7 +160,7 @@ struct CorsKey {
 #[derive(Default)]
 pub struct CorsCache {
     ttl: Duration,
-    entries: Mutex<HashMap<CorsKey, (Added, Instant)>>,
+    entries: TtlCache<CorsKey, Added>,
 }
 
 impl CorsCache {
@@ -170,28 +168,8 @@ impl CorsCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: Mutex::default(),
+            entries: TtlCache::default(),
         }
-    }
-
-    fn get(&self, key: &CorsKey, now: Instant) -> Option<Added> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, expires)| *expires > now)
-            .map(|(added, _)| added.clone())
-    }
-
-    fn put(&self, key: CorsKey, added: Added, expires: Instant) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CACHE_CAPACITY {
-            let now = Instant::now();
-            entries.retain(|_, (_, e)| *e > now);
-            if entries.len() >= CACHE_CAPACITY {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (added, expires));
     }
 }
 

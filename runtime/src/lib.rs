@@ -23,5 +23,6 @@ pub mod route;
 pub mod server;
 pub mod throttle;
 pub mod trace;
+pub mod ttl_cache;
 pub mod usage;
 pub mod websocket;
