@@ -186,7 +186,7 @@ fn table() -> Vec<Case> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    vec![
+    let mut cases = vec![
         case("headers renamed, added and lower-cased", Via::Fresh, "POST", "/headers")
             .header("X-Client-ID", "c-42")
             .header("X-Keep", "Yes")
@@ -352,7 +352,77 @@ fn table() -> Vec<Case> {
                 assert_eq!(o.status, 500);
                 assert_eq!(o.body.as_deref(), Some(&br#"{"message":"plugin misconfigured"}"#[..]));
             }),
-    ]
+    ];
+    // Where JSON parsers tend to be lenient: each must be refused as RFC 8259 says.
+    let refused: [&'static [u8]; 24] = [
+        br#"{"a":01}"#,
+        br#"{"a":1,}"#,
+        br#"{"a":[1,2,]}"#,
+        br#"{'a':1}"#,
+        br#"{a:1}"#,
+        br#"{"a":NaN}"#,
+        br#"{"a":Infinity}"#,
+        br#"{"a":-Infinity}"#,
+        br#"{"a":undefined}"#,
+        br#"{"a":1.}"#,
+        br#"{"a":.5}"#,
+        br#"{"a":+1}"#,
+        br#"{"a":-}"#,
+        br#"{"a":1e}"#,
+        br#"{"a":0x10}"#,
+        br#"{"a":tru}"#,
+        br#"{"a" 1}"#,
+        br#"{"a":"\x"}"#,
+        br#"{"a":"\u00"}"#,
+        br#"{"a":1}}"#,
+        b"{\"a\":\"\x01\"}",
+        b"\x0c{\"a\":1}",
+        b"{\"a\":1}\x00",
+        b"{\"a\":\"\xed\xa0\x80\"}",
+    ];
+    for body in refused {
+        cases.push(
+            case(
+                format!("lenient JSON is refused: {}", body.escape_ascii()).leak(),
+                Via::Fresh,
+                "POST",
+                "/strict",
+            )
+                .header("content-type", "application/json")
+                .body(body)
+                .expect(malformed),
+        );
+    }
+    cases.extend([
+        case("JSON: a lone surrogate escape is valid", Via::Fresh, "POST", "/surrogate")
+            .header("content-type", "application/json")
+            .body(r#"{"a":"\ud800","source":null}"#)
+            .expect(|o| {
+                assert_eq!(o.status, 200);
+                assert!(o.seen_body().starts_with(br#"{"a":"\ud800","source":"gateway","note":"#));
+            }),
+        case("JSON: every top-level duplicate is set, nested ones kept", Via::Fresh, "POST", "/dup")
+            .header("content-type", "application/json")
+            .body(r#"{"2":1,"source":1,"x":{"source":2},"1":[],"source":{"a":[1,"}"]}}"#)
+            .expect(|o| {
+                assert_eq!(
+                    o.seen_body(),
+                    r#"{"2":1,"source":"gateway","x":{"source":2},"1":[],"source":"gateway","note":"café \"quoted\"\n\ttab \u0001"}"#
+                        .as_bytes()
+                );
+            }),
+        case("JSON: spaced values and escaped keys", Via::Fresh, "POST", "/spaced")
+            .header("content-type", "application/json")
+            .body("{\"source\" : { \"a\" : [ 1 ] } , \"sou\\u0072ce\":-0.0E-0,\"note\":[\"note\"]}\r\n")
+            .expect(|o| {
+                assert_eq!(
+                    o.seen_body(),
+                    "{\"source\" : \"gateway\" , \"sou\\u0072ce\":-0.0E-0,\"note\":\"café \\\"quoted\\\"\\n\\ttab \\u0001\"}\r\n"
+                        .as_bytes()
+                );
+            }),
+    ]);
+    cases
 }
 
 const MAPPER_CONFIG: &str = r#"

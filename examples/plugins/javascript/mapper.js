@@ -20,8 +20,20 @@ function table(root, key) {
   });
 }
 
+// The parsed config, kept for the next call on a reused instance (`reuse = N`): the
+// config of an instance never changes, so it is parsed once per instance.
+let cached = null;
+
 function readConfig() {
-  const root = JSON.parse(config());
+  const text = config();
+  if (cached !== null && cached.text === text) return cached.value;
+  const value = parseConfig(text);
+  cached = { text, value };
+  return value;
+}
+
+function parseConfig(text) {
+  const root = JSON.parse(text);
   if (root === null || typeof root !== 'object' || Array.isArray(root)) {
     throw new Error('config is not a table');
   }
@@ -183,26 +195,139 @@ function sameBytes(b, start, end, want) {
   return true;
 }
 
-// The body with each field set, or null when it is not a JSON object.
-export function setFields(body, fields) {
+// The top-level members' spans and the offset of the closing brace, or null when the
+// body is not a JSON object: byte by byte with the scanner above.
+function scanMembers(body) {
   if (!validUtf8(body)) return null;
   const s = new Scanner(body);
   const members = [];
-  let closeAt;
   try {
     s.ws();
     if (s.peek() !== 0x7b) return null;
     s.object(1, members);
-    closeAt = s.i - 1;
+    const closeAt = s.i - 1;
     s.ws();
     if (s.i !== body.length) return null;
+    return { members, nonEmpty: members.length > 0, closeAt };
   } catch (e) {
     if (e instanceof Malformed) return null;
     throw e;
   }
+}
+
+// ---- the same, with the engine's native JSON ------------------------------------
+//
+// Byte-by-byte scanning is what an interpreter does slowest. For an ASCII body (where
+// characters are bytes) the engine's own JSON.parse checks the grammar; then only the
+// places where a configured field's key appears are looked at, with regular
+// expressions (native code too). Whatever this way cannot settle cheaply (non-ASCII,
+// a field whose key appears many times, an object or array value not written the way
+// JSON.stringify writes it) gives `undefined`, and the scanner decides. Answers are the
+// same either way.
+
+const ASCII = /^[\x00-\x7f]*$/;
+const EMPTY = /^[ \t\n\r]*\{[ \t\n\r]*\}/;
+const COLON = /[ \t\n\r]*:[ \t\n\r]*/y;
+const STRING = /"[^"\\]*(?:\\.[^"\\]*)*"/y;
+const SCALAR = /"[^"\\]*(?:\\.[^"\\]*)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null/y;
+const STRINGS = /"[^"\\]*(?:\\.[^"\\]*)*"/g;
+const NOT_BRACKETS = /[^[\]{}]+/g;
+const INNERMOST = /\[\]|\{\}/g;
+const MAX_OCCURRENCES = 8;
+
+function latin1(body) {
+  let s = '';
+  for (let at = 0; at < body.length; at += 16384) {
+    s += String.fromCharCode.apply(null, body.subarray(at, at + 16384));
+  }
+  return s;
+}
+
+// `b` (brackets only, balanced pairs removed as found) without its matched pairs.
+function unmatched(b) {
+  for (;;) {
+    const rest = b.replace(INNERMOST, '');
+    if (rest.length === b.length) return b;
+    b = rest;
+  }
+}
+
+// Whether no value in the valid JSON text `s` is nested deeper than MAX_DEPTH.
+function depthOk(s) {
+  // Deeper than MAX_DEPTH takes more opening brackets than that (split is the
+  // cheapest way to count them in QuickJS).
+  if (s.split('{').length + s.split('[').length - 2 <= MAX_DEPTH) return true;
+  let b = s.replace(STRINGS, '').replace(NOT_BRACKETS, '');
+  for (let depth = 0; b.length > 0; depth++) {
+    if (depth === MAX_DEPTH) return false;
+    b = b.replace(INNERMOST, '');
+  }
+  return true;
+}
+
+// Whether a string token starts at `at` in the valid JSON text `s`, directly inside the
+// top-level object.
+function topLevelToken(s, at) {
+  const before = s.slice(0, at).replace(STRINGS, '');
+  if (before.includes('"')) return false;
+  return unmatched(before.replace(NOT_BRACKETS, '')) === '{';
+}
+
+// The end of the value that starts at `at`, or undefined.
+function valueEnd(s, at, root, key) {
+  SCALAR.lastIndex = at;
+  if (SCALAR.test(s)) return SCALAR.lastIndex;
+  if (!Object.prototype.hasOwnProperty.call(root, key)) return undefined;
+  const text = JSON.stringify(root[key]);
+  return s.startsWith(text, at) ? at + text.length : undefined;
+}
+
+// Like scanMembers, but only the members whose key is one of `fields`; undefined when
+// this way cannot tell.
+function nativeMembers(body, fields) {
+  const s = latin1(body);
+  if (!ASCII.test(s)) return undefined;
+  let root;
+  try {
+    root = JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+  if (root === null || typeof root !== 'object' || Array.isArray(root)) return undefined;
+  if (!depthOk(s)) return undefined;
+  const members = [];
+  let seen = 0;
+  for (const [field] of fields) {
+    const quoted = '"' + field + '"';
+    for (let at = s.indexOf(quoted); at !== -1; at = s.indexOf(quoted, at + 1)) {
+      if (++seen > MAX_OCCURRENCES) return undefined;
+      STRING.lastIndex = at;
+      if (!STRING.test(s) || STRING.lastIndex !== at + quoted.length) continue;
+      COLON.lastIndex = STRING.lastIndex;
+      if (!COLON.test(s) || !topLevelToken(s, at)) continue;
+      const valueStart = COLON.lastIndex;
+      const end = valueEnd(s, valueStart, root, JSON.parse(quoted));
+      if (end === undefined) return undefined;
+      members.push({ keyStart: at + 1, keyEnd: at + quoted.length - 1, valueStart, valueEnd: end });
+    }
+  }
+  return { members, nonEmpty: !EMPTY.test(s), closeAt: s.lastIndexOf('}') };
+}
+
+// The body with each field set, or null when it is not a JSON object.
+export function setFields(body, fields) {
+  let scanned;
+  try {
+    scanned = nativeMembers(body, fields);
+  } catch {
+    scanned = undefined;
+  }
+  if (scanned === undefined) scanned = scanMembers(body);
+  if (scanned === null) return null;
+  const { members, nonEmpty, closeAt } = scanned;
   const edits = [];
   let added = '';
-  let count = members.length;
+  let count = nonEmpty ? 1 : 0;
   for (const [field, value] of fields) {
     const want = utf8(field);
     let found = false;
