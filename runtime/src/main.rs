@@ -290,6 +290,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // while in-flight requests drain; the admin listener closes after the drain.
         let ready = Arc::new(AtomicBool::new(true));
         let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
+        let metrics_upkeep = tokio::spawn(weir::admin::metrics_upkeep(metrics.clone()));
         let admin = match &config.admin {
             Some(admin) => {
                 let listener = tokio::net::TcpListener::bind(admin.listen)
@@ -351,6 +352,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
         }
         housekeeping.abort();
+        metrics_upkeep.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
         }
