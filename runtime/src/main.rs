@@ -91,6 +91,7 @@ impl From<WorldArg> for World {
 }
 
 fn main() -> ExitCode {
+    without_huge_pages();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
@@ -105,6 +106,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Turns transparent huge pages off for the process, unless `MIMALLOC_ALLOW_THP` is set
+/// (mimalloc then does as it says). mimalloc marks its arenas `MADV_HUGEPAGE`, so the
+/// kernel backs a 2 MiB range with a huge page at its first touch, and khugepaged later
+/// collapses sparsely used ranges into whole huge pages whenever its scan comes by: the
+/// heap's RSS doubled, and under churn (plugin swaps) stepped up by 10-15 MiB at a
+/// random moment and stayed there (bench/README.md, "Hot swap under load").
+fn without_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none()
+        && let Err(e) = rustix::thread::disable_transparent_huge_pages(true)
+    {
+        eprintln!("warning: cannot turn transparent huge pages off: {e}");
     }
 }
 
@@ -290,6 +306,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // while in-flight requests drain; the admin listener closes after the drain.
         let ready = Arc::new(AtomicBool::new(true));
         let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
+        let metrics_upkeep = tokio::spawn(weir::admin::metrics_upkeep(metrics.clone()));
         let admin = match &config.admin {
             Some(admin) => {
                 let listener = tokio::net::TcpListener::bind(admin.listen)
@@ -351,6 +368,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
         }
         housekeeping.abort();
+        metrics_upkeep.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
         }
