@@ -388,9 +388,9 @@ fn table() -> Vec<Case> {
                 "POST",
                 "/strict",
             )
-                .header("content-type", "application/json")
-                .body(body)
-                .expect(malformed),
+            .header("content-type", "application/json")
+            .body(body)
+            .expect(malformed),
         );
     }
     cases.extend([
