@@ -225,7 +225,8 @@ function scanMembers(body) {
 // JSON.stringify writes it) gives `undefined`, and the scanner decides. Answers are the
 // same either way.
 
-const ASCII = /^[\x00-\x7f]*$/;
+// A search for one byte, not a match of the whole body: nothing to backtrack over.
+const NON_ASCII = /[^\x00-\x7f]/;
 const EMPTY = /^[ \t\n\r]*\{[ \t\n\r]*\}/;
 const COLON = /[ \t\n\r]*:[ \t\n\r]*/y;
 const STRING = /"[^"\\]*(?:\\.[^"\\]*)*"/y;
@@ -286,7 +287,7 @@ function valueEnd(s, at, root, key) {
 // this way cannot tell.
 function nativeMembers(body, fields) {
   const s = latin1(body);
-  if (!ASCII.test(s)) return undefined;
+  if (NON_ASCII.test(s)) return undefined;
   let root;
   try {
     root = JSON.parse(s);
