@@ -244,13 +244,14 @@ function latin1(body) {
   return s;
 }
 
-// `b` (brackets only, balanced pairs removed as found) without its matched pairs.
+// `b` (brackets only) without its pairs that match within MAX_DEPTH levels.
 function unmatched(b) {
-  for (;;) {
+  for (let depth = 0; depth < MAX_DEPTH; depth++) {
     const rest = b.replace(INNERMOST, '');
-    if (rest.length === b.length) return b;
+    if (rest.length === b.length) break;
     b = rest;
   }
+  return b;
 }
 
 // Whether no value in the valid JSON text `s` is nested deeper than MAX_DEPTH.
@@ -258,16 +259,11 @@ function depthOk(s) {
   // Deeper than MAX_DEPTH takes more opening brackets than that (split is the
   // cheapest way to count them in QuickJS).
   if (s.split('{').length + s.split('[').length - 2 <= MAX_DEPTH) return true;
-  let b = s.replace(STRINGS, '').replace(NOT_BRACKETS, '');
-  for (let depth = 0; b.length > 0; depth++) {
-    if (depth === MAX_DEPTH) return false;
-    b = b.replace(INNERMOST, '');
-  }
-  return true;
+  return unmatched(s.replace(STRINGS, '').replace(NOT_BRACKETS, '')) === '';
 }
 
-// Whether a string token starts at `at` in the valid JSON text `s`, directly inside the
-// top-level object.
+// Whether a string token starts at `at` in the valid JSON text `s` (no deeper than
+// MAX_DEPTH), directly inside the top-level object.
 function topLevelToken(s, at) {
   const before = s.slice(0, at).replace(STRINGS, '');
   if (before.includes('"')) return false;

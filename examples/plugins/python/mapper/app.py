@@ -228,12 +228,13 @@ BLANK = b" \t\n\r"
 
 
 def unmatched(b):
-    """`b` (brackets only) without its matched pairs."""
-    while True:
+    """`b` (brackets only) without its pairs that match within MAX_DEPTH levels."""
+    for _ in range(MAX_DEPTH):
         rest = INNERMOST.sub(b"", b)
         if len(rest) == len(b):
-            return b
+            break
         b = rest
+    return b
 
 
 def depth_ok(b):
@@ -241,15 +242,12 @@ def depth_ok(b):
     # Deeper than MAX_DEPTH takes more opening brackets than that.
     if b.count(b"{") + b.count(b"[") <= MAX_DEPTH:
         return True
-    brackets = NOT_BRACKETS.sub(b"", STRINGS.sub(b"", b))
-    for _ in range(MAX_DEPTH):
-        brackets = INNERMOST.sub(b"", brackets)
-    return not brackets
+    return not unmatched(NOT_BRACKETS.sub(b"", STRINGS.sub(b"", b)))
 
 
 def top_level_token(b, at):
-    """Whether a string token starting at `at` in the valid JSON text `b` is directly
-    inside the top-level object."""
+    """Whether a string token starting at `at` in the valid JSON text `b` (no deeper
+    than MAX_DEPTH) is directly inside the top-level object."""
     before = STRINGS.sub(b"", b[:at])
     if b'"' in before:
         return False
