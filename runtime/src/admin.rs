@@ -38,23 +38,6 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// How often buffered histogram samples are folded into their buckets. The recorder
-/// keeps every sample (8 bytes, in blocks of 64) until then: three histograms per request
-/// at 40,000 requests a second are over 1 MiB a second.
-const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// Folds the histogram samples recorded since the last tick into their buckets, every
-/// second until aborted. Runs whether or not the admin listener is on: without it the
-/// samples would pile up for the life of the process.
-pub async fn metrics_upkeep(handle: PrometheusHandle) {
-    let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        handle.run_upkeep();
-    }
-}
-
 /// What the admin endpoints report.
 #[derive(Clone)]
 pub struct AdminState {

@@ -306,7 +306,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // while in-flight requests drain; the admin listener closes after the drain.
         let ready = Arc::new(AtomicBool::new(true));
         let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
-        let metrics_upkeep = tokio::spawn(weir::admin::metrics_upkeep(metrics.clone()));
         let admin = match &config.admin {
             Some(admin) => {
                 let listener = tokio::net::TcpListener::bind(admin.listen)
@@ -324,7 +323,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     weir::reload::api::AdminApi::new(reloader.clone(), admin_token.as_deref());
                 let state = AdminState {
                     ready: ready.clone(),
-                    metrics,
+                    metrics: metrics.clone(),
                     connections: connections.clone(),
                     api: Some(Arc::new(api)),
                 };
@@ -338,7 +337,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
             None => None,
         };
-        let housekeeping = tokio::spawn(server::housekeeping(live.clone()));
+        let housekeeping = tokio::spawn(server::housekeeping(live.clone(), metrics));
         let watcher = config
             .reload
             .watch
@@ -368,7 +367,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             }
         }
         housekeeping.abort();
-        metrics_upkeep.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
         }

@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::pipeline::{self, Shared};
@@ -133,16 +134,26 @@ async fn accept(
     Ok((stream, remote, slot))
 }
 
+/// How often buffered histogram samples are folded into their buckets. The recorder
+/// keeps every sample (8 bytes, in blocks of 64) until then: three histograms per request
+/// at 40,000 requests a second are over 1 MiB a second.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// Background upkeep, off the request path, until aborted: writes changed quota
-/// counters every second and evicts idle per-key buckets every minute (of the gateway
-/// in force at each tick).
-pub async fn housekeeping(gateway: LiveGateway) {
+/// counters every second, evicts idle per-key buckets every minute (of the gateway in
+/// force at each tick), and folds buffered histogram samples into their buckets every
+/// second — whether or not the admin listener is on, or they pile up for the life of
+/// the process.
+pub async fn housekeeping(gateway: LiveGateway, metrics: PrometheusHandle) {
     let mut flush = tokio::time::interval(QUOTA_FLUSH_EVERY);
     let mut evict = tokio::time::interval(EVICT_EVERY);
-    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    evict.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut upkeep = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    for tick in [&mut flush, &mut evict, &mut upkeep] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
     loop {
         tokio::select! {
+            _ = upkeep.tick() => metrics.run_upkeep(),
             _ = flush.tick() => {
                 let quotas = gateway.load().usage.quotas().clone();
                 if quotas.file().is_none() {
