@@ -37,12 +37,18 @@ def build_stamps():
                    check=True)
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """One of the RSS figures in /proc/PID/status, KiB: VmRSS (the whole), RssAnon (heap,
+    stacks, plugin memory) or RssFile (pages of the mapped binary and files)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_parts(pid):
+    return f"anon {rss_kib(pid, 'RssAnon') / 1024:.1f}, file {rss_kib(pid, 'RssFile') / 1024:.1f}"
 
 
 def wrk(port, seconds, connections):
@@ -149,6 +155,7 @@ request_mapping = "m"
         # little over the short warm-up; that is not the swaps' doing.
         time.sleep(SETTLE)
         rss_start = rss_kib(weir.pid)
+        parts_start = rss_parts(weir.pid)
 
         swaps, refused, stop = [0], [0], threading.Event()
 
@@ -179,6 +186,7 @@ request_mapping = "m"
         wrk(port, 3, args.connections)
         time.sleep(SETTLE)
         rss_end = rss_kib(weir.pid)
+        parts_end = rss_parts(weir.pid)
         alive = metric(admin_port, "weir_plugin_versions_alive")
 
         print(f"baseline {args.baseline}s: {base['requests']} requests, {base['failed']} failed, "
@@ -190,6 +198,7 @@ request_mapping = "m"
         print(f"RSS: {rss_warm / 1024:.1f} MiB after the warm-up, {rss_start / 1024:.1f} MiB at the "
               f"start of swapping, {rss_end / 1024:.1f} MiB at end ({rss_end / rss_start:.2f}x start, "
               f"{rss_end / rss_warm:.2f}x after the warm-up); plugin versions alive at end: {alive:.0f}")
+        print(f"RSS by kind (MiB): start {parts_start}; end {parts_end}")
         print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
         for name, r in (("baseline", base), ("swapping", during)):
             if r["failed"]:
