@@ -149,7 +149,18 @@ request_mapping = "m"
         wrk(port, 3, args.connections)  # warm-up
         time.sleep(SETTLE)
         rss_warm = rss_kib(weir.pid)
+        # RSS under load without swaps, sampled as it is while swapping below.
+        base_samples, sampling = [], threading.Event()
+
+        def sampler():
+            while not sampling.wait(5):
+                base_samples.append(rss_kib(weir.pid) / 1024)
+
+        t = threading.Thread(target=sampler)
+        t.start()
         base = wrk(port, args.baseline, args.connections)
+        sampling.set()
+        t.join()
         # RSS at the start of the swap run, read as the end is: after load without swaps
         # (here the baseline) and a pause. The baseline's own load still raises RSS a
         # little over the short warm-up; that is not the swaps' doing.
@@ -199,6 +210,7 @@ request_mapping = "m"
               f"start of swapping, {rss_end / 1024:.1f} MiB at end ({rss_end / rss_start:.2f}x start, "
               f"{rss_end / rss_warm:.2f}x after the warm-up); plugin versions alive at end: {alive:.0f}")
         print(f"RSS by kind (MiB): start {parts_start}; end {parts_end}")
+        print("RSS every 5 s of the baseline (MiB): " + ", ".join(f"{x:.1f}" for x in base_samples))
         print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
         for name, r in (("baseline", base), ("swapping", during)):
             if r["failed"]:
