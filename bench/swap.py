@@ -212,6 +212,9 @@ request_mapping = "m"
         print(f"RSS by kind (MiB): start {parts_start}; end {parts_end}")
         print("RSS every 5 s of the baseline (MiB): " + ", ".join(f"{x:.1f}" for x in base_samples))
         print("RSS every 10 s of swapping (MiB): " + ", ".join(f"{x:.1f}" for x in samples))
+        if base_samples and samples:
+            print(f"RSS under load, highest sample while swapping / without: "
+                  f"{max(samples) / max(base_samples):.2f}x")
         for name, r in (("baseline", base), ("swapping", during)):
             if r["failed"]:
                 print(f"{name} failures: non-2xx {r['non2xx']}, socket errors {r['socket']}")
