@@ -56,7 +56,7 @@ pub struct Config {
 }
 
 /// `[server]`: where and how the public listener runs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// Address to listen on; port 0 picks a free port (printed at start).
@@ -117,7 +117,7 @@ fn default_shutdown_grace() -> Duration {
 }
 
 /// `[admin]`: the admin listener.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Address to listen on; keep it private (loopback or an internal network).
@@ -161,7 +161,7 @@ impl Admin {
 }
 
 /// `[reload]`: reloading while serving.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reload {
     /// Watch the config file and plugin files, and reload when they change (default true).
@@ -186,7 +186,7 @@ fn default_debounce() -> Duration {
 }
 
 /// `[plugin_cache]`: compiled plugins kept on disk, so a restart does not recompile.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginCache {
     /// Whether to use it (default true).

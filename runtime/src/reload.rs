@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, World};
+use crate::config::{self, Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
 use crate::plugin::{CallCounts, Compiled, LoadError, Plugin, PluginHost};
 use crate::usage::UsageState;
@@ -64,7 +64,61 @@ struct Entry {
 /// What the reloader holds between reloads.
 struct Registry {
     config: Option<Config>,
+    /// The settings the process read once, from the config it started with.
+    started: Option<StartOnly>,
     entries: BTreeMap<String, Entry>,
+}
+
+/// The settings read only at start: the listeners, workers and connection handling of
+/// `[server]` (its `stage` and `body_read_timeout` are per request, so a reload applies
+/// them), `[admin]`, `[reload]`, `[plugin_cache]` and the quota file. A reload that
+/// changes them applies everything else and names these (`restart_needed`).
+struct StartOnly {
+    server: config::Server,
+    admin: Option<config::Admin>,
+    reload: config::Reload,
+    plugin_cache: config::PluginCache,
+    quota_file: Option<PathBuf>,
+}
+
+impl StartOnly {
+    fn of(config: &Config) -> Self {
+        Self {
+            server: config.server.clone(),
+            admin: config.admin.clone(),
+            reload: config.reload.clone(),
+            plugin_cache: config.plugin_cache.clone(),
+            quota_file: config.api.quota_file.clone(),
+        }
+    }
+
+    /// The keys `config` sets differently from the running process.
+    fn changed_in(&self, config: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &config.server);
+        [
+            ("server.listen", a.listen != b.listen),
+            ("server.workers", a.workers != b.workers),
+            (
+                "server.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            (
+                "server.header_read_timeout",
+                a.header_read_timeout != b.header_read_timeout,
+            ),
+            (
+                "server.shutdown_grace",
+                a.shutdown_grace != b.shutdown_grace,
+            ),
+            ("admin", self.admin != config.admin),
+            ("reload", self.reload != config.reload),
+            ("plugin_cache", self.plugin_cache != config.plugin_cache),
+            ("api.quota_file", self.quota_file != config.api.quota_file),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
+    }
 }
 
 /// Builds gateway snapshots and swaps them in; see the module docs.
@@ -128,6 +182,9 @@ pub struct Outcome {
     pub changed: Vec<String>,
     /// Plugins that are gone.
     pub removed: Vec<String>,
+    /// Settings the config now sets differently that take effect only after a restart;
+    /// the running values stay until then.
+    pub restart_needed: Vec<&'static str>,
 }
 
 fn sha256_hex(bytes: &[u8]) -> Arc<str> {
@@ -155,6 +212,7 @@ impl Reloader {
             state,
             registry: tokio::sync::Mutex::new(Registry {
                 config: None,
+                started: None,
                 entries: BTreeMap::new(),
             }),
         }
@@ -204,6 +262,12 @@ impl Reloader {
                     removed = ?outcome.removed,
                     "config reloaded"
                 );
+                if !outcome.restart_needed.is_empty() {
+                    tracing::warn!(
+                        settings = ?outcome.restart_needed,
+                        "changed settings that apply only at start; the running values stay until a restart"
+                    );
+                }
                 Ok(outcome)
             }
             Err(e) => {
@@ -324,11 +388,19 @@ impl Reloader {
             publish_info(name, registry.entries.get(name), &entries[name]);
         }
         registry.entries = entries;
+        let restart_needed = match &registry.started {
+            Some(started) => started.changed_in(&config),
+            None => {
+                registry.started = Some(StartOnly::of(&config));
+                Vec::new()
+            }
+        };
         registry.config = Some(config);
         let outcome = Outcome {
             routes: gateway.routes.len(),
             changed,
             removed,
+            restart_needed,
         };
         Ok((gateway, outcome, registry))
     }

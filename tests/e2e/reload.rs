@@ -511,6 +511,58 @@ async fn a_changed_config_file_is_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_reload_names_the_settings_that_need_a_restart() {
+    let up = Upstream::start().await;
+    let (one, two) = two_configs(&up);
+    let gw = start(&format!("[reload]\nwatch = false\n{one}"));
+    let c = Client::default();
+
+    // Only routes and plugins differ: nothing waits for a restart.
+    write_config(&gw, &two);
+    let r = admin(&c, &gw, "POST", "/admin/reload", Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["restart_needed"], serde_json::json!([]));
+    assert!(!gw.logs().contains("apply only at start"), "{}", gw.logs());
+
+    // A new admin token, a shorter shutdown grace and a stage: the stage is per request
+    // and applies; the other two are named, and the running values stay.
+    let new_token = format!("{TOKEN}-new");
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nstage = \"beta\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{new_token}\"\n\
+         [reload]\nwatch = false\n{one}"
+    );
+    std::fs::write(gw.dir.join("weir.toml"), text).unwrap();
+    let r = admin(&c, &gw, "POST", "/admin/reload", Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["restart_needed"],
+        serde_json::json!(["server.shutdown_grace", "admin"])
+    );
+    assert!(gw.logs().contains("apply only at start"), "{}", gw.logs());
+    // The routes did change.
+    assert_eq!(c.get(&gw.url("/gone")).await.status, 200);
+    assert_eq!(c.get(&gw.url("/new")).await.status, 404);
+    // The admin API still wants the token it started with.
+    assert_eq!(
+        admin(&c, &gw, "GET", "/admin/plugins", Bytes::new())
+            .await
+            .status,
+        200
+    );
+    let auth = format!("Bearer {new_token}");
+    let r = c
+        .send(
+            "GET",
+            &gw.admin_url("/admin/plugins"),
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn throttle_buckets_survive_swaps_and_reloads() {
     let up = Upstream::start().await;
     let gw = start(&format!(
