@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::{Config, World};
 use weir::pipeline::Shared;
-use weir::plugin::PluginHost;
+use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
 use weir::server::{self, ServerSettings};
 use weir::usage::UsageState;
@@ -71,6 +71,10 @@ enum PluginCommand {
         #[arg(long, value_enum)]
         world: WorldArg,
     },
+    /// Compile a component read on stdin and write the artifact on stdout: what
+    /// `weir serve` runs in a child process for every compile.
+    #[command(hide = true)]
+    Precompile,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -93,8 +97,26 @@ impl From<WorldArg> for World {
 fn main() -> ExitCode {
     without_huge_pages();
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The compiler process logs nothing: its stderr carries only an error, which the
+    // gateway reports as the reason a component was refused.
+    if !matches!(
+        cli.command,
+        Command::Plugin {
+            command: PluginCommand::Precompile
+        }
+    ) {
+        init_logging(cli.log_format);
+    }
     match cli.command {
+        Command::Plugin {
+            command: PluginCommand::Precompile,
+        } => match weir::plugin::precompile_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Validate { config } => validate(&config),
         Command::Plugin {
             command: PluginCommand::Check { file, world },
@@ -227,7 +249,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             config.plugin_cache.max_size.as_u64(),
         )
     });
-    let host = Arc::new(PluginHost::with_cache(cache_dir)?);
+    let compiler = Compiler::child_of_self().context("finding this executable")?;
+    let host = Arc::new(PluginHost::with_cache(cache_dir)?.with_compiler(compiler));
     // The main thread's runtime: the initial load, then signals, the admin listener,
     // file watching and every reload (compiles go to its blocking pool).
     let runtime = current_thread_runtime().context("starting the runtime")?;

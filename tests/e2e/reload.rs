@@ -199,6 +199,15 @@ async fn broken_components_are_refused_and_the_old_version_keeps_serving() {
             .unwrap()
             .contains("core module")
     );
+    // A component header over bytes that do not parse: the compiler process's own
+    // error is the reason.
+    let r = put(b"\0asm\x0d\0\x01\0\xff\xff\xff\xff".to_vec()).await;
+    assert_eq!(r.status, 422);
+    let message = r.json()["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("compiling the uploaded component: ") && message.contains("parse"),
+        "{message}"
+    );
     let r = put(std::fs::read(COUNTING_AUTHORIZER).unwrap()).await;
     assert_eq!(r.status, 422);
     assert!(

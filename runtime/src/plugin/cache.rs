@@ -184,7 +184,8 @@ fn verified(file: &[u8]) -> Option<&[u8]> {
 pub(super) fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize` maps the machine code in `artifact` as
     // executable, so it must be the output of `Engine::precompile_component`. Both
-    // callers guarantee that: the compile path passes the artifact it just made, and
+    // callers guarantee that: the compile path passes the artifact it just made (here
+    // or, through a pipe only it holds, in a child process of this executable), and
     // `get` passes only bytes whose SHA-256 matches the digest `put` wrote beside such
     // an artifact, from a directory keyed by this engine's compatibility hash. wasmtime
     // also checks the artifact's header against the engine's version and settings.
