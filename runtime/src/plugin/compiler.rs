@@ -9,11 +9,14 @@
 //! it was replaced again, and even a small plugin's compile under load left 2-3 MiB
 //! (bench/README.md, "Hot swap under load"). In a child it goes when the child exits,
 //! and a compile that runs out of memory or crashes refuses that one component instead
-//! of taking down the gateway.
+//! of taking down the gateway. One compiler process runs at a time (each uses every
+//! core), and one that runs past [`COMPILE_DEADLINE`] is killed.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 
@@ -53,7 +56,18 @@ impl Compiler {
     }
 }
 
-fn in_child(exe: &PathBuf, bytes: &[u8]) -> Result<Vec<u8>, String> {
+/// Longest a compile may take; past it the compiler process is killed and the component
+/// refused. Cranelift is linear in the code's size (an 18 MB Python component takes
+/// ~4 s on 2 cores), so this only stops a compiler that is stuck.
+const COMPILE_DEADLINE: Duration = Duration::from_secs(300);
+
+/// One compiler process at a time. Each compiles on every core (Cranelift's functions
+/// in parallel), so running several at once would only add their peak memory up: a
+/// config with four interpreted plugins would have ~2 GiB in flight at start.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(exe)
         .args(["plugin", "precompile"])
         .stdin(Stdio::piped())
@@ -61,27 +75,62 @@ fn in_child(exe: &PathBuf, bytes: &[u8]) -> Result<Vec<u8>, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start the compiler process {}: {e}", exe.display()))?;
-    let Some(mut stdin) = child.stdin.take() else {
-        return Err("the compiler process has no stdin".to_owned());
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("the compiler process has no pipes".to_owned());
     };
-    // The child reads all of its input before it writes; feeding it from a thread of
-    // its own still keeps a child that fails early from blocking this one on a full pipe.
-    let output = std::thread::scope(|s| {
+    let started = Instant::now();
+    // Each pipe has a thread of its own, so a child that fails early or writes a lot of
+    // errors never blocks on a full pipe; this thread watches the deadline.
+    let (status, artifact, said) = std::thread::scope(|s| {
         s.spawn(move || {
             // A child that exits early closes the pipe; its stderr says why.
             let _ = stdin.write_all(bytes);
         });
-        child.wait_with_output()
-    })
-    .map_err(|e| format!("waiting for the compiler process: {e}"))?;
-    if output.status.success() {
-        return Ok(output.stdout);
+        let artifact = s.spawn(move || {
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).map(|_| out)
+        });
+        let said = s.spawn(move || {
+            let mut out = Vec::new();
+            let _ = stderr.read_to_end(&mut out);
+            out
+        });
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Ok(status),
+                Ok(None) if started.elapsed() > COMPILE_DEADLINE => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!(
+                        "the compiler process ran past {}s and was stopped",
+                        COMPILE_DEADLINE.as_secs()
+                    ));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break Err(format!("waiting for the compiler process: {e}"));
+                }
+            }
+        };
+        let artifact = artifact.join().unwrap_or_else(|_| Ok(Vec::new()));
+        let said = said.join().unwrap_or_default();
+        (status, artifact, said)
+    });
+    let status = status?;
+    if status.success() {
+        return artifact.map_err(|e| format!("reading the compiler process's output: {e}"));
     }
-    let said = String::from_utf8_lossy(&output.stderr);
+    let said = String::from_utf8_lossy(&said);
     let said = said.trim().trim_start_matches("error: ");
-    Err(match output.status.code() {
+    Err(match status.code() {
         Some(_) if !said.is_empty() => said.to_owned(),
-        _ => format!("the compiler process failed ({})", output.status),
+        _ => format!("the compiler process failed ({status})"),
     })
 }
 
