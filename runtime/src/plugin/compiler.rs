@@ -16,6 +16,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
@@ -51,9 +52,34 @@ impl Compiler {
             Compiler::InProcess => engine
                 .precompile_component(bytes)
                 .map_err(|e| format!("{e:#}")),
-            Compiler::Child(exe) => in_child(exe, bytes),
+            Compiler::Child(exe) => match in_child(exe, bytes) {
+                Ok(artifact) => Ok(artifact),
+                Err(ChildError::Failed(why)) => Err(why),
+                Err(ChildError::CannotStart(why)) => {
+                    // A sandbox that forbids starting processes should not make every
+                    // plugin unloadable: compile here, as before, and say so once.
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            reason = %why,
+                            "compiling plugins in the gateway's own process; its memory will hold what compiles leave"
+                        );
+                    }
+                    Compiler::InProcess.precompile(engine, bytes)
+                }
+            },
         }
     }
+}
+
+/// Whether the fallback to compiling in-process has been logged.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Why a compile in a child process gave no artifact.
+enum ChildError {
+    /// The process could not be started.
+    CannotStart(String),
+    /// The compile failed (the child's own error) or the process died or hung.
+    Failed(String),
 }
 
 /// Longest a compile may take; past it the compiler process is killed and the component
@@ -66,7 +92,7 @@ const COMPILE_DEADLINE: Duration = Duration::from_secs(300);
 /// config with four interpreted plugins would have ~2 GiB in flight at start.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(exe)
         .args(["plugin", "precompile"])
@@ -74,13 +100,20 @@ fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the compiler process {}: {e}", exe.display()))?;
+        .map_err(|e| {
+            ChildError::CannotStart(format!(
+                "cannot start the compiler process {}: {e}",
+                exe.display()
+            ))
+        })?;
     let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         let _ = child.kill();
         let _ = child.wait();
-        return Err("the compiler process has no pipes".to_owned());
+        return Err(ChildError::CannotStart(
+            "the compiler process has no pipes".to_owned(),
+        ));
     };
     let started = Instant::now();
     // Each pipe has a thread of its own, so a child that fails early or writes a lot of
@@ -122,16 +155,18 @@ fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let said = said.join().unwrap_or_default();
         (status, artifact, said)
     });
-    let status = status?;
+    let status = status.map_err(ChildError::Failed)?;
     if status.success() {
-        return artifact.map_err(|e| format!("reading the compiler process's output: {e}"));
+        return artifact.map_err(|e| {
+            ChildError::Failed(format!("reading the compiler process's output: {e}"))
+        });
     }
     let said = String::from_utf8_lossy(&said);
     let said = said.trim().trim_start_matches("error: ");
-    Err(match status.code() {
+    Err(ChildError::Failed(match status.code() {
         Some(_) if !said.is_empty() => said.to_owned(),
         _ => format!("the compiler process failed ({status})"),
-    })
+    }))
 }
 
 /// The child's side (`weir plugin precompile`): a component on stdin, the artifact on
@@ -147,4 +182,33 @@ pub fn precompile_stdio() -> anyhow::Result<()> {
     out.write_all(&artifact)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest component there is: the header and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_compiler_process_that_cannot_start_falls_back_to_this_one() {
+        let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
+        let compiler = Compiler::Child(PathBuf::from("/nonexistent/weir"));
+        let artifact = compiler.precompile(&engine, EMPTY_COMPONENT).unwrap();
+        let expected = Compiler::InProcess
+            .precompile(&engine, EMPTY_COMPONENT)
+            .unwrap();
+        assert_eq!(artifact, expected);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_compiler_process_that_fails_refuses_the_component() {
+        let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
+        // Exits 1 without a word, as a crashed compiler would say nothing.
+        let compiler = Compiler::Child(PathBuf::from("false"));
+        let err = compiler.precompile(&engine, EMPTY_COMPONENT).unwrap_err();
+        assert_eq!(err, "the compiler process failed (exit status: 1)");
+    }
 }
