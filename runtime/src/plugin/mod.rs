@@ -7,8 +7,9 @@
 //! it. Guests are linked against WASI with no capabilities: no files, network,
 //! environment or arguments; their stdout and stderr go to the log.
 //!
-//! Compiled code is kept in an on-disk cache (`cache`) keyed by the component's SHA-256
-//! and the engine's settings. Every version is checked against its world and, unless
+//! `weir serve` compiles in a child process (`compiler`), so Cranelift's memory never
+//! lands in the gateway's heap. Compiled code is kept in an on-disk cache (`cache`)
+//! keyed by the component's SHA-256 and the engine's settings. Every version is checked against its world and, unless
 //! its config says otherwise, called once with a synthetic input before it may serve
 //! ([`Plugin::smoke_test`]).
 
@@ -437,8 +438,8 @@ impl CallCounts {
 /// pages lazily, on the freeing thread's later allocations; a blocking-pool thread that
 /// just loaded a plugin goes idle instead, and kept what it freed: loading an 18 MB
 /// Python component left the gateway at ~190 MiB instead of ~57, and ~44 MiB instead of
-/// ~20 after it was replaced. A plugin load is rare and off the request path, so the
-/// cost (well under a millisecond) does not matter.
+/// ~20 after it was replaced. A plugin load is rare and off the request path, and the
+/// collect costs far less than the load itself.
 #[allow(unsafe_code)]
 fn return_freed_memory() {
     // SAFETY: `mi_collect` takes no pointers; it only releases pages mimalloc holds
