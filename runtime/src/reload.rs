@@ -221,7 +221,10 @@ impl Reloader {
     /// Loads the config file and its plugins; the first successful call creates the
     /// live snapshot, later ones swap it.
     pub async fn start(mut self) -> Result<Arc<Self>, Refused> {
-        let (gateway, _, registry) = self.build_from_file().await?;
+        let built = self.build_from_file().await;
+        // This thread read the files and ran the smoke tests.
+        crate::plugin::return_freed_memory();
+        let (gateway, _, registry) = built?;
         drop(registry);
         self.live = Some(Arc::new(ArcSwap::from_pointee(gateway)));
         Ok(Arc::new(self))
@@ -248,6 +251,8 @@ impl Reloader {
     /// and plugin bindings change together, or not at all.
     pub async fn reload_config(&self, why: &str) -> Result<Outcome, Refused> {
         let result = self.build_from_file().await;
+        // This thread read the files and ran the smoke tests.
+        crate::plugin::return_freed_memory();
         let label = if result.is_ok() { "ok" } else { "refused" };
         metrics::counter!("weir_config_reloads_total", "result" => label).increment(1);
         match result {
@@ -416,15 +421,19 @@ impl Reloader {
         let host = self.host.clone();
         let (name, origin) = (name.to_owned(), origin.to_owned());
         let label = metrics::SharedString::from(name.clone());
-        let compiled =
-            tokio::task::spawn_blocking(move || host.compile(&name, &origin, &bytes, world))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(LoadError::Invalid {
-                        plugin: String::new(),
-                        message: format!("the compile task failed: {e}"),
-                    })
-                });
+        let compiled = tokio::task::spawn_blocking(move || {
+            let compiled = host.compile(&name, &origin, &bytes, world);
+            drop(bytes);
+            crate::plugin::return_freed_memory();
+            compiled
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::Invalid {
+                plugin: String::new(),
+                message: format!("the compile task failed: {e}"),
+            })
+        });
         if compiled.is_err() {
             metrics::counter!("weir_plugin_loads_total", "plugin" => label, "result" => "refused")
                 .increment(1);
@@ -536,6 +545,8 @@ impl Reloader {
         let gateway = self.live().load();
         let info = info(name, &registry.entries[name], &gateway);
         tracing::info!(plugin = name, sha256 = %info.sha256, created, "plugin uploaded and swapped in");
+        // This thread read the upload and ran the smoke test.
+        crate::plugin::return_freed_memory();
         Ok((created, info))
     }
 

@@ -14,7 +14,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -116,42 +116,28 @@ fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
         ));
     };
     let started = Instant::now();
-    // Each pipe has a thread of its own, so a child that fails early or writes a lot of
-    // errors never blocks on a full pipe; this thread watches the deadline.
+    // stdin and stderr have threads of their own, so a child that fails early or writes
+    // a lot of errors never blocks on a full pipe, and another thread watches the
+    // deadline. The artifact is read on this thread: the loading thread, which frees
+    // it and then hands back what it freed (`return_freed_memory`); read on a thread
+    // that then exits, it stayed resident.
     let (status, artifact, said) = std::thread::scope(|s| {
         s.spawn(move || {
             // A child that exits early closes the pipe; its stderr says why.
             let _ = stdin.write_all(bytes);
-        });
-        let artifact = s.spawn(move || {
-            let mut out = Vec::new();
-            stdout.read_to_end(&mut out).map(|_| out)
         });
         let said = s.spawn(move || {
             let mut out = Vec::new();
             let _ = stderr.read_to_end(&mut out);
             out
         });
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Ok(status),
-                Ok(None) if started.elapsed() > COMPILE_DEADLINE => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!(
-                        "the compiler process ran past {}s and was stopped",
-                        COMPILE_DEADLINE.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break Err(format!("waiting for the compiler process: {e}"));
-                }
-            }
-        };
-        let artifact = artifact.join().unwrap_or_else(|_| Ok(Vec::new()));
+        let status = s.spawn(|| watch(&mut child, started));
+        // Ends when the child closes stdout: done, failed, or killed by the watch.
+        let mut artifact = Vec::new();
+        let artifact = stdout.read_to_end(&mut artifact).map(|_| artifact);
+        let status = status
+            .join()
+            .unwrap_or_else(|_| Err("watching the compiler process failed".to_owned()));
         let said = said.join().unwrap_or_default();
         (status, artifact, said)
     });
@@ -167,6 +153,29 @@ fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
         Some(_) if !said.is_empty() => said.to_owned(),
         _ => format!("the compiler process failed ({status})"),
     }))
+}
+
+/// Waits for the compiler process to exit, killing it past [`COMPILE_DEADLINE`].
+fn watch(child: &mut std::process::Child, started: Instant) -> Result<ExitStatus, String> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if started.elapsed() > COMPILE_DEADLINE => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "the compiler process ran past {}s and was stopped",
+                    COMPILE_DEADLINE.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("waiting for the compiler process: {e}"));
+            }
+        }
+    }
 }
 
 /// The child's side (`weir plugin precompile`): a component on stdin, the artifact on

@@ -322,8 +322,6 @@ impl PluginHost {
                 component
             }
         };
-        // The artifact (tens of MiB for an interpreter's component) is freed by now.
-        return_freed_memory();
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             invalid(format!(
@@ -434,14 +432,15 @@ impl CallCounts {
     }
 }
 
-/// Returns the memory this thread freed to the system now. mimalloc returns freed
-/// pages lazily, on the freeing thread's later allocations; a blocking-pool thread that
-/// just loaded a plugin goes idle instead, and kept what it freed: loading an 18 MB
-/// Python component left the gateway at ~190 MiB instead of ~57, and ~44 MiB instead of
-/// ~20 after it was replaced. A plugin load is rare and off the request path, and the
-/// collect costs far less than the load itself.
+/// Returns the memory this thread freed to the system now; call it on each thread that
+/// took part in a plugin load, once the load's buffers (the component's bytes, the
+/// compiled artifact) are dropped. mimalloc returns freed pages lazily, on the freeing
+/// thread's later allocations; a thread that just loaded a plugin goes idle instead (a
+/// blocking-pool thread) or allocates little (the admin thread), and kept what it
+/// freed. A plugin load is rare and off the request path, and the collect costs far
+/// less than the load itself.
 #[allow(unsafe_code)]
-fn return_freed_memory() {
+pub fn return_freed_memory() {
     // SAFETY: `mi_collect` takes no pointers; it only releases pages mimalloc holds
     // free. Where mimalloc is not the global allocator, it has nothing to release.
     unsafe { libmimalloc_sys::mi_collect(true) };
