@@ -141,8 +141,7 @@ integration = {{ type = "http", url = "http://127.0.0.1:{closed}/" }}
     assert!(!fresh.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
 
     assert_eq!(c.get(&gw.url("/down")).await.status, 502);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let logs = gw.logs();
+    let logs = gw.wait_for_logs("weir::access", 3).await;
     let access: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("weir::access"))

@@ -548,11 +548,7 @@ async fn a_reload_names_the_settings_that_need_a_restart() {
         r.json()["restart_needed"],
         serde_json::json!(["server.shutdown_grace", "admin"])
     );
-    // The log is read from Weir's stderr as it comes; the warning may trail the answer.
-    wait_for("the warning", async || {
-        gw.logs().contains("apply only at start")
-    })
-    .await;
+    gw.wait_for_logs("apply only at start", 1).await;
     // The routes did change.
     assert_eq!(c.get(&gw.url("/gone")).await.status, 200);
     assert_eq!(c.get(&gw.url("/new")).await.status, 404);

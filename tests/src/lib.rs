@@ -181,6 +181,24 @@ impl Weir {
         self.logs().lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// The logs once `count` lines contain `needle` (panics after 10 s). Weir's stderr
+    /// reaches the test through a reader thread, so a line written just before an
+    /// answer can still be on its way when the answer arrives.
+    pub async fn wait_for_logs(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.lines().filter(|l| l.contains(needle)).count() >= count {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {count} log lines with `{needle}` in:\n{logs}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits (up to `timeout`) for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
