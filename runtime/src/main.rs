@@ -361,18 +361,22 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             None => None,
         };
         let housekeeping = tokio::spawn(server::housekeeping(live.clone(), metrics));
-        let watcher = config
-            .reload
-            .watch
-            .then(|| tokio::spawn(reload::watch::run(reloader.clone(), config.reload.debounce)));
+        // The watches and signal handlers are in place before the gateway says it is
+        // listening: a change or a signal right after that line is not missed.
+        let watcher = if config.reload.watch {
+            Some(reload::watch::start(reloader.clone(), config.reload.debounce).await)
+        } else {
+            None
+        };
         let hangup = tokio::spawn(reload_on_sighup(reloader.clone()));
+        let shutdown = server::shutdown_signal();
         tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
         drop(gateway);
         // The last line printed at start names the real address (port 0 resolved).
         println!("weir listening on http://{addr}");
         std::io::stdout().flush()?;
 
-        server::shutdown_signal().await;
+        shutdown.await;
         ready.store(false, Ordering::Relaxed);
         // WebSocket clients get a close frame (1001) and `$disconnect` runs while the
         // workers drain.
@@ -411,19 +415,25 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the config on every SIGHUP, as `POST /admin/reload` does.
-async fn reload_on_sighup(reloader: Arc<Reloader>) {
+/// Reloads the config on every SIGHUP, as `POST /admin/reload` does. The handler is installed when this is called
+/// (the default action of SIGHUP ends the process).
+fn reload_on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            // The outcome is logged by the reloader.
-            let _ = reloader.reload_config("SIGHUP").await;
+        let hangups = signal(SignalKind::hangup());
+        async move {
+            let Ok(mut hangups) = hangups else {
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                // The outcome is logged by the reloader.
+                let _ = reloader.reload_config("SIGHUP").await;
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = reloader;
+    async move {
+        let _ = reloader;
+    }
 }

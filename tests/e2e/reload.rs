@@ -520,6 +520,28 @@ async fn a_changed_config_file_is_reloaded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_even_right_after_start() {
+    let up = Upstream::start().await;
+    let (one, two) = two_configs(&up);
+    let gw = start(&format!("[reload]\nwatch = false\n{one}"));
+    // Signalled the moment the gateway says it listens: SIGHUP's default action would
+    // end the process if the handler were not in place yet.
+    write_config(&gw, &two);
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let c = Client::default();
+    wait_for("the reload", async || {
+        c.get(&gw.url("/new")).await.status == 200
+    })
+    .await;
+    gw.wait_for_logs("SIGHUP", 1).await;
+    assert_eq!(c.get(&gw.url("/gone")).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_reload_names_the_settings_that_need_a_restart() {
     let up = Upstream::start().await;
     let (one, two) = two_configs(&up);

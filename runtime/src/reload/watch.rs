@@ -17,9 +17,11 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::Reloader;
 
-/// Watches the files of `reloader` until the task is dropped.
-pub async fn run(reloader: Arc<Reloader>, debounce: Duration) {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+/// Starts watching the files of `reloader` and returns the task that reloads on a
+/// change (until it is aborted). The directories are watched when this returns, so a
+/// change made right after the gateway says it is listening is not missed.
+pub async fn start(reloader: Arc<Reloader>, debounce: Duration) -> tokio::task::JoinHandle<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, EventKind::Access(_))
@@ -31,11 +33,21 @@ pub async fn run(reloader: Arc<Reloader>, debounce: Duration) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch files; reload through the admin API");
-            return;
+            return tokio::spawn(async {});
         }
     };
     let mut watched = Watched::default();
     watched.update(&mut watcher, reloader.watched_files().await);
+    tokio::spawn(run(reloader, debounce, watcher, watched, rx))
+}
+
+async fn run(
+    reloader: Arc<Reloader>,
+    debounce: Duration,
+    mut watcher: impl Watcher,
+    mut watched: Watched,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<PathBuf>>,
+) {
     loop {
         let Some(paths) = rx.recv().await else {
             return;
