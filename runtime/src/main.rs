@@ -153,6 +153,7 @@ fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    weir::access_log::set_json(matches!(format, LogFormat::Json));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -308,10 +309,14 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         let thread = std::thread::Builder::new()
             .name(format!("weir-worker-{i}"))
             .spawn(move || -> anyhow::Result<()> {
+                // Access records wait until the worker runs out of work, then go out
+                // in one write.
+                weir::access_log::buffer_this_thread();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .on_thread_park(weir::access_log::flush)
                     .build()?;
-                runtime.block_on(async move {
+                let served = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
                     let shared = Arc::new(Shared::new(gateway, connections));
                     let stopped = async move {
@@ -319,7 +324,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     };
                     server::serve(listener, shared, settings, stopped).await;
                     anyhow::Ok(())
-                })
+                });
+                weir::access_log::flush();
+                served
             })?;
         threads.push(thread);
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use weir_tests::artifacts::{ECHO_MAPPER, TRAP};
-use weir_tests::{Client, Upstream};
+use weir_tests::{Client, Upstream, Weir};
 
 use crate::{toml_path, weir};
 
@@ -164,4 +164,78 @@ integration = {{ type = "http", url = "http://127.0.0.1:{closed}/" }}
     );
     assert!(access[2].contains("integrationError="), "{}", access[2]);
     assert!(access[2].contains("status=502"), "{}", access[2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_access_records_carry_the_request_and_escape_what_they_quote() {
+    let up = Upstream::start().await;
+    let dir = weir_tests::test_dir();
+    let path = dir.join("weir.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[[routes]]
+key = "POST /pets/{{id}}"
+integration = {{ type = "http", url = "{base}/pets/{{id}}" }}
+"#,
+            base = up.base()
+        ),
+    )
+    .unwrap();
+    let gw = Weir::start_args(
+        env!("CARGO_BIN_EXE_weir"),
+        &path,
+        &[],
+        &["--log-format", "json"],
+    );
+    let c = Client::default();
+    let agent = "probe \"quoted\" \\ tab\there";
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = c
+            .send(
+                "POST",
+                &gw.url(&format!("/pets/{i}")),
+                &[("user-agent", agent)],
+                bytes::Bytes::from_static(b"{}"),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        ids.push(r.header("x-request-id").unwrap().to_owned());
+    }
+    assert_eq!(c.get(&gw.url("/nowhere")).await.status, 404);
+    let logs = gw.wait_for_logs("weir::access", 4).await;
+    let records: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("\"weir::access\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(records.len(), 4, "{logs}");
+    for (i, (r, id)) in records.iter().zip(&ids).enumerate() {
+        assert_eq!(r["requestId"], id.as_str());
+        assert_eq!(r["httpMethod"], "POST");
+        assert_eq!(r["path"], format!("/pets/{i}"));
+        assert_eq!(r["routeKey"], "POST /pets/{id}");
+        assert_eq!(r["status"], 200);
+        assert_eq!(r["integrationStatus"], 200);
+        assert_eq!(r["userAgent"], agent);
+        assert_eq!(r["sourceIp"], "127.0.0.1");
+        assert_eq!(r["protocol"], "HTTP/1.1");
+        assert!(
+            r["responseLatency"].as_f64().unwrap() >= r["integrationLatency"].as_f64().unwrap()
+        );
+        assert!(
+            r["requestTime"]
+                .as_str()
+                .unwrap()
+                .parse::<humantime::Timestamp>()
+                .is_ok()
+        );
+        assert_eq!(r["traceId"].as_str().unwrap().len(), 32);
+    }
+    assert_eq!(records[3]["status"], 404);
+    assert_eq!(records[3]["routeKey"], "-");
 }

@@ -74,9 +74,15 @@ impl Weir {
 
     /// Starts `bin serve --config path` with extra environment variables.
     pub fn start_file(bin: &str, path: &Path, env: &[(&str, &str)]) -> Weir {
+        Self::start_args(bin, path, env, &[])
+    }
+
+    /// Starts `bin serve --config path ARGS…` with extra environment variables.
+    pub fn start_args(bin: &str, path: &Path, env: &[(&str, &str)], args: &[&str]) -> Weir {
         let mut child = Command::new(bin)
             .args(["serve", "--config"])
             .arg(path)
+            .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
