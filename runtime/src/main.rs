@@ -422,8 +422,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reloads the config on every SIGHUP, as `POST /admin/reload` does. The handler is installed when this is called
-/// (the default action of SIGHUP ends the process).
+/// Reloads the config on every SIGHUP, as `POST /admin/reload` does. The handler is
+/// installed when this is called (the default action of SIGHUP ends the process).
 fn reload_on_sighup(reloader: Arc<Reloader>) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {

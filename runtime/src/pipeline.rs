@@ -179,18 +179,62 @@ pub async fn handle(
 }
 
 fn record_metrics(resp: &Response<Body>, access: &AccessRecord, started: Instant) {
-    let route = match &access.route_key {
-        Some(key) => metrics::SharedString::from(key.clone()),
-        None => metrics::SharedString::const_str("$none"),
-    };
-    let status = metrics::SharedString::const_str(status_label(resp.status()));
-    metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone())
-        .increment(1);
-    metrics::histogram!("weir_request_duration_seconds", "route" => route.clone(), "status" => status)
-        .record(started.elapsed().as_secs_f64());
-    if let Some(latency) = access.integration_latency {
-        metrics::histogram!("weir_integration_duration_seconds", "route" => route)
-            .record(latency.as_secs_f64());
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    ROUTE_METRICS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let handles = cache.get(access.route_key.as_ref(), status);
+        handles.requests.increment(1);
+        handles.duration.record(elapsed);
+        if let Some(latency) = access.integration_latency {
+            handles.integration.record(latency.as_secs_f64());
+        }
+    });
+}
+
+thread_local! {
+    static ROUTE_METRICS: std::cell::RefCell<RouteMetrics> = std::cell::RefCell::default();
+}
+
+/// This thread's handles of the per-route metrics, by route and status: looking a
+/// labelled metric up in the registry on every request cost about as much as the rest
+/// of the bookkeeping. An entry holds its route key, so the key's address (the map's
+/// key) cannot be reused by another route while the entry lives; the map is emptied
+/// when it reaches [`RouteMetrics::MAX`] entries, which bounds it across reloads.
+#[derive(Default)]
+struct RouteMetrics {
+    map: std::collections::HashMap<(usize, u16), RouteHandles>,
+}
+
+struct RouteHandles {
+    _key: Option<Arc<str>>,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    integration: metrics::Histogram,
+}
+
+impl RouteMetrics {
+    const MAX: usize = 4096;
+
+    fn get(&mut self, key: Option<&Arc<str>>, status: u16) -> &RouteHandles {
+        let id = key.map_or(0, |k| Arc::as_ptr(k).cast::<u8>() as usize);
+        if self.map.len() >= Self::MAX && !self.map.contains_key(&(id, status)) {
+            self.map.clear();
+        }
+        self.map.entry((id, status)).or_insert_with(|| {
+            let route = match key {
+                Some(key) => metrics::SharedString::from(key.clone()),
+                None => metrics::SharedString::const_str("$none"),
+            };
+            let label = StatusCode::from_u16(status).map_or("other", status_label);
+            let status = metrics::SharedString::const_str(label);
+            RouteHandles {
+                _key: key.cloned(),
+                requests: metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone()),
+                duration: metrics::histogram!("weir_request_duration_seconds", "route" => route.clone(), "status" => status),
+                integration: metrics::histogram!("weir_integration_duration_seconds", "route" => route),
+            }
+        })
     }
 }
 
@@ -428,8 +472,18 @@ fn accept(head: &Parts, limits: &crate::gateway::Limits) -> Result<(), GatewayEr
 /// them itself could otherwise be reached outside the route's prefix.
 fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|seg| {
-        let decoded = seg.replace("%2e", ".").replace("%2E", ".");
-        decoded == "." || decoded == ".."
+        // One or two dots, each `.` or `%2e`/`%2E`, and nothing else.
+        let mut rest = seg.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() && dots <= 2 {
+            rest = match rest {
+                [b'.', tail @ ..] => tail,
+                [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+                _ => return false,
+            };
+            dots += 1;
+        }
+        rest.is_empty() && (dots == 1 || dots == 2)
     })
 }
 

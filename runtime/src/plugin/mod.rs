@@ -392,6 +392,7 @@ impl Compiled {
                 loaded_at: SystemTime::now(),
                 counts,
                 idle: reuse::Idle::default(),
+                metrics: std::sync::OnceLock::new(),
             }),
             engine: self.engine.clone(),
         }
@@ -512,6 +513,28 @@ struct Loaded {
     loaded_at: SystemTime,
     counts: Arc<CallCounts>,
     idle: reuse::Idle,
+    /// The handles of this plugin's call metrics, made at its first call.
+    metrics: std::sync::OnceLock<CallMetrics>,
+}
+
+/// `weir_plugin_calls_total` by outcome (ok, timeout, memory, trap) and
+/// `weir_plugin_call_duration_seconds` for one plugin: looked up once, not per call.
+struct CallMetrics {
+    calls: [metrics::Counter; 4],
+    duration: metrics::Histogram,
+}
+
+impl CallMetrics {
+    fn new(name: &Arc<str>) -> Self {
+        let plugin = metrics::SharedString::from(name.clone());
+        let calls = ["ok", "timeout", "memory", "trap"].map(|outcome| {
+            metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
+        });
+        CallMetrics {
+            calls,
+            duration: metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin),
+        }
+    }
 }
 
 impl Drop for Loaded {
@@ -833,17 +856,18 @@ impl Plugin {
         }
         let counts = &self.inner.counts;
         let (outcome, count) = match &result {
-            Ok(_) => ("ok", &counts.ok),
-            Err(PluginError::Deadline { .. }) => ("timeout", &counts.timeout),
-            Err(PluginError::Memory { .. }) => ("memory", &counts.memory),
-            Err(PluginError::Trap { .. }) => ("trap", &counts.trap),
+            Ok(_) => (0, &counts.ok),
+            Err(PluginError::Deadline { .. }) => (1, &counts.timeout),
+            Err(PluginError::Memory { .. }) => (2, &counts.memory),
+            Err(PluginError::Trap { .. }) => (3, &counts.trap),
         };
         count.fetch_add(1, Ordering::Relaxed);
-        let plugin = metrics::SharedString::from(self.inner.name.clone());
-        metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin)
-            .record(started.elapsed().as_secs_f64());
+        let handles = self
+            .inner
+            .metrics
+            .get_or_init(|| CallMetrics::new(&self.inner.name));
+        handles.calls[outcome].increment(1);
+        handles.duration.record(started.elapsed().as_secs_f64());
         result
     }
 
