@@ -424,11 +424,12 @@ async fn integrate(
 }
 
 fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, remote: SocketAddr) {
-    let ip = remote.ip().to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
+    let mut xff = String::with_capacity(64);
+    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    crate::access_log::push_ip(&mut xff, remote.ip());
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
@@ -571,12 +572,7 @@ fn request_id(headers: &HeaderMap) -> String {
     {
         return v.to_owned();
     }
-    new_request_id()
-}
-
-/// A process-unique id: a per-process random prefix and a scrambled counter.
-fn new_request_id() -> String {
-    format!("{:016x}{:016x}", trace::process_seed(), trace::random_u64())
+    trace::new_request_id()
 }
 
 #[cfg(test)]
@@ -617,6 +613,6 @@ mod tests {
         h.insert("x-request-id", "bad id".parse().unwrap());
         let id = request_id(&h);
         assert_eq!(id.len(), 32);
-        assert_ne!(id, new_request_id());
+        assert_ne!(id, trace::new_request_id());
     }
 }

@@ -16,9 +16,14 @@ pub struct TraceContext {
 impl TraceContext {
     /// Continues a valid incoming `traceparent`, or starts a new sampled trace.
     pub fn from_header(traceparent: Option<&str>) -> Self {
-        traceparent.and_then(parse).unwrap_or_else(|| TraceContext {
-            trace_id: format!("{:016x}{:016x}", random_u64(), random_u64()),
-            flags: "01".to_owned(),
+        traceparent.and_then(parse).unwrap_or_else(|| {
+            let mut trace_id = String::with_capacity(32);
+            push_hex(&mut trace_id, random_u64());
+            push_hex(&mut trace_id, random_u64());
+            TraceContext {
+                trace_id,
+                flags: "01".to_owned(),
+            }
         })
     }
 
@@ -28,7 +33,31 @@ impl TraceContext {
         if span == 0 {
             span = 1;
         }
-        format!("00-{}-{span:016x}-{}", self.trace_id, self.flags)
+        let mut header = String::with_capacity(55);
+        header.push_str("00-");
+        header.push_str(&self.trace_id);
+        header.push('-');
+        push_hex(&mut header, span);
+        header.push('-');
+        header.push_str(&self.flags);
+        header
+    }
+}
+
+/// A new request id: 32 hex digits, the process's random prefix and a scrambled
+/// counter, so unique in the process.
+pub fn new_request_id() -> String {
+    let mut id = String::with_capacity(32);
+    push_hex(&mut id, process_seed());
+    push_hex(&mut id, random_u64());
+    id
+}
+
+/// Appends `v` as 16 lower-case hex digits (as `{v:016x}`, without the formatter).
+pub fn push_hex(out: &mut String, v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(char::from(DIGITS[(v >> (shift * 4)) as usize & 0xf]));
     }
 }
 
@@ -82,6 +111,25 @@ fn splitmix64(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_ids_match_the_formatter() {
+        for v in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            push_hex(&mut s, v);
+            assert_eq!(s, format!("{v:016x}"));
+        }
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, new_request_id());
+        let t = TraceContext::from_header(None);
+        let h = t.child_header();
+        assert!(
+            h.starts_with(&format!("00-{}-", t.trace_id)) && h.ends_with("-01"),
+            "{h}"
+        );
+        assert_eq!(h.len(), 55);
+    }
 
     #[test]
     fn continues_valid_traces_and_replaces_invalid_ones() {

@@ -170,13 +170,12 @@ impl CloseReason {
 
 /// A new connection id: 16 characters, unique in this process, hard to guess.
 fn new_connection_id() -> String {
-    let n = trace::random_u64() ^ trace::process_seed().rotate_left(17);
-    format!("{n:016x}")
-}
-
-/// A new request id for an event.
-fn new_request_id() -> String {
-    format!("{:016x}{:016x}", trace::process_seed(), trace::random_u64())
+    let mut id = String::with_capacity(16);
+    trace::push_hex(
+        &mut id,
+        trace::random_u64() ^ trace::process_seed().rotate_left(17),
+    );
+    id
 }
 
 fn header_has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
@@ -714,7 +713,7 @@ async fn dispatch(shared: Arc<Shared>, conn: Arc<Connection>, msg: Message) -> O
     let received = SystemTime::now();
     let started = Instant::now();
     let gw = shared.gateway.load_full();
-    let request_id = new_request_id();
+    let request_id = trace::new_request_id();
     let Some(api) = gw.websocket(&conn.api) else {
         // The API was removed by a reload; its connections get `$default`-less errors.
         return Some(error_frame("Forbidden", &conn.id, &request_id));
@@ -847,7 +846,7 @@ async fn disconnect(shared: &Shared, conn: &Connection) {
     let Some(route) = &api.disconnect else {
         return;
     };
-    let request_id = new_request_id();
+    let request_id = trace::new_request_id();
     let mut record = EventRecord::new(
         &request_id,
         SystemTime::now(),
