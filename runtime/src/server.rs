@@ -20,6 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::integrate::Affinity;
 use crate::pipeline::{self, Shared};
 use crate::reload::LiveGateway;
 
@@ -82,17 +83,27 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(pipeline::handle(&shared, req, remote).await) }
+                // The connection's own upstream connection, driven in this task.
+                let affinity = Arc::new(Affinity::default());
+                let service = service_fn({
+                    let affinity = affinity.clone();
+                    move |req| {
+                        let (shared, affinity) = (shared.clone(), affinity.clone());
+                        async move {
+                            Ok::<_, Infallible>(pipeline::handle(&shared, req, remote, &affinity).await)
+                        }
+                    }
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
+                    tokio::select! {
+                        ended = conn => if let Err(e) = ended {
+                            tracing::debug!(%remote, error = %e, "connection ended with an error");
+                        },
+                        () = affinity.drive() => {}
                     }
                     drop(slot);
                 });

@@ -109,3 +109,45 @@ integration = { type = "mock", status = 200, body = '{"ok":true}', headers = { c
     assert_eq!(r.json(), serde_json::json!({"ok": true}));
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_client_gets_an_upstream_connection_of_its_own() {
+    let up = Upstream::start().await;
+    let gw = weir(&format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+[[routes]]
+key = "GET /pets/{{id}}"
+integration = {{ type = "http", url = "{base}/pets/{{id}}" }}
+"#,
+        base = up.base()
+    ));
+    let admin = Client::default();
+    let dedicated = async || -> f64 {
+        let text = admin.get(&gw.admin_url("/metrics")).await.text();
+        text.lines()
+            .find_map(|l| l.strip_prefix("weir_upstream_dedicated_connections "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    };
+    let c = Client::default();
+    assert_eq!(c.get(&gw.url("/pets/1?a=b")).await.status, 200);
+    assert_eq!(dedicated().await, 0.0, "not for a client's first request");
+    for i in 2..7 {
+        let r = c.get(&gw.url(&format!("/pets/{i}?a=b"))).await;
+        assert_eq!(r.status, 200);
+        let echo = r.json();
+        assert_eq!(echo["path"], format!("/pets/{i}"));
+        assert_eq!(echo["query"], "a=b");
+        assert_eq!(echo["headers"]["host"], up.addr.to_string());
+    }
+    assert_eq!(dedicated().await, 1.0, "one for the keep-alive client");
+    assert_eq!(up.seen().len(), 6);
+    // It ends with the client's connection.
+    drop(c);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while dedicated().await != 0.0 {
+        assert!(std::time::Instant::now() < deadline, "still open");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
