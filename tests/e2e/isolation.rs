@@ -135,3 +135,44 @@ async fn broken_plugins_fail_only_their_own_requests() {
         gw.wait_for_logs(line, 1).await;
     }
 }
+
+/// Voluntary context switches of the gateway's epoch thread so far.
+fn epoch_thread_wakeups(pid: u32) -> u64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "weir-epoch" {
+            let status = std::fs::read_to_string(dir.join("status")).unwrap();
+            return status
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("no weir-epoch thread in {pid}");
+}
+
+#[tokio::test]
+async fn deadlines_hold_though_the_epoch_rests_between_calls() {
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up));
+    let c = Client::default();
+    for _ in 0..2 {
+        // Idle: the epoch thread sleeps instead of ticking every millisecond.
+        let before = epoch_thread_wakeups(gw.pid());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let woke = epoch_thread_wakeups(gw.pid()) - before;
+        assert!(
+            woke < 30,
+            "the idle epoch thread woke {woke} times in 300 ms"
+        );
+        // A looping plugin still meets its deadline, and the others still run.
+        let started = Instant::now();
+        assert_eq!(c.get(&gw.url("/spin")).await.status, 500);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(c.get(&gw.url("/good/1")).await.status, 200);
+    }
+}

@@ -19,8 +19,8 @@ mod compiler;
 mod reuse;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -143,8 +143,53 @@ pub struct PluginHost {
     linkers: [Linker<State>; 3],
     cache: Option<cache::DiskCache>,
     compiler: Compiler,
+    epoch: Arc<Epoch>,
     ticker: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+}
+
+/// Drives the engine's epoch, which the deadlines of running calls are checked on: a
+/// tick every [`EPOCH_TICK`] while any call runs; parked while none does (an idle
+/// gateway, or one serving routes without plugins, does not wake a thousand times a
+/// second).
+#[derive(Default)]
+struct Epoch {
+    /// Calls running now.
+    calls: AtomicUsize,
+    ticker: OnceLock<std::thread::Thread>,
+    stop: AtomicBool,
+}
+
+impl Epoch {
+    /// Counts a call in until the returned guard drops; wakes the ticker for the first.
+    fn enter(self: &Arc<Self>) -> InCall {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(t) = self.ticker.get()
+        {
+            t.unpark();
+        }
+        InCall(self.clone())
+    }
+
+    fn tick(&self, engine: &Engine) {
+        while !self.stop.load(Ordering::SeqCst) {
+            if self.calls.load(Ordering::SeqCst) == 0 {
+                // An `enter` between the load and here leaves the token: no sleep.
+                std::thread::park();
+                continue;
+            }
+            std::thread::sleep(EPOCH_TICK);
+            engine.increment_epoch();
+        }
+    }
+}
+
+/// A call in progress (see [`Epoch::enter`]).
+struct InCall(Arc<Epoch>);
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        self.0.calls.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How many plugin versions are in memory (compiled code plus `InstancePre`): the
@@ -180,27 +225,23 @@ impl PluginHost {
             linker(World::Cors)?,
         ];
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Arc::new(Epoch::default());
         let ticker = {
             let engine = engine.clone();
-            let stop = stop.clone();
+            let epoch = epoch.clone();
             std::thread::Builder::new()
                 .name("weir-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })?
+                .spawn(move || epoch.tick(&engine))?
         };
+        let _ = epoch.ticker.set(ticker.thread().clone());
         let cache = cache.map(|(dir, max_size)| cache::DiskCache::new(&dir, &engine, max_size));
         Ok(Self {
             engine,
             linkers,
             cache,
             compiler: Compiler::InProcess,
+            epoch,
             ticker: Some(ticker),
-            stop,
         })
     }
 
@@ -345,6 +386,7 @@ impl PluginHost {
             world,
             sha256,
             engine: self.engine.clone(),
+            epoch: self.epoch.clone(),
         })
     }
 }
@@ -357,6 +399,7 @@ pub struct Compiled {
     world: World,
     sha256: Arc<str>,
     engine: Engine,
+    epoch: Arc<Epoch>,
 }
 
 impl Compiled {
@@ -392,9 +435,10 @@ impl Compiled {
                 loaded_at: SystemTime::now(),
                 counts,
                 idle: reuse::Idle::default(),
-                metrics: std::sync::OnceLock::new(),
+                metrics: OnceLock::new(),
             }),
             engine: self.engine.clone(),
+            epoch: self.epoch.clone(),
         }
     }
 }
@@ -474,8 +518,9 @@ fn engine_config() -> Config {
 
 impl Drop for PluginHost {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.epoch.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.ticker.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -514,7 +559,7 @@ struct Loaded {
     counts: Arc<CallCounts>,
     idle: reuse::Idle,
     /// The handles of this plugin's call metrics, made at its first call.
-    metrics: std::sync::OnceLock<CallMetrics>,
+    metrics: OnceLock<CallMetrics>,
 }
 
 /// `weir_plugin_calls_total` by outcome (ok, timeout, memory, trap) and
@@ -549,6 +594,7 @@ impl Drop for Loaded {
 pub struct Plugin {
     inner: Arc<Loaded>,
     engine: Engine,
+    epoch: Arc<Epoch>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -663,6 +709,8 @@ struct Call {
     /// Calls the instance served before this one.
     calls: u32,
     started: Instant,
+    /// Keeps the epoch ticking until the call ends.
+    _running: InCall,
 }
 
 impl Call {
@@ -764,6 +812,7 @@ impl Plugin {
             guest,
             calls,
             started,
+            _running: self.epoch.enter(),
         }
     }
 
