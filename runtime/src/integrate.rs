@@ -14,10 +14,6 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::error::GatewayError;
 
-pub mod affine;
-
-pub use affine::Affinity;
-
 /// A route's integration.
 pub enum Integration {
     /// Proxy to an upstream.
@@ -197,14 +193,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(HeaderName::from_static("proxy-connection"));
 }
 
-/// A worker's upstream client: the pooled keep-alive client shared by every HTTP
-/// integration, and the dedicated connections of keep-alive clients ([`affine`]).
+/// The pooled keep-alive client shared by every HTTP integration.
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
-    connector: HttpConnector,
-    /// Dedicated connections open now (at most [`affine::MAX_DEDICATED`]).
-    dedicated: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Default for Upstream {
@@ -219,77 +211,12 @@ impl Default for Upstream {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             // One send() per request instead of a writev: measurably cheaper on loopback.
             .http1_writev(false)
-            .build(connector.clone());
-        Self {
-            client,
-            connector,
-            dedicated: Arc::default(),
-        }
+            .build(connector);
+        Self { client }
     }
 }
 
 impl Upstream {
-    /// Sends a request as [`Upstream::send`] does, on the client connection's own
-    /// upstream connection when it has one for this upstream (or may open one), else
-    /// through the pool.
-    pub async fn send_affine(
-        &self,
-        affinity: &Affinity,
-        mut req: http::Request<Full<Bytes>>,
-        timeout: Duration,
-    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
-        let Some(authority) = req.uri().authority().cloned() else {
-            return self.send(req, timeout).await;
-        };
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut lease = match affinity.checkout(&authority, &self.dedicated) {
-            affine::Checkout::Ready(lease) => lease,
-            affine::Checkout::Open(opening) => {
-                match opening.open(&self.connector, &authority, timeout).await {
-                    Some(lease) => lease,
-                    None => return self.send(req, timeout).await,
-                }
-            }
-            affine::Checkout::Pool => return self.send(req, timeout).await,
-        };
-        // A connection of its own takes the request target in origin form.
-        let absolute = req.uri().clone();
-        let origin = absolute
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse::<Uri>()
-            .map_err(|e| GatewayError::BadGateway(e.to_string()))?;
-        *req.uri_mut() = origin;
-        let again = req.method().is_idempotent().then(|| {
-            let mut again = copy(&req);
-            *again.uri_mut() = absolute;
-            again
-        });
-        match tokio::time::timeout_at(deadline, lease.sender().send_request(req)).await {
-            Ok(Ok(resp)) => {
-                lease.give_back();
-                Ok(resp)
-            }
-            Ok(Err(e)) => {
-                drop(lease);
-                match again {
-                    Some(again) if lost_unanswered(&e) => {
-                        metrics::counter!("weir_upstream_retries_total").increment(1);
-                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        self.send(again, left).await.map_err(|e| match e {
-                            GatewayError::IntegrationTimeout(_) => {
-                                GatewayError::IntegrationTimeout(timeout)
-                            }
-                            e => e,
-                        })
-                    }
-                    _ => Err(GatewayError::BadGateway(error_chain(&e))),
-                }
-            }
-            Err(_) => Err(GatewayError::IntegrationTimeout(timeout)),
-        }
-    }
-
     /// Sends a request and waits for the response head, within `timeout`.
     ///
     /// An idempotent request whose connection closed before any answer is sent again
@@ -351,25 +278,6 @@ fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
         {
             return true;
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// [`closed_before_answer`] for a dedicated connection's error: the request never went
-/// out, or the connection closed or reset before any of the answer.
-fn lost_unanswered(e: &hyper::Error) -> bool {
-    if e.is_canceled() || e.is_incomplete_message() {
-        return true;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             return matches!(
                 io.kind(),

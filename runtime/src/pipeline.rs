@@ -22,7 +22,7 @@ use crate::access_log::{AccessRecord, Outcome};
 use crate::authorize::authorize;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Affinity, Integration, Upstream, read_upstream_body, strip_hop_by_hop};
+use crate::integrate::{Integration, Upstream, read_upstream_body, strip_hop_by_hop};
 use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
 use crate::plugin::Context;
 use crate::reload::LiveGateway;
@@ -87,7 +87,6 @@ pub async fn handle(
     shared: &Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
-    affinity: &Affinity,
 ) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
@@ -118,7 +117,7 @@ pub async fn handle(
         (Ok(()), None) => {
             serve(
                 gw,
-                (&shared.upstream, affinity),
+                &shared.upstream,
                 &head,
                 body,
                 &request_id,
@@ -242,7 +241,7 @@ impl RouteMetrics {
 /// The stages after accept, for a request that is not a preflight.
 async fn serve(
     gw: &Gateway,
-    (upstream, affinity): (&Upstream, &Affinity),
+    upstream: &Upstream,
     head: &Parts,
     body: Incoming,
     request_id: &str,
@@ -314,7 +313,6 @@ async fn serve(
         params: &params,
         request_id,
         remote,
-        affinity,
     };
     let result = integrate(
         route,
@@ -364,8 +362,6 @@ struct Downstream<'a> {
     params: &'a [(String, String)],
     request_id: &'a str,
     remote: SocketAddr,
-    /// The client connection's own upstream connection.
-    affinity: &'a Affinity,
 }
 
 async fn integrate(
@@ -381,7 +377,6 @@ async fn integrate(
         params,
         request_id,
         remote,
-        affinity,
     } = down;
     match &route.integration {
         Integration::Mock(mock) => {
@@ -419,7 +414,7 @@ async fn integrate(
             // does, so a
             // body that stalls or breaks is a clean 504 or 502, never a truncated 200.
             let deadline = tokio::time::Instant::now() + route.timeout;
-            let resp = upstream.send_affine(affinity, up, route.timeout).await?;
+            let resp = upstream.send(up, route.timeout).await?;
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             let body = read_upstream_body(body, max_response_body, deadline, route.timeout).await?;

@@ -20,7 +20,6 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::integrate::Affinity;
 use crate::pipeline::{self, Shared};
 use crate::reload::LiveGateway;
 
@@ -83,27 +82,17 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
-                // The connection's own upstream connection, driven in this task.
-                let affinity = Arc::new(Affinity::default());
-                let service = service_fn({
-                    let affinity = affinity.clone();
-                    move |req| {
-                        let (shared, affinity) = (shared.clone(), affinity.clone());
-                        async move {
-                            Ok::<_, Infallible>(pipeline::handle(&shared, req, remote, &affinity).await)
-                        }
-                    }
+                let service = service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { Ok::<_, Infallible>(pipeline::handle(&shared, req, remote).await) }
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    tokio::select! {
-                        ended = conn => if let Err(e) = ended {
-                            tracing::debug!(%remote, error = %e, "connection ended with an error");
-                        },
-                        () = affinity.drive() => {}
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%remote, error = %e, "connection ended with an error");
                     }
                     drop(slot);
                 });
