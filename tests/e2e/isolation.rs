@@ -161,7 +161,9 @@ async fn deadlines_hold_though_the_epoch_rests_between_calls() {
     let gw = weir(&config(&up));
     let c = Client::default();
     for _ in 0..2 {
-        // Idle: the epoch thread sleeps instead of ticking every millisecond.
+        // Idle: after a tenth of a second without calls, the epoch thread rests instead
+        // of ticking every millisecond.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let before = epoch_thread_wakeups(gw.pid());
         tokio::time::sleep(Duration::from_millis(300)).await;
         let woke = epoch_thread_wakeups(gw.pid()) - before;
