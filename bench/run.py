@@ -85,6 +85,23 @@ http {{
 UPSTREAM_PORT = 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of `pid` and its child processes (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def start(cmd, port, **kw):
     stderr = kw.pop("stderr", subprocess.DEVNULL)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, **kw)
@@ -150,10 +167,11 @@ def wrk(port, seconds, headers):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     lat = {}
     for pct, val, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         lat[pct] = float(val) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    return rps, lat.get("50"), lat.get("99"), int(errors.group(1)) if errors else 0
+    return rps, lat.get("50"), lat.get("99"), int(errors.group(1)) if errors else 0, requests
 
 
 def main():
@@ -162,6 +180,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--scenarios", default="bare,mapping,full,mock")
+    ap.add_argument("--baseline", metavar="WEIR",
+                    help="another weir binary (e.g. the last release) run through the same "
+                         "scenarios in the same rounds: prints new / baseline per scenario")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
 
@@ -176,6 +197,7 @@ def main():
         procs.append(start(["nginx", "-c", up_conf], UPSTREAM_PORT))
 
         targets = {"direct": UPSTREAM_PORT}
+        pids = {}
         if shutil.which("nginx"):
             port = free_port()
             conf = os.path.join(work, "proxy.conf")
@@ -184,6 +206,7 @@ def main():
                                                "proxy_set_header Connection \"\";"))
             procs.append(start(["nginx", "-c", conf], port))
             targets["nginx"] = port
+            pids["nginx"] = procs[-1].pid
         if shutil.which("haproxy"):
             port = free_port()
             conf = os.path.join(work, "haproxy.cfg")
@@ -204,37 +227,58 @@ backend be
 """)
             procs.append(start(["haproxy", "-f", conf], port))
             targets["haproxy"] = port
+            pids["haproxy"] = procs[-1].pid
+        binaries = [("weir", WEIR)] + ([("baseline", args.baseline)] if args.baseline else [])
         for sc in scenarios:
-            port = free_port()
-            conf = os.path.join(work, f"weir-{sc}.toml")
-            with open(conf, "w") as f:
-                f.write(weir_config(sc, port))
-            env = dict(os.environ, RUST_LOG="warn")
-            procs.append(start([WEIR, "serve", "--config", conf], port, env=env))
-            targets[f"weir {sc}"] = port
+            for label, binary in binaries:
+                port = free_port()
+                conf = os.path.join(work, f"{label}-{sc}.toml")
+                with open(conf, "w") as f:
+                    f.write(weir_config(sc, port))
+                env = dict(os.environ, RUST_LOG="warn")
+                procs.append(start([binary, "serve", "--config", conf], port, env=env))
+                targets[f"{label} {sc}"] = port
+                pids[f"{label} {sc}"] = procs[-1].pid
 
         headers = ["Authorization: Bearer " + token(), "Origin: https://app.example",
                    "x-debug: 1", "Accept: application/json"]
         results = {name: [] for name in targets}
         for rnd in range(args.rounds):
             for name, port in targets.items():
+                before = cpu_seconds(pids[name]) if name in pids else None
                 r = wrk(port, args.duration, headers)
+                # CPU time of the target's processes per request served, in µs.
+                cpu = (None if before is None
+                       else (cpu_seconds(pids[name]) - before) / max(r[4], 1) * 1e6)
+                r = r[:4] + (cpu,)
                 results[name].append(r)
+                cpu_text = "-" if cpu is None else f"{cpu:.1f} µs"
                 print(f"round {rnd + 1} {name:14} {r[0]:>10.0f} req/s  p50 {r[1]:.2f} ms  "
-                      f"p99 {r[2]:.2f} ms  non-2xx {r[3]}", file=sys.stderr)
+                      f"p99 {r[2]:.2f} ms  non-2xx {r[3]}  cpu/req {cpu_text}", file=sys.stderr)
 
         med = {n: (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs),
-                   statistics.median(x[2] for x in rs), sum(x[3] for x in rs))
+                   statistics.median(x[2] for x in rs), sum(x[3] for x in rs),
+                   statistics.median(x[4] for x in rs) if rs[0][4] is not None else None)
                for n, rs in results.items()}
         print(f"\n{args.rounds} interleaved rounds of wrk -t2 -c64 -d{args.duration}s, medians\n")
-        print("| target | req/s | p50 ms | p99 ms | non-2xx | vs direct | vs nginx |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for name, (rps, p50, p99, errs) in med.items():
+        print("| target | req/s | p50 ms | p99 ms | non-2xx | CPU µs/req | vs direct | vs nginx |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, (rps, p50, p99, errs, cpu) in med.items():
             vs_direct = rps / med["direct"][0]
             vs_nginx = f"{rps / med['nginx'][0]:.2f}x" if "nginx" in med else "-"
-            print(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {vs_direct:.2f}x | {vs_nginx} |")
+            cpu_text = "-" if cpu is None else f"{cpu:.1f}"
+            print(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {cpu_text} "
+                  f"| {vs_direct:.2f}x | {vs_nginx} |")
         if "weir bare" in med and "weir full" in med:
             print(f"\nfull plugin chain / bare proxy: {med['weir full'][0] / med['weir bare'][0]:.2f}x")
+        if args.baseline:
+            print("\nweir / baseline per scenario, each round then the median:")
+            for sc in scenarios:
+                new, old = results[f"weir {sc}"], results[f"baseline {sc}"]
+                for what, i in (("req/s", 0), ("CPU/req", 4)):
+                    rounds = [a[i] / b[i] for a, b in zip(new, old)]
+                    print(f"  {sc:8} {what:8} " + " ".join(f"{r:.2f}" for r in rounds)
+                          + f"  median {statistics.median(rounds):.2f}x")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: Weir against a direct upstream, nginx and (when installed) HAProxy,
 # interleaved, on loopback. Usage: bench/run.sh [--rounds N] [--duration S] [--scenarios a,b]
+# [--baseline OLDER_WEIR]
 # Installs wrk and nginx from Debian when missing (root), builds Weir and the plugins in
 # release mode, then runs bench/run.py. Not part of CI: numbers need a quiet machine.
 set -euo pipefail
