@@ -138,66 +138,28 @@ impl AccessRecord {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        write_record(|line| {
-            let on = |i: usize| format.has(i);
-            if on(0) {
-                line.str(0, request_id);
-            }
-            if on(1) {
-                line.time(1, received);
-            }
-            if on(2) {
-                line.str(2, head.method.as_str());
-            }
-            if on(3) {
-                line.str(3, head.uri.path());
-            }
-            if on(4) {
-                line.str(4, self.route_key.as_deref().unwrap_or("-"));
-            }
-            if on(5) {
-                line.num(5, outcome.status.into());
-            }
-            if let Some(n) = outcome.length.filter(|_| on(6)) {
-                line.num(6, n);
-            }
-            if on(7) {
-                line.ms(7, started.elapsed());
-            }
-            if let Some(d) = self.integration_latency.filter(|_| on(8)) {
-                line.ms(8, d);
-            }
-            if let Some(s) = self.integration_status.filter(|_| on(9)) {
-                line.num(9, s.into());
-            }
-            if let Some(e) = self.integration_error.as_deref().filter(|_| on(10)) {
-                line.str(10, e);
-            }
-            if let Some(p) = self.principal_id.as_deref().filter(|_| on(11)) {
-                line.str(11, p);
-            }
-            if let Some(e) = self.authorizer_error.as_deref().filter(|_| on(12)) {
-                line.str(12, e);
-            }
-            if on(13) {
-                line.ip(13, remote.ip());
-            }
-            if let Some(ua) = user_agent.filter(|_| on(14)) {
-                line.str(14, ua);
-            }
-            if on(15) {
-                line.str(15, protocol(head.version));
-            }
-            if let Some(t) = self.trace_id.as_deref().filter(|_| on(16)) {
-                line.str(16, t);
-            }
-            if let Some(c) = self.connection_id.as_deref().filter(|_| on(17)) {
-                line.str(17, c);
-            }
-            if let Some(e) = self.event_type.filter(|_| on(18)) {
-                line.str(18, e);
-            }
-        });
+        Fields {
+            request_id,
+            received,
+            method: Some(head.method.as_str()),
+            path: Some(head.uri.path()),
+            route_key: self.route_key.as_deref(),
+            status: outcome.status,
+            length: outcome.length,
+            latency: started.elapsed(),
+            integration_latency: self.integration_latency,
+            integration_status: self.integration_status,
+            integration_error: self.integration_error.as_deref(),
+            principal_id: self.principal_id.as_deref(),
+            authorizer_error: self.authorizer_error.as_deref(),
+            source_ip: remote.ip(),
+            user_agent,
+            protocol: protocol(head.version),
+            trace_id: self.trace_id.as_deref(),
+            connection_id: self.connection_id.as_deref(),
+            event_type: self.event_type,
+        }
+        .write(format);
     }
 }
 
@@ -262,17 +224,71 @@ impl<'a> EventRecord<'a> {
         if !format.writes() {
             return;
         }
-        write_record(|line| {
-            let on = |i: usize| format.has(i);
-            if on(0) {
-                line.str(0, self.request_id);
+        Fields {
+            request_id: self.request_id,
+            received: self.received,
+            method: None,
+            path: None,
+            route_key: self.route_key.as_deref(),
+            status: self.status,
+            length: self.length,
+            latency: self.started.elapsed(),
+            integration_latency: self.integration_latency,
+            integration_status: self.integration_status,
+            integration_error: self.integration_error.as_deref(),
+            principal_id: self.conn.principal_id.as_deref(),
+            authorizer_error: None,
+            source_ip: self.conn.source_ip,
+            user_agent: self.conn.user_agent.as_deref(),
+            protocol: "WEBSOCKET",
+            trace_id: None,
+            connection_id: Some(&self.conn.id),
+            event_type: Some(self.event_type.name()),
+        }
+        .write(format);
+    }
+}
+
+/// One record's values, by [`FIELDS`]; `None` leaves a field out.
+struct Fields<'a> {
+    request_id: &'a str,
+    received: SystemTime,
+    method: Option<&'a str>,
+    path: Option<&'a str>,
+    route_key: Option<&'a str>,
+    status: u16,
+    length: Option<u64>,
+    latency: Duration,
+    integration_latency: Option<Duration>,
+    integration_status: Option<u16>,
+    integration_error: Option<&'a str>,
+    principal_id: Option<&'a str>,
+    authorizer_error: Option<&'a str>,
+    source_ip: IpAddr,
+    user_agent: Option<&'a str>,
+    protocol: &'static str,
+    trace_id: Option<&'a str>,
+    connection_id: Option<&'a str>,
+    event_type: Option<&'a str>,
+}
+
+impl Fields<'_> {
+    /// Writes the fields `format` chooses, in the order of [`FIELDS`].
+    fn write(&self, format: AccessLogFormat) {
+        let on = |i: usize| format.has(i);
+        let str_at = |line: &mut Line, i: usize, v: Option<&str>| {
+            if let Some(v) = v.filter(|_| on(i)) {
+                line.str(i, v);
             }
+        };
+        write_record(|line| {
+            str_at(line, 0, Some(self.request_id));
             if on(1) {
                 line.time(1, self.received);
             }
-            if on(4) {
-                line.str(4, self.route_key.as_deref().unwrap_or("-"));
-            }
+            str_at(line, 2, self.method);
+            str_at(line, 3, self.path);
+            str_at(line, 4, Some(self.route_key.unwrap_or("-")));
             if on(5) {
                 line.num(5, self.status.into());
             }
@@ -280,7 +296,7 @@ impl<'a> EventRecord<'a> {
                 line.num(6, n);
             }
             if on(7) {
-                line.ms(7, self.started.elapsed());
+                line.ms(7, self.latency);
             }
             if let Some(d) = self.integration_latency.filter(|_| on(8)) {
                 line.ms(8, d);
@@ -288,27 +304,17 @@ impl<'a> EventRecord<'a> {
             if let Some(s) = self.integration_status.filter(|_| on(9)) {
                 line.num(9, s.into());
             }
-            if let Some(e) = self.integration_error.as_deref().filter(|_| on(10)) {
-                line.str(10, e);
-            }
-            if let Some(p) = self.conn.principal_id.as_deref().filter(|_| on(11)) {
-                line.str(11, p);
-            }
+            str_at(line, 10, self.integration_error);
+            str_at(line, 11, self.principal_id);
+            str_at(line, 12, self.authorizer_error);
             if on(13) {
-                line.ip(13, self.conn.source_ip);
+                line.ip(13, self.source_ip);
             }
-            if let Some(ua) = self.conn.user_agent.as_deref().filter(|_| on(14)) {
-                line.str(14, ua);
-            }
-            if on(15) {
-                line.str(15, "WEBSOCKET");
-            }
-            if on(17) {
-                line.str(17, &self.conn.id);
-            }
-            if on(18) {
-                line.str(18, self.event_type.name());
-            }
+            str_at(line, 14, self.user_agent);
+            str_at(line, 15, Some(self.protocol));
+            str_at(line, 16, self.trace_id);
+            str_at(line, 17, self.connection_id);
+            str_at(line, 18, self.event_type);
         });
     }
 }

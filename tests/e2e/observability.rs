@@ -169,26 +169,16 @@ integration = {{ type = "http", url = "http://127.0.0.1:{closed}/" }}
 #[tokio::test(flavor = "multi_thread")]
 async fn json_access_records_carry_the_request_and_escape_what_they_quote() {
     let up = Upstream::start().await;
-    let dir = weir_tests::test_dir();
-    let path = dir.join("weir.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let gw = Weir::start_with(
+        env!("CARGO_BIN_EXE_weir"),
+        &format!(
             r#"
-[server]
-listen = "127.0.0.1:0"
 [[routes]]
 key = "POST /pets/{{id}}"
 integration = {{ type = "http", url = "{base}/pets/{{id}}" }}
 "#,
             base = up.base()
         ),
-    )
-    .unwrap();
-    let gw = Weir::start_args(
-        env!("CARGO_BIN_EXE_weir"),
-        &path,
-        &[],
         &["--log-format", "json"],
     );
     let c = Client::default();

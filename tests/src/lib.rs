@@ -61,6 +61,11 @@ impl Weir {
     /// Writes `config` (with `listen = 127.0.0.1:0` added unless present) and starts
     /// `bin serve` on it, waiting until it listens.
     pub fn start(bin: &str, config: &str) -> Weir {
+        Self::start_with(bin, config, &[])
+    }
+
+    /// [`Weir::start`] with extra arguments after `serve --config PATH`.
+    pub fn start_with(bin: &str, config: &str, args: &[&str]) -> Weir {
         let dir = test_dir();
         let config = if config.contains("[server]") {
             config.to_owned()
@@ -69,7 +74,7 @@ impl Weir {
         };
         let path = dir.join("weir.toml");
         std::fs::write(&path, config).unwrap();
-        Self::start_file(bin, &path, &[])
+        Self::start_args(bin, &path, &[], args)
     }
 
     /// Starts `bin serve --config path` with extra environment variables.
@@ -78,7 +83,7 @@ impl Weir {
     }
 
     /// Starts `bin serve --config path ARGS…` with extra environment variables.
-    pub fn start_args(bin: &str, path: &Path, env: &[(&str, &str)], args: &[&str]) -> Weir {
+    fn start_args(bin: &str, path: &Path, env: &[(&str, &str)], args: &[&str]) -> Weir {
         let mut child = Command::new(bin)
             .args(["serve", "--config"])
             .arg(path)
