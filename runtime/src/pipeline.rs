@@ -179,7 +179,7 @@ pub async fn handle(
 }
 
 fn record_metrics(resp: &Response<Body>, access: &AccessRecord, started: Instant) {
-    let status = resp.status().as_u16();
+    let status = resp.status();
     let elapsed = started.elapsed().as_secs_f64();
     ROUTE_METRICS.with(|cache| {
         let mut cache = cache.borrow_mut();
@@ -203,7 +203,7 @@ thread_local! {
 /// when it reaches [`RouteMetrics::MAX`] entries, which bounds it across reloads.
 #[derive(Default)]
 struct RouteMetrics {
-    map: std::collections::HashMap<(usize, u16), RouteHandles>,
+    map: std::collections::HashMap<(usize, StatusCode), RouteHandles>,
 }
 
 struct RouteHandles {
@@ -216,7 +216,7 @@ struct RouteHandles {
 impl RouteMetrics {
     const MAX: usize = 4096;
 
-    fn get(&mut self, key: Option<&Arc<str>>, status: u16) -> &RouteHandles {
+    fn get(&mut self, key: Option<&Arc<str>>, status: StatusCode) -> &RouteHandles {
         let id = key.map_or(0, |k| Arc::as_ptr(k).cast::<u8>() as usize);
         if self.map.len() >= Self::MAX && !self.map.contains_key(&(id, status)) {
             self.map.clear();
@@ -226,8 +226,7 @@ impl RouteMetrics {
                 Some(key) => metrics::SharedString::from(key.clone()),
                 None => metrics::SharedString::const_str("$none"),
             };
-            let label = StatusCode::from_u16(status).map_or("other", status_label);
-            let status = metrics::SharedString::const_str(label);
+            let status = metrics::SharedString::const_str(status_label(status));
             RouteHandles {
                 _key: key.cloned(),
                 requests: metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone()),
