@@ -1,6 +1,6 @@
 //! The gateway's `host` interface: the plugin's config and structured logging.
 
-// Every world imports the same `weir:plugin/host@0.1.0`; the mapper world's bindings of
+// Every world imports the same `weir:plugin/host@0.1.1`; the mapper world's bindings of
 // it serve plugins of all worlds (the import names are identical).
 use crate::mapper::bindings::weir::plugin::host as imports;
 

@@ -66,6 +66,8 @@ mod host;
 
 pub use host::{config, config_json, log};
 
+pub mod json;
+
 pub mod authorizer;
 pub mod cors;
 pub mod mapper;

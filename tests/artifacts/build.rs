@@ -42,6 +42,8 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
         "call-counter",
         "call_counter",
     ),
+    ("JSON_INDEX", "tests/plugins", "json-index", "json_index"),
+    ("ABI_0_1_0", "tests/plugins", "abi-0-1-0", "abi_0_1_0"),
 ];
 
 fn main() {

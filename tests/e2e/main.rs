@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `weir` binary on loopback, real upstreams, real plugins
 //! built from source by `weir-test-artifacts`.
 
+mod abi;
 mod authorizer;
 mod conformance;
 mod cors;
@@ -73,6 +74,12 @@ macro_rules! used {
     };
     (CALL_COUNTER) => {
         reuse::USES_CALL_COUNTER
+    };
+    (JSON_INDEX) => {
+        abi::USES_JSON_INDEX
+    };
+    (ABI_0_1_0) => {
+        abi::USES_ABI_0_1_0
     };
 }
 macro_rules! check_used {

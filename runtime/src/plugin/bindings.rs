@@ -2,7 +2,8 @@
 
 #![allow(missing_docs)]
 
-/// The `mapper` world; also the home of the shared `types`, `host` and `outcomes` interfaces.
+/// The `mapper` world; also the home of the shared `types`, `host`, `json` and `outcomes`
+/// interfaces.
 pub mod mapper {
     wasmtime::component::bindgen!({
         world: "mapper",
@@ -20,6 +21,7 @@ pub mod authorizer {
         with: {
             "weir:plugin/types": super::mapper::weir::plugin::types,
             "weir:plugin/host": super::mapper::weir::plugin::host,
+            "weir:plugin/json": super::mapper::weir::plugin::json,
             "weir:plugin/outcomes": super::mapper::weir::plugin::outcomes,
         },
     });
@@ -34,6 +36,7 @@ pub mod cors {
         with: {
             "weir:plugin/types": super::mapper::weir::plugin::types,
             "weir:plugin/host": super::mapper::weir::plugin::host,
+            "weir:plugin/json": super::mapper::weir::plugin::json,
         },
     });
 }

@@ -16,6 +16,7 @@
 mod bindings;
 mod cache;
 mod compiler;
+mod json;
 mod reuse;
 
 use std::path::{Path, PathBuf};

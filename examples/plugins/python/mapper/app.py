@@ -3,14 +3,12 @@ sets top-level fields of a JSON body, answers 400 for a malformed JSON body, and
 headers to the response. Same behaviour as examples/plugins/rust/mapper."""
 
 import json
-import re
 
 import wit_world
 from wit_world.imports import host
+from wit_world.imports import json as host_json
 from wit_world.imports.outcomes import RequestOutcome_Forward, RequestOutcome_Respond
 from wit_world.imports.types import Response
-
-MAX_DEPTH = 64
 
 # ---- config ---------------------------------------------------------------------
 
@@ -55,101 +53,10 @@ def parse_config(text):
 
 
 # ---- JSON -----------------------------------------------------------------------
-
-WS = re.compile(rb"[ \t\n\r]*")
-STRING = re.compile(rb'"(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"')
-NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-LITERALS = (b"true", b"false", b"null")
-
-
-class Malformed(Exception):
-    pass
-
-
-class Scanner:
-    """A strict RFC 8259 scanner that records the top-level members' byte spans."""
-
-    def __init__(self, b):
-        self.b = b
-        self.i = 0
-
-    def ws(self):
-        self.i = WS.match(self.b, self.i).end()
-
-    def peek(self):
-        return self.b[self.i : self.i + 1]
-
-    def eat(self, c):
-        if self.peek() != c:
-            raise Malformed
-        self.i += 1
-
-    def try_eat(self, c):
-        if self.peek() == c:
-            self.i += 1
-            return True
-        return False
-
-    def token(self, pattern):
-        m = pattern.match(self.b, self.i)
-        if m is None:
-            raise Malformed
-        self.i = m.end()
-
-    def value(self, depth):
-        c = self.peek()
-        if c == b"{":
-            self.object(depth + 1, None)
-        elif c == b"[":
-            if depth + 1 > MAX_DEPTH:
-                raise Malformed
-            self.i += 1
-            self.ws()
-            if self.try_eat(b"]"):
-                return
-            while True:
-                self.ws()
-                self.value(depth + 1)
-                self.ws()
-                if self.try_eat(b"]"):
-                    return
-                self.eat(b",")
-        elif c == b'"':
-            self.token(STRING)
-        elif c in (b"t", b"f", b"n"):
-            for word in LITERALS:
-                if self.b.startswith(word, self.i):
-                    self.i += len(word)
-                    return
-            raise Malformed
-        else:
-            self.token(NUMBER)
-
-    def object(self, depth, members):
-        if depth > MAX_DEPTH:
-            raise Malformed
-        self.eat(b"{")
-        self.ws()
-        if self.try_eat(b"}"):
-            return
-        while True:
-            self.ws()
-            key_start = self.i + 1
-            if self.peek() != b'"':
-                raise Malformed
-            self.token(STRING)
-            key = self.b[key_start : self.i - 1]
-            self.ws()
-            self.eat(b":")
-            self.ws()
-            value_start = self.i
-            self.value(depth)
-            if members is not None:
-                members.append((key, value_start, self.i))
-            self.ws()
-            if self.try_eat(b"}"):
-                return
-            self.eat(b",")
+#
+# The gateway checks the body and indexes its top-level members natively
+# (`weir:plugin/json`, since WIT 0.1.1): building Python objects for every value of a
+# body, only to check it, is most of what a JSON rewrite costs in CPython.
 
 
 def quote(s):
@@ -174,132 +81,16 @@ def quote(s):
     return "".join(out)
 
 
-def scan_members(body):
-    """(members, non_empty, close) with every top-level member as (key bytes, value start,
-    value end), or None when the body is not a JSON object: with the scanner above."""
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    s = Scanner(body)
-    members = []
-    try:
-        s.ws()
-        if s.peek() != b"{":
-            return None
-        s.object(1, members)
-        close = s.i - 1
-        s.ws()
-        if s.i != len(body):
-            return None
-    except Malformed:
-        return None
-    return members, bool(members), close
-
-
-# ---- the same, with the json module ---------------------------------------------
-#
-# Scanning token by token in Python is slow. For an ASCII body, the json module (C)
-# checks the grammar; then only the places where a configured field's key appears are
-# looked at, with regular expressions, and the json module finds where their values
-# end. Whatever this way cannot settle cheaply (non-ASCII, a field whose key appears
-# many times) gives None, and the scanner decides. Answers are the same either way.
-#
-# It allocates little on purpose: objects are checked, not built (every page a fresh
-# instance touches for the first time costs a page fault, several µs here).
-
-STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-NOT_BRACKETS = re.compile(rb"[^\[\]{}]+")
-INNERMOST = re.compile(rb"\[\]|\{\}")
-COLON = re.compile(rb"[ \t\n\r]*:[ \t\n\r]*")
-EMPTY = re.compile(rb"[ \t\n\r]*\{[ \t\n\r]*\}")
-MAX_OCCURRENCES = 8
-
-
-def _refuse(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-# Python's json accepts NaN and Infinity unless told otherwise. Objects decode to their
-# member count (`len`, a builtin: cheap to call, nothing to allocate), since only the
-# grammar matters here.
-CHECKER = json.JSONDecoder(parse_constant=_refuse, object_pairs_hook=len)
-BLANK = b" \t\n\r"
-
-
-def unmatched(b):
-    """`b` (brackets only) without its pairs that match within MAX_DEPTH levels."""
-    for _ in range(MAX_DEPTH):
-        rest = INNERMOST.sub(b"", b)
-        if len(rest) == len(b):
-            break
-        b = rest
-    return b
-
-
-def depth_ok(b):
-    """Whether no value in the valid JSON text `b` is nested deeper than MAX_DEPTH."""
-    # Deeper than MAX_DEPTH takes more opening brackets than that.
-    if b.count(b"{") + b.count(b"[") <= MAX_DEPTH:
-        return True
-    return not unmatched(NOT_BRACKETS.sub(b"", STRINGS.sub(b"", b)))
-
-
-def top_level_token(b, at):
-    """Whether a string token starting at `at` in the valid JSON text `b` (no deeper
-    than MAX_DEPTH) is directly inside the top-level object."""
-    before = STRINGS.sub(b"", b[:at])
-    if b'"' in before:
-        return False
-    return unmatched(NOT_BRACKETS.sub(b"", before)) == b"{"
-
-
-def native_members(body, fields):
-    """Like scan_members, but only the members whose key is one of `fields`; None when
-    this way cannot tell."""
-    if not body.isascii():
-        return None
-    text = body.decode("ascii")
-    if not body.lstrip(BLANK).startswith(b"{"):
-        return None
-    try:
-        CHECKER.decode(text)
-    except (ValueError, RecursionError):
-        return None
-    if not depth_ok(body):
-        return None
-    members = []
-    seen = 0
-    for field, _ in fields:
-        quoted = b'"' + field.encode() + b'"'
-        at = body.find(quoted)
-        while at != -1:
-            seen += 1
-            if seen > MAX_OCCURRENCES:
-                return None
-            token = STRINGS.match(body, at)
-            colon = token and token.end() == at + len(quoted) and COLON.match(body, token.end())
-            if colon and top_level_token(body, at):
-                _, end = CHECKER.raw_decode(text, colon.end())
-                members.append((body[at + 1 : token.end() - 1], colon.end(), end))
-            at = body.find(quoted, at + 1)
-    return members, not EMPTY.match(body), body.rindex(b"}")
-
-
 def set_fields(body, fields):
     """The body with each field set, or None when it is not a JSON object."""
-    try:
-        scanned = native_members(body, fields)
-    except ValueError:
-        scanned = None
-    if scanned is None:
-        scanned = scan_members(body)
-    if scanned is None:
+    index = host_json.index_object(body)
+    if index is None:
         return None
-    members, non_empty, close = scanned
+    members = [(body[m.key_start : m.key_end], m.value_start, m.value_end) for m in index.members]
+    close = index.close
     edits = []
     added = []
-    count = 1 if non_empty else 0
+    count = len(members)
     for field, value in fields:
         want = field.encode()
         found = False
