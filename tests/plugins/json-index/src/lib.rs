@@ -10,7 +10,8 @@ impl Mapper for Index {
         let Some(ix) = weir_sdk::json::index_object(&req.body) else {
             return Err(Response::text(400, "not a JSON object"));
         };
-        let text = |r: &std::ops::Range<usize>| String::from_utf8_lossy(&req.body[r.clone()]).into_owned();
+        let text =
+            |r: &std::ops::Range<usize>| String::from_utf8_lossy(&req.body[r.clone()]).into_owned();
         let members: Vec<_> = ix
             .members
             .iter()
