@@ -267,6 +267,74 @@ pub fn headers(data: &[u8]) {
     }
 }
 
+/// A document for the plugins' `json` interface (`index-object`), guest-controlled.
+///
+/// Invariants: no panic; an index's spans lie in order inside the document, keys
+/// between quotes, the closing brace at `close`; the object rebuilt from the indexed
+/// keys and values indexes to the same keys and values; and whatever `serde_json`
+/// accepts as an object (it is as strict, and stricter on number ranges and lone
+/// surrogates) is indexed when it is no deeper than the limit.
+pub fn json_index(data: &[u8]) {
+    use crate::plugin::json::{MAX_DEPTH, index_object};
+
+    let index = index_object(data);
+    if let Ok(serde_json::Value::Object(_)) = serde_json::from_slice(data) {
+        let brackets = data.iter().filter(|&&b| b == b'{' || b == b'[').count();
+        if brackets <= MAX_DEPTH {
+            assert!(
+                index.is_some(),
+                "a JSON object serde_json accepts was refused"
+            );
+        }
+    }
+    let Some(index) = index else {
+        return;
+    };
+    let close = index.close as usize;
+    assert_eq!(data.get(close), Some(&b'}'));
+    let mut at = 0;
+    let mut pairs = Vec::new();
+    for m in &index.members {
+        let (ks, ke) = (m.key_start as usize, m.key_end as usize);
+        let (vs, ve) = (m.value_start as usize, m.value_end as usize);
+        assert!(
+            at < ks && ks <= ke && ke < vs && vs < ve && ve <= close,
+            "spans out of order"
+        );
+        assert_eq!(
+            (data[ks - 1], data[ke]),
+            (b'"', b'"'),
+            "a key not between quotes"
+        );
+        pairs.push((&data[ks..ke], &data[vs..ve]));
+        at = ve;
+    }
+    let mut rebuilt = b"{".to_vec();
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            rebuilt.push(b',');
+        }
+        rebuilt.push(b'"');
+        rebuilt.extend_from_slice(k);
+        rebuilt.extend_from_slice(b"\":");
+        rebuilt.extend_from_slice(v);
+    }
+    rebuilt.push(b'}');
+    let again = index_object(&rebuilt).expect("the rebuilt object is refused");
+    let texts: Vec<_> = again
+        .members
+        .iter()
+        .map(|m| {
+            let span = |a: u32, b: u32| &rebuilt[a as usize..b as usize];
+            (
+                span(m.key_start, m.key_end),
+                span(m.value_start, m.value_end),
+            )
+        })
+        .collect();
+    assert_eq!(texts, pairs, "the rebuilt object indexes differently");
+}
+
 /// The headers the gateway sets itself from the body, never from a plugin.
 fn framing(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")

@@ -46,3 +46,8 @@ fn selection() {
 fn headers() {
     replay("headers", weir::fuzzing::headers);
 }
+
+#[test]
+fn json_index() {
+    replay("json_index", weir::fuzzing::json_index);
+}

@@ -16,7 +16,7 @@
 mod bindings;
 mod cache;
 mod compiler;
-mod json;
+pub(crate) mod json;
 mod reuse;
 
 use std::path::{Path, PathBuf};
