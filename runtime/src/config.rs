@@ -81,6 +81,9 @@ pub struct Server {
     /// Worker threads, each with its own event loop and listener socket
     /// (`SO_REUSEPORT`); default: one per CPU core.
     pub workers: Option<usize>,
+    /// A PEM file of certificates to trust for `https://` integrations besides the
+    /// system's (a private CA, say); relative to the config file.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -93,6 +96,7 @@ impl Default for Server {
             shutdown_grace: default_shutdown_grace(),
             max_connections: default_max_connections(),
             workers: None,
+            upstream_ca_file: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -38,7 +39,7 @@ enum Part {
     Param(String),
 }
 
-/// An upstream URL template: `http://host:port/path/{param}/{proxy+}`.
+/// An upstream URL template: `http://host:port/path/{param}/{proxy+}` (or `https://`).
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     scheme_authority: String,
@@ -50,13 +51,15 @@ pub struct HttpTarget {
 impl HttpTarget {
     /// Parses a template whose `{name}` placeholders must be among `params`.
     pub fn parse(url: &str, params: &[String]) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            if url.starts_with("https://") {
-                format!("`{url}`: https upstreams are not supported yet; use http://")
-            } else {
-                format!("`{url}`: the URL must start with http://")
-            }
-        })?;
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            ("http", rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            ("https", rest)
+        } else {
+            return Err(format!(
+                "`{url}`: the URL must start with http:// or https://"
+            ));
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -78,7 +81,7 @@ impl HttpTarget {
             Some(parse_template(path, params).map_err(|e| format!("`{url}`: {e}"))?)
         };
         Ok(Self {
-            scheme_authority: format!("http://{authority}"),
+            scheme_authority: format!("{scheme}://{authority}"),
             authority: HeaderValue::from_str(authority)
                 .map_err(|_| format!("`{url}`: invalid host `{authority}`"))?,
             path,
@@ -193,18 +196,26 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(HeaderName::from_static("proxy-connection"));
 }
 
-/// The pooled keep-alive client shared by every HTTP integration.
+/// The pooled keep-alive client shared by every HTTP integration: plain HTTP, and HTTPS
+/// verified against [`UpstreamTls`]'s roots.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
-impl Default for Upstream {
-    fn default() -> Self {
+impl Upstream {
+    /// A client for `http://` and `https://` upstreams.
+    pub fn new(tls: &UpstreamTls) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        connector.enforce_http(true);
+        // The TLS layer sees the scheme; this one only opens TCP connections.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
@@ -213,6 +224,56 @@ impl Default for Upstream {
             .http1_writev(false)
             .build(connector);
         Self { client }
+    }
+}
+
+/// What `https://` upstreams are verified against: the system's trusted certificates
+/// and those of `[server] upstream_ca_file`. Read once, at start.
+pub struct UpstreamTls {
+    config: Arc<rustls::ClientConfig>,
+    /// Certificates trusted from the system's store.
+    pub system_roots: usize,
+    /// Certificates trusted from `upstream_ca_file`.
+    pub file_roots: usize,
+}
+
+impl UpstreamTls {
+    /// Trusts the system's certificates and, when given, every certificate in the PEM
+    /// file `ca_file` (an error if it cannot be read or holds none).
+    pub fn load(ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (system_roots, _) = roots.add_parsable_certificates(native.certs);
+        let mut file_roots = 0;
+        if let Some(path) = ca_file {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject;
+            let shown = path.display();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?;
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?;
+                file_roots += 1;
+            }
+            if file_roots == 0 {
+                return Err(format!("upstream_ca_file {shown}: no certificates in it"));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            config: Arc::new(config),
+            system_roots,
+            file_roots,
+        })
     }
 }
 
@@ -352,13 +413,20 @@ mod tests {
             "http://localhost:81/a/b"
         );
         assert_eq!(t.authority(), "localhost:81");
+        let t = HttpTarget::parse("https://api.example/v1/{proxy}", &["proxy".into()]).unwrap();
+        let params = [("proxy".to_owned(), "pets".to_owned())];
+        assert_eq!(
+            t.uri("/x", None, &params, "a=1").unwrap(),
+            "https://api.example/v1/pets?a=1"
+        );
+        assert_eq!(t.authority(), "api.example");
     }
 
     #[test]
     fn rejects_bad_templates() {
         for (url, want) in [
-            ("https://x/", "https upstreams are not supported"),
-            ("ftp://x/", "must start with http://"),
+            ("ftp://x/", "must start with http:// or https://"),
+            ("https://", "invalid host"),
             ("http://x/{id}", "not a parameter of the route key"),
             ("http://x/{id", "unclosed"),
             ("http://x/a}", "unmatched"),

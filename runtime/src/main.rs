@@ -16,6 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::{Config, World};
+use weir::integrate::{Upstream, UpstreamTls};
 use weir::pipeline::Shared;
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
@@ -191,7 +192,11 @@ fn validate(path: &Path) -> ExitCode {
         .and_then(|runtime| {
             let host = Arc::new(PluginHost::new()?);
             let reloader = Reloader::new(path, host, Arc::default());
-            Ok(runtime.block_on(reloader.check()))
+            let checked = runtime.block_on(reloader.check());
+            if checked.is_ok() {
+                upstream_tls(&Config::load(path)?, path)?;
+            }
+            Ok(checked)
         });
     match checked {
         Ok(Ok(gw)) => {
@@ -212,6 +217,14 @@ fn validate(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The certificates `https://` integrations are verified against (`[server]
+/// upstream_ca_file` is relative to the config file).
+fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
+    let ca_file = config.server.upstream_ca_file.as_ref();
+    UpstreamTls::load(ca_file.map(|f| base_dir(path).join(f)).as_deref())
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 fn check_plugin(file: &Path, world: World) -> ExitCode {
@@ -277,6 +290,13 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // Serving with fresh counters beats not serving; say so loudly.
         Err(e) => tracing::error!(error = %e, "quota counters not restored"),
     }
+    let tls = upstream_tls(&config, path)?;
+    tracing::info!(
+        system = tls.system_roots,
+        file = tls.file_roots,
+        "certificates trusted for https upstreams"
+    );
+    let tls = Arc::new(tls);
     let workers = config
         .server
         .workers
@@ -305,6 +325,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         let gateway = live.clone();
         let connections = connections.clone();
         let settings = settings.clone();
+        let tls = tls.clone();
         let mut stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("weir-worker-{i}"))
@@ -318,7 +339,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     .build()?;
                 let served = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(socket)?;
-                    let shared = Arc::new(Shared::new(gateway, connections));
+                    let upstream = Upstream::new(&tls);
+                    let shared = Arc::new(Shared::new(gateway, connections, upstream));
                     let stopped = async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     };

@@ -57,10 +57,14 @@ pub struct Shared {
 
 impl Shared {
     /// A worker's shared state.
-    pub fn new(gateway: LiveGateway, connections: Arc<dyn ConnectionTable>) -> Self {
+    pub fn new(
+        gateway: LiveGateway,
+        connections: Arc<dyn ConnectionTable>,
+        upstream: Upstream,
+    ) -> Self {
         Self {
             gateway,
-            upstream: Upstream::default(),
+            upstream,
             connections,
             websockets: AtomicUsize::new(0),
         }

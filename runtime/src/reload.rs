@@ -99,6 +99,10 @@ impl StartOnly {
             ("server.listen", a.listen != b.listen),
             ("server.workers", a.workers != b.workers),
             (
+                "server.upstream_ca_file",
+                a.upstream_ca_file != b.upstream_ca_file,
+            ),
+            (
                 "server.max_connections",
                 a.max_connections != b.max_connections,
             ),

@@ -1,9 +1,9 @@
 //! HTTP integrations against a real upstream, and mock integrations.
 
 use bytes::Bytes;
-use weir_tests::{Client, Upstream};
+use weir_tests::{Client, TestCa, Upstream};
 
-use crate::weir;
+use crate::{toml_path, weir};
 
 #[tokio::test]
 async fn proxies_with_params_query_and_forwarding_headers() {
@@ -108,4 +108,91 @@ integration = { type = "mock", status = 200, body = '{"ok":true}', headers = { c
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), serde_json::json!({"ok": true}));
     assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+/// A route to `up`, with `server` added to `[server]`.
+fn tls_config(up: &Upstream, server: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+{server}
+[[routes]]
+key = "GET /secure/{{id}}"
+integration = {{ type = "http", url = "{base}/v1/{{id}}" }}
+"#,
+        base = up.base()
+    )
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_trusted_certificates() {
+    let ca = TestCa::new();
+    let up = Upstream::start_tls(&ca).await;
+    assert!(up.base().starts_with("https://127.0.0.1:"));
+    let dir = weir_tests::test_dir();
+    let ca_file = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let gw = weir(&tls_config(
+        &up,
+        &format!(
+            "upstream_ca_file = {}",
+            toml_path(ca_file.to_str().unwrap())
+        ),
+    ));
+    let c = Client::default();
+    for id in ["1", "2"] {
+        let r = c.get(&gw.url(&format!("/secure/{id}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["path"], format!("/v1/{id}"));
+    }
+    assert_eq!(
+        up.seen().len(),
+        2,
+        "both requests reached the upstream over TLS"
+    );
+
+    // Without the authority the upstream's certificate is refused: 502, nothing sent.
+    let up2 = Upstream::start_tls(&TestCa::new()).await;
+    let gw2 = weir(&tls_config(&up2, ""));
+    let r = c.get(&gw2.url("/secure/3")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(up2.seen().is_empty());
+    let logs = gw2.wait_for_logs("certificate", 1).await;
+    assert!(logs.contains("UnknownIssuer"), "{logs}");
+}
+
+#[test]
+fn an_unusable_upstream_ca_file_stops_the_start() {
+    let dir = weir_tests::test_dir();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (file, want) in [
+        (dir.join("missing.pem"), "missing.pem"),
+        (empty, "no certificates in it"),
+    ] {
+        let config = dir.join("weir.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\nupstream_ca_file = {}\n",
+                toml_path(file.to_str().unwrap())
+            ),
+        )
+        .unwrap();
+        // `weir validate` refuses it too.
+        for args in [&["serve", "--config"][..], &["validate"][..]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(args)
+                .arg(&config)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted {file:?}");
+            assert!(
+                stderr.contains("upstream_ca_file") && stderr.contains(want),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
 }
