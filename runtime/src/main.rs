@@ -256,6 +256,14 @@ fn check_plugin(file: &Path, world: World) -> ExitCode {
 
 fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    // Before any plugin is compiled: a bad CA file is refused at once.
+    let tls = upstream_tls(&config, path)?;
+    tracing::info!(
+        system = tls.system_roots,
+        file = tls.file_roots,
+        "certificates trusted for https upstreams"
+    );
+    let tls = Arc::new(tls);
     let metrics = weir::admin::install_metrics()?;
     let cache_dir = config.plugin_cache.enabled.then(|| {
         (
@@ -290,13 +298,6 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // Serving with fresh counters beats not serving; say so loudly.
         Err(e) => tracing::error!(error = %e, "quota counters not restored"),
     }
-    let tls = upstream_tls(&config, path)?;
-    tracing::info!(
-        system = tls.system_roots,
-        file = tls.file_roots,
-        "certificates trusted for https upstreams"
-    );
-    let tls = Arc::new(tls);
     let workers = config
         .server
         .workers
