@@ -264,6 +264,11 @@ pub struct Limits {
     /// gets 502 (integration) or 500 (plugin).
     #[serde(default = "default_max_body")]
     pub max_response_body: ByteSize,
+    /// Most memory the process that compiles plugins may allocate (its data limit,
+    /// default 2 GiB; at least 16 MiB); a component whose compile needs more is refused.
+    /// An 18 MB Python component needs 400–600 MiB.
+    #[serde(default = "default_compile_memory")]
+    pub compile_memory: ByteSize,
 }
 
 impl Default for Limits {
@@ -273,6 +278,7 @@ impl Default for Limits {
             max_body: default_max_body(),
             max_header_bytes: default_max_header_bytes(),
             max_response_body: default_max_body(),
+            compile_memory: default_compile_memory(),
         }
     }
 }
@@ -282,6 +288,9 @@ fn default_integration_timeout() -> Duration {
 }
 fn default_max_body() -> ByteSize {
     ByteSize::mb(10)
+}
+fn default_compile_memory() -> ByteSize {
+    ByteSize::gib(2)
 }
 fn default_max_header_bytes() -> usize {
     10_240

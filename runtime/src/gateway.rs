@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::access_log::AccessLogFormat;
@@ -261,6 +262,9 @@ pub fn assemble(
     }
     if config.server.max_connections == 0 {
         errors.push("server.max_connections: must be at least 1".to_owned());
+    }
+    if limits.compile_memory < ByteSize::mib(16) {
+        errors.push("limits.compile_memory: must be at least 16MiB".to_owned());
     }
     if limits.max_header_bytes < 256 {
         errors.push("limits.max_header_bytes: must be at least 256".to_owned());

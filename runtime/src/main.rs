@@ -75,7 +75,11 @@ enum PluginCommand {
     /// Compile a component read on stdin and write the artifact on stdout: what
     /// `weir serve` runs in a child process for every compile.
     #[command(hide = true)]
-    Precompile,
+    Precompile {
+        /// Limit this process's data (heap) to this many bytes first.
+        #[arg(long)]
+        max_memory: Option<u64>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,15 +107,15 @@ fn main() -> ExitCode {
     if !matches!(
         cli.command,
         Command::Plugin {
-            command: PluginCommand::Precompile
+            command: PluginCommand::Precompile { .. }
         }
     ) {
         init_logging(cli.log_format);
     }
     match cli.command {
         Command::Plugin {
-            command: PluginCommand::Precompile,
-        } => match weir::plugin::precompile_stdio() {
+            command: PluginCommand::Precompile { max_memory },
+        } => match weir::plugin::precompile_stdio(max_memory) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -271,7 +275,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             config.plugin_cache.max_size.as_u64(),
         )
     });
-    let compiler = Compiler::child_of_self().context("finding this executable")?;
+    let compiler = Compiler::child_of_self(config.limits.compile_memory.as_u64())
+        .context("finding this executable")?;
     let host = Arc::new(PluginHost::with_cache(cache_dir)?.with_compiler(compiler));
     // The main thread's runtime: the initial load, then signals, the admin listener,
     // file watching and every reload (compiles go to its blocking pool).

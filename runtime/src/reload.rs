@@ -71,14 +71,16 @@ struct Registry {
 
 /// The settings read only at start: the listeners, workers and connection handling of
 /// `[server]` (its `stage` and `body_read_timeout` are per request, so a reload applies
-/// them), `[admin]`, `[reload]`, `[plugin_cache]` and the quota file. A reload that
-/// changes them applies everything else and names these (`restart_needed`).
+/// them), `[admin]`, `[reload]`, `[plugin_cache]`, the quota file and
+/// `limits.compile_memory`. A reload that changes them applies everything else and
+/// names these (`restart_needed`).
 struct StartOnly {
     server: config::Server,
     admin: Option<config::Admin>,
     reload: config::Reload,
     plugin_cache: config::PluginCache,
     quota_file: Option<PathBuf>,
+    compile_memory: bytesize::ByteSize,
 }
 
 impl StartOnly {
@@ -89,6 +91,7 @@ impl StartOnly {
             reload: config.reload.clone(),
             plugin_cache: config.plugin_cache.clone(),
             quota_file: config.api.quota_file.clone(),
+            compile_memory: config.limits.compile_memory,
         }
     }
 
@@ -118,6 +121,10 @@ impl StartOnly {
             ("reload", self.reload != config.reload),
             ("plugin_cache", self.plugin_cache != config.plugin_cache),
             ("api.quota_file", self.quota_file != config.api.quota_file),
+            (
+                "limits.compile_memory",
+                self.compile_memory != config.limits.compile_memory,
+            ),
         ]
         .into_iter()
         .filter_map(|(key, changed)| changed.then_some(key))

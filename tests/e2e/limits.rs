@@ -132,3 +132,39 @@ integration = {{ type = "http", url = "{}/slow/{{ms}}" }}
         .await;
     assert!(refused.is_err(), "no new connections after shutdown");
 }
+
+#[test]
+fn a_compile_past_compile_memory_refuses_the_plugin_and_names_the_limit() {
+    let dir = weir_tests::test_dir();
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+[limits]
+compile_memory = "16MiB"
+[plugin_cache]
+enabled = false
+[plugins.stamp]
+file = {stamp}
+world = "mapper"
+"#,
+            stamp = crate::toml_path(weir_tests::artifacts::STAMP_V1)
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "served with a 16 MiB compiler");
+    assert!(
+        stderr.contains("plugins.stamp")
+            && stderr.contains("needs more memory than limits.compile_memory (16.0 MiB) allows"),
+        "{stderr}"
+    );
+}

@@ -28,8 +28,14 @@ pub enum Compiler {
     /// `weir validate`) and library use.
     #[default]
     InProcess,
-    /// In a child process running `EXE plugin precompile`.
-    Child(PathBuf),
+    /// In a child process running `EXE plugin precompile`, allowed `max_memory` bytes
+    /// of data (`RLIMIT_DATA`).
+    Child {
+        /// The executable.
+        exe: PathBuf,
+        /// The child's data limit in bytes (`[limits] compile_memory`).
+        max_memory: u64,
+    },
 }
 
 impl Compiler {
@@ -37,13 +43,13 @@ impl Compiler {
     /// names the running file even after a package upgrade replaced it on disk, so the
     /// child is always the same build as the gateway (wasmtime refuses artifacts of any
     /// other build, too).
-    pub fn child_of_self() -> std::io::Result<Self> {
+    pub fn child_of_self(max_memory: u64) -> std::io::Result<Self> {
         let exe = if cfg!(target_os = "linux") {
             PathBuf::from("/proc/self/exe")
         } else {
             std::env::current_exe()?
         };
-        Ok(Compiler::Child(exe))
+        Ok(Compiler::Child { exe, max_memory })
     }
 
     /// Compiles `bytes` into an artifact for `Component::deserialize` on `engine`.
@@ -52,7 +58,7 @@ impl Compiler {
             Compiler::InProcess => engine
                 .precompile_component(bytes)
                 .map_err(|e| format!("{e:#}")),
-            Compiler::Child(exe) => match in_child(exe, bytes) {
+            Compiler::Child { exe, max_memory } => match in_child(exe, *max_memory, bytes) {
                 Ok(artifact) => Ok(artifact),
                 Err(ChildError::Failed(why)) => Err(why),
                 Err(ChildError::CannotStart(why)) => {
@@ -92,10 +98,11 @@ const COMPILE_DEADLINE: Duration = Duration::from_secs(300);
 /// config with four interpreted plugins would have ~2 GiB in flight at start.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
+fn in_child(exe: &Path, max_memory: u64, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = Command::new(exe)
-        .args(["plugin", "precompile"])
+        .args(["plugin", "precompile", "--max-memory"])
+        .arg(max_memory.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,6 +156,14 @@ fn in_child(exe: &Path, bytes: &[u8]) -> Result<Vec<u8>, ChildError> {
     }
     let said = String::from_utf8_lossy(&said);
     let said = said.trim().trim_start_matches("error: ");
+    // Past its data limit the child either reports the failed allocation (wasmtime's
+    // own error) or aborts in Rust's allocation-failure handler.
+    if said.contains("out of memory") || said.starts_with("memory allocation of") {
+        return Err(ChildError::Failed(format!(
+            "compiling it needs more memory than limits.compile_memory ({}) allows",
+            bytesize::ByteSize(max_memory).display().iec()
+        )));
+    }
     Err(ChildError::Failed(match status.code() {
         Some(_) if !said.is_empty() => said.to_owned(),
         _ => format!("the compiler process failed ({status})"),
@@ -180,10 +195,17 @@ fn watch(child: &mut std::process::Child, started: Instant) -> Result<ExitStatus
 
 /// The child's side (`weir plugin precompile`): a component on stdin, the artifact on
 /// stdout, an error on stderr with exit status 1.
-pub fn precompile_stdio() -> anyhow::Result<()> {
+///
+/// With `max_memory`, the process limits its data (heap, anonymous mappings, thread
+/// stacks) to that many bytes and starts itself again without the flag: the allocator
+/// reserves its arenas when a process starts, so a limit must be in place by then.
+pub fn precompile_stdio(max_memory: Option<u64>) -> anyhow::Result<()> {
+    if let Some(max) = max_memory {
+        return limit_data_and_restart(max);
+    }
     let mut bytes = Vec::new();
     std::io::stdin().read_to_end(&mut bytes)?;
-    let engine = Engine::new(&super::engine_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = Engine::new(&super::compile_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let artifact = engine
         .precompile_component(&bytes)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -191,6 +213,29 @@ pub fn precompile_stdio() -> anyhow::Result<()> {
     out.write_all(&artifact)?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn limit_data_and_restart(max: u64) -> anyhow::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    use std::os::unix::process::CommandExt as _;
+    let limit = Rlimit {
+        current: Some(max),
+        maximum: Some(max),
+    };
+    setrlimit(Resource::Data, limit).map_err(|e| anyhow::anyhow!("limiting memory: {e}"))?;
+    // Only returns if the executable could not be started; stdin, stdout and stderr
+    // pass on as they are.
+    let e = Command::new("/proc/self/exe")
+        .args(["plugin", "precompile"])
+        .exec();
+    Err(anyhow::anyhow!("restarting the compiler process: {e}"))
+}
+
+/// Elsewhere the compiler process runs without a limit of its own.
+#[cfg(not(target_os = "linux"))]
+fn limit_data_and_restart(_max: u64) -> anyhow::Result<()> {
+    precompile_stdio(None)
 }
 
 #[cfg(test)]
@@ -203,7 +248,10 @@ mod tests {
     #[test]
     fn a_compiler_process_that_cannot_start_falls_back_to_this_one() {
         let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
-        let compiler = Compiler::Child(PathBuf::from("/nonexistent/weir"));
+        let compiler = Compiler::Child {
+            exe: PathBuf::from("/nonexistent/weir"),
+            max_memory: 1 << 30,
+        };
         let artifact = compiler.precompile(&engine, EMPTY_COMPONENT).unwrap();
         let expected = Compiler::InProcess
             .precompile(&engine, EMPTY_COMPONENT)
@@ -216,8 +264,26 @@ mod tests {
     fn a_compiler_process_that_fails_refuses_the_component() {
         let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
         // Exits 1 without a word, as a crashed compiler would say nothing.
-        let compiler = Compiler::Child(PathBuf::from("false"));
+        let compiler = Compiler::Child {
+            exe: PathBuf::from("false"),
+            max_memory: 1 << 30,
+        };
         let err = compiler.precompile(&engine, EMPTY_COMPONENT).unwrap_err();
         assert_eq!(err, "the compiler process failed (exit status: 1)");
+    }
+
+    #[test]
+    fn the_compiler_engine_makes_artifacts_the_gateway_engine_takes() {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let hash = |config: &wasmtime::Config| {
+            let engine = Engine::new(config).unwrap();
+            let mut h = DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(
+            hash(&crate::plugin::compile_config()),
+            hash(&crate::plugin::engine_config())
+        );
     }
 }

@@ -515,8 +515,17 @@ pub fn return_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// The engine's settings, the same in the gateway and in its compiler process (the
-/// artifact a compile makes fits only an engine with these).
+/// What compiled code depends on: the same in the gateway and in its compiler process
+/// (the artifact a compile makes fits only an engine with these). The compiler process
+/// instantiates nothing, so it has no instance pool (whose reserved address space a
+/// data limit on that process would count).
+fn compile_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    config
+}
+
+/// The gateway's engine: [`compile_config`] with the instance pool.
 fn engine_config() -> Config {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_INSTANCES)
@@ -532,11 +541,8 @@ fn engine_config() -> Config {
         .table_keep_resident(1 << 20)
         .pagemap_scan(Enabled::Auto)
         .max_unused_warm_slots(WARM_SLOTS);
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let mut config = compile_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
