@@ -84,6 +84,11 @@ pub struct Server {
     /// A PEM file of certificates to trust for `https://` integrations besides the
     /// system's (a private CA, say); relative to the config file.
     pub upstream_ca_file: Option<PathBuf>,
+    /// A PEM certificate chain to present to `https://` upstreams that ask for one
+    /// (with `upstream_client_key`), so a backend can tell the gateway's calls apart.
+    pub upstream_client_cert: Option<PathBuf>,
+    /// The private key of `upstream_client_cert` (PEM).
+    pub upstream_client_key: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -97,6 +102,8 @@ impl Default for Server {
             max_connections: default_max_connections(),
             workers: None,
             upstream_ca_file: None,
+            upstream_client_cert: None,
+            upstream_client_key: None,
         }
     }
 }

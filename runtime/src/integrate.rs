@@ -227,54 +227,95 @@ impl Upstream {
     }
 }
 
-/// What `https://` upstreams are verified against: the system's trusted certificates
-/// and those of `[server] upstream_ca_file`. Read once, at start.
+/// How `https://` upstreams are reached: verified against the system's trusted
+/// certificates and those of `[server] upstream_ca_file`, presenting the client
+/// certificate of `upstream_client_cert` when an upstream asks for one. Read once, at
+/// start.
 pub struct UpstreamTls {
     config: Arc<rustls::ClientConfig>,
     /// Certificates trusted from the system's store.
     pub system_roots: usize,
     /// Certificates trusted from `upstream_ca_file`.
     pub file_roots: usize,
+    /// Whether a client certificate is presented.
+    pub client_cert: bool,
+}
+
+/// Where [`UpstreamTls`] reads its files from (paths already resolved).
+#[derive(Debug, Default)]
+pub struct UpstreamTlsFiles<'a> {
+    /// PEM certificates to trust besides the system's.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// The client certificate chain (PEM), with `client_key`.
+    pub client_cert: Option<&'a std::path::Path>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub client_key: Option<&'a std::path::Path>,
 }
 
 impl UpstreamTls {
-    /// Trusts the system's certificates and, when given, every certificate in the PEM
-    /// file `ca_file` (an error if it cannot be read or holds none).
-    pub fn load(ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+    /// Trusts the system's certificates and every certificate in `files.ca_file`; with
+    /// `files.client_cert` and `files.client_key`, presents that certificate. An error
+    /// names the setting whose file cannot be read, holds nothing usable, or lacks its
+    /// pair.
+    pub fn load(files: &UpstreamTlsFiles<'_>) -> Result<Self, String> {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         let (system_roots, _) = roots.add_parsable_certificates(native.certs);
         let mut file_roots = 0;
-        if let Some(path) = ca_file {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?;
-            for cert in certs {
+        if let Some(path) = files.ca_file {
+            for cert in pem_certificates("upstream_ca_file", path)? {
                 roots
                     .add(cert)
-                    .map_err(|e| format!("upstream_ca_file {shown}: {e}"))?;
+                    .map_err(|e| format!("upstream_ca_file {}: {e}", path.display()))?;
                 file_roots += 1;
-            }
-            if file_roots == 0 {
-                return Err(format!("upstream_ca_file {shown}: no certificates in it"));
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let config = match (files.client_cert, files.client_key) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => {
+                let chain = pem_certificates("upstream_client_cert", cert)?;
+                let key_der = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| format!("upstream_client_key {}: {e}", key.display()))?;
+                builder
+                    .with_client_auth_cert(chain, key_der)
+                    .map_err(|e| format!("upstream_client_cert and upstream_client_key: {e}"))?
+            }
+            (Some(_), None) => return Err("upstream_client_cert needs upstream_client_key".into()),
+            (None, Some(_)) => return Err("upstream_client_key needs upstream_client_cert".into()),
+        };
         Ok(Self {
             config: Arc::new(config),
             system_roots,
             file_roots,
+            client_cert: files.client_cert.is_some(),
         })
     }
+}
+
+/// Every certificate in the PEM file `path` (at least one), for the setting `key`.
+fn pem_certificates(
+    key: &str,
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{key} {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{key} {shown}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{key} {shown}: no certificates in it"));
+    }
+    Ok(certs)
 }
 
 impl Upstream {

@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::{Config, World};
-use weir::integrate::{Upstream, UpstreamTls};
+use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
 use weir::pipeline::Shared;
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
@@ -223,12 +223,22 @@ fn validate(path: &Path) -> ExitCode {
     }
 }
 
-/// The certificates `https://` integrations are verified against (`[server]
-/// upstream_ca_file` is relative to the config file).
+/// How `https://` integrations are reached (`[server] upstream_*` files are relative to
+/// the config file).
 fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
-    let ca_file = config.server.upstream_ca_file.as_ref();
-    UpstreamTls::load(ca_file.map(|f| base_dir(path).join(f)).as_deref())
-        .map_err(|e| anyhow::anyhow!(e))
+    let base = base_dir(path);
+    let resolve = |f: &Option<PathBuf>| f.as_ref().map(|f| base.join(f));
+    let (ca_file, client_cert, client_key) = (
+        resolve(&config.server.upstream_ca_file),
+        resolve(&config.server.upstream_client_cert),
+        resolve(&config.server.upstream_client_key),
+    );
+    UpstreamTls::load(&UpstreamTlsFiles {
+        ca_file: ca_file.as_deref(),
+        client_cert: client_cert.as_deref(),
+        client_key: client_key.as_deref(),
+    })
+    .map_err(|e| anyhow::anyhow!(e))
 }
 
 fn check_plugin(file: &Path, world: World) -> ExitCode {
@@ -265,6 +275,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     tracing::info!(
         system = tls.system_roots,
         file = tls.file_roots,
+        client_cert = tls.client_cert,
         "certificates trusted for https upstreams"
     );
     let tls = Arc::new(tls);

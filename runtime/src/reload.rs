@@ -106,6 +106,11 @@ impl StartOnly {
                 a.upstream_ca_file != b.upstream_ca_file,
             ),
             (
+                "server.upstream_client_cert",
+                a.upstream_client_cert != b.upstream_client_cert
+                    || a.upstream_client_key != b.upstream_client_key,
+            ),
+            (
                 "server.max_connections",
                 a.max_connections != b.max_connections,
             ),

@@ -162,22 +162,79 @@ async fn https_upstreams_are_verified_against_the_trusted_certificates() {
     gw2.wait_for_logs("UnknownIssuer", 1).await;
 }
 
-#[test]
-fn an_unusable_upstream_ca_file_stops_the_start() {
+#[tokio::test]
+async fn a_client_certificate_is_presented_to_upstreams_that_ask() {
+    let ca = TestCa::new();
+    let up = Upstream::start_tls_requiring_client_cert(&ca).await;
     let dir = weir_tests::test_dir();
-    let empty = dir.join("empty.pem");
-    std::fs::write(&empty, "not a certificate\n").unwrap();
-    for (file, want) in [
-        (dir.join("missing.pem"), "missing.pem"),
-        (empty, "no certificates in it"),
+    let (cert, key) = ca.client_cert();
+    for (name, text) in [
+        ("ca.pem", &ca.ca_pem),
+        ("client.pem", &cert),
+        ("client.key", &key),
+    ] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let path = |name: &str| toml_path(dir.join(name).to_str().unwrap());
+    let c = Client::default();
+
+    let gw = weir(&tls_config(
+        &up,
+        &format!(
+            "upstream_ca_file = {}\nupstream_client_cert = {}\nupstream_client_key = {}",
+            path("ca.pem"),
+            path("client.pem"),
+            path("client.key")
+        ),
+    ));
+    let r = c.get(&gw.url("/secure/7")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.seen().len(), 1);
+
+    // Without it the upstream ends the handshake: 502, nothing reaches it.
+    let gw = weir(&tls_config(
+        &up,
+        &format!("upstream_ca_file = {}", path("ca.pem")),
+    ));
+    let r = c.get(&gw.url("/secure/8")).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(up.seen().len(), 1);
+}
+
+#[test]
+fn unusable_upstream_tls_files_stop_the_start() {
+    let dir = weir_tests::test_dir();
+    let file = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        toml_path(dir.join(name).to_str().unwrap())
+    };
+    let empty = file("empty.pem", "not a certificate\n");
+    let (cert, _) = TestCa::new().client_cert();
+    let cert = file("client.pem", &cert);
+    let missing = toml_path(dir.join("missing.pem").to_str().unwrap());
+    for (settings, want) in [
+        (format!("upstream_ca_file = {missing}"), "upstream_ca_file"),
+        (
+            format!("upstream_ca_file = {empty}"),
+            "no certificates in it",
+        ),
+        (
+            format!("upstream_client_key = {empty}"),
+            "upstream_client_key needs upstream_client_cert",
+        ),
+        (
+            format!("upstream_client_cert = {cert}"),
+            "upstream_client_cert needs upstream_client_key",
+        ),
+        (
+            format!("upstream_client_cert = {cert}\nupstream_client_key = {empty}"),
+            "upstream_client_key",
+        ),
     ] {
         let config = dir.join("weir.toml");
         std::fs::write(
             &config,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nupstream_ca_file = {}\n",
-                toml_path(file.to_str().unwrap())
-            ),
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{settings}\n"),
         )
         .unwrap();
         // `weir validate` refuses it too.
@@ -188,11 +245,8 @@ fn an_unusable_upstream_ca_file_stops_the_start() {
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} accepted {file:?}");
-            assert!(
-                stderr.contains("upstream_ca_file") && stderr.contains(want),
-                "{args:?}: {stderr}"
-            );
+            assert!(!out.status.success(), "{args:?} accepted {settings}");
+            assert!(stderr.contains(want), "{args:?} {settings}: {stderr}");
         }
     }
 }

@@ -370,6 +370,8 @@ pub struct Upstream {
 pub struct TestCa {
     /// The authority's certificate, PEM: what a client must trust.
     pub ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     key: rustls::pki_types::PrivateKeyDer<'static>,
 }
@@ -392,9 +394,23 @@ impl TestCa {
         let cert = params.signed_by(&key, &issuer).unwrap();
         TestCa {
             ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            issuer,
             chain: vec![cert.der().clone()],
             key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         }
+    }
+
+    /// A client certificate this authority signs: `(certificate PEM, key PEM)`.
+    pub fn client_cert(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "weir gateway");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 }
 
@@ -412,14 +428,34 @@ impl Upstream {
 
     /// Starts an HTTPS upstream with `ca`'s server certificate.
     pub async fn start_tls(ca: &TestCa) -> Upstream {
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(ca.chain.clone(), ca.key.clone_key())
-        .unwrap();
+        Self::start_tls_with(ca, false).await
+    }
+
+    /// Starts an HTTPS upstream with `ca`'s server certificate that accepts only clients
+    /// presenting a certificate `ca` signed.
+    pub async fn start_tls_requiring_client_cert(ca: &TestCa) -> Upstream {
+        Self::start_tls_with(ca, true).await
+    }
+
+    async fn start_tls_with(ca: &TestCa, client_auth: bool) -> Upstream {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.ca_der.clone()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(ca.chain.clone(), ca.key.clone_key())
+            .unwrap();
         Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
