@@ -89,6 +89,11 @@ pub struct Server {
     pub upstream_client_cert: Option<PathBuf>,
     /// The private key of `upstream_client_cert` (PEM).
     pub upstream_client_key: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM, with `tls_key`) instead of plain
+    /// HTTP; relative to the config file.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Server {
@@ -104,6 +109,8 @@ impl Default for Server {
             upstream_ca_file: None,
             upstream_client_cert: None,
             upstream_client_key: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

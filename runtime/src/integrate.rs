@@ -258,9 +258,6 @@ impl UpstreamTls {
     /// names the setting whose file cannot be read, holds nothing usable, or lacks its
     /// pair.
     pub fn load(files: &UpstreamTlsFiles<'_>) -> Result<Self, String> {
-        use rustls::pki_types::PrivateKeyDer;
-        use rustls::pki_types::pem::PemObject;
-
         let mut roots = rustls::RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         let (system_roots, _) = roots.add_parsable_certificates(native.certs);
@@ -282,8 +279,7 @@ impl UpstreamTls {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
                 let chain = pem_certificates("upstream_client_cert", cert)?;
-                let key_der = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| format!("upstream_client_key {}: {e}", key.display()))?;
+                let key_der = pem_key("upstream_client_key", key)?;
                 builder
                     .with_client_auth_cert(chain, key_der)
                     .map_err(|e| format!("upstream_client_cert and upstream_client_key: {e}"))?
@@ -300,8 +296,18 @@ impl UpstreamTls {
     }
 }
 
+/// The private key in the PEM file `path`, for the setting `key`.
+pub(crate) fn pem_key(
+    key: &str,
+    path: &std::path::Path,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{key} {}: {e}", path.display()))
+}
+
 /// Every certificate in the PEM file `path` (at least one), for the setting `key`.
-fn pem_certificates(
+pub(crate) fn pem_certificates(
     key: &str,
     path: &std::path::Path,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {

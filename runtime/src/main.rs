@@ -198,7 +198,9 @@ fn validate(path: &Path) -> ExitCode {
             let reloader = Reloader::new(path, host, Arc::default());
             let checked = runtime.block_on(reloader.check());
             if checked.is_ok() {
-                upstream_tls(&Config::load(path)?, path)?;
+                let config = Config::load(path)?;
+                upstream_tls(&config, path)?;
+                listener_tls(&config, path)?;
             }
             Ok(checked)
         });
@@ -241,6 +243,20 @@ fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
     .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// The listener's TLS (`[server] tls_cert` and `tls_key`, relative to the config
+/// file), if set.
+fn listener_tls(config: &Config, path: &Path) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let base = base_dir(path);
+    match (&config.server.tls_cert, &config.server.tls_key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => server::listener_tls(&base.join(cert), &base.join(key))
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e)),
+        (Some(_), None) => anyhow::bail!("tls_cert needs tls_key"),
+        (None, Some(_)) => anyhow::bail!("tls_key needs tls_cert"),
+    }
+}
+
 fn check_plugin(file: &Path, world: World) -> ExitCode {
     let checked = current_thread_runtime()
         .map_err(anyhow::Error::from)
@@ -279,6 +295,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         "certificates trusted for https upstreams"
     );
     let tls = Arc::new(tls);
+    let listener_tls = listener_tls(&config, path)?;
     let metrics = weir::admin::install_metrics()?;
     let cache_dir = config.plugin_cache.enabled.then(|| {
         (
@@ -335,6 +352,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // Split across workers; each gets at least one.
         max_connections: config.server.max_connections.div_ceil(workers),
         max_header_bytes: config.limits.max_header_bytes,
+        tls: listener_tls,
     };
     let (stop_workers, stop) = tokio::sync::watch::channel(false);
     let mut threads = Vec::with_capacity(workers);
@@ -419,7 +437,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         tracing::info!(%addr, workers, routes = gateway.routes.len(), "weir listening");
         drop(gateway);
         // The last line printed at start names the real address (port 0 resolved).
-        println!("weir listening on http://{addr}");
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        println!("weir listening on {scheme}://{addr}");
         std::io::stdout().flush()?;
 
         shutdown.await;

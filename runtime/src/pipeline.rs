@@ -86,11 +86,13 @@ impl Shared {
     }
 }
 
-/// Serves one request. Never fails: every error becomes a response here.
+/// Serves one request, which came over TLS when `secure`. Never fails: every error
+/// becomes a response here.
 pub async fn handle(
     shared: &Arc<Shared>,
     req: Request<Incoming>,
     remote: SocketAddr,
+    secure: bool,
 ) -> Response<Body> {
     let started = Instant::now();
     let received = SystemTime::now();
@@ -125,7 +127,7 @@ pub async fn handle(
                 &head,
                 body,
                 &request_id,
-                remote,
+                Peer { remote, secure },
                 &mut access,
             )
             .await
@@ -248,7 +250,7 @@ async fn serve(
     head: &Parts,
     body: Incoming,
     request_id: &str,
-    remote: SocketAddr,
+    peer: Peer,
     access: &mut AccessRecord,
 ) -> Result<Response<Body>, GatewayError> {
     let max_body = gw.limits.max_body;
@@ -268,7 +270,7 @@ async fn serve(
         route_key: route.key.to_string(),
         stage: gw.stage.to_string(),
         path_parameters: params.clone(),
-        source_ip: remote.ip().to_string(),
+        source_ip: peer.remote.ip().to_string(),
         principal_id: None,
         authorizer_context: Vec::new(),
     });
@@ -315,7 +317,7 @@ async fn serve(
         head,
         params: &params,
         request_id,
-        remote,
+        peer,
     };
     let result = integrate(
         route,
@@ -359,12 +361,20 @@ fn needs_context(route: &Route) -> bool {
         || route.response_mapping.is_some()
 }
 
+/// The client's end of the connection.
+#[derive(Clone, Copy)]
+struct Peer {
+    remote: SocketAddr,
+    /// Whether the connection is TLS.
+    secure: bool,
+}
+
 /// The client side of an exchange, as the integration needs it.
 struct Downstream<'a> {
     head: &'a Parts,
     params: &'a [(String, String)],
     request_id: &'a str,
-    remote: SocketAddr,
+    peer: Peer,
 }
 
 async fn integrate(
@@ -379,7 +389,7 @@ async fn integrate(
         head,
         params,
         request_id,
-        remote,
+        peer,
     } = down;
     match &route.integration {
         Integration::Mock(mock) => {
@@ -399,7 +409,7 @@ async fn integrate(
             )?;
             let mut headers = req.headers;
             strip_hop_by_hop(&mut headers);
-            forwarded_headers(&mut headers, head, request_id, remote);
+            forwarded_headers(&mut headers, head, request_id, peer);
             let trace = TraceContext::from_header(
                 head.headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()),
             );
@@ -426,17 +436,18 @@ async fn integrate(
     }
 }
 
-fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, remote: SocketAddr) {
+fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, peer: Peer) {
     let mut xff = String::with_capacity(64);
     if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         xff.push_str(prev);
         xff.push_str(", ");
     }
-    crate::access_log::push_ip(&mut xff, remote.ip());
+    crate::access_log::push_ip(&mut xff, peer.remote.ip());
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if peer.secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = head.headers.get(header::HOST).cloned().or_else(|| {
         head.uri
             .authority()

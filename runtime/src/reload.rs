@@ -106,6 +106,10 @@ impl StartOnly {
                 a.upstream_ca_file != b.upstream_ca_file,
             ),
             (
+                "server.tls_cert",
+                a.tls_cert != b.tls_cert || a.tls_key != b.tls_key,
+            ),
+            (
                 "server.upstream_client_cert",
                 a.upstream_client_cert != b.upstream_client_cert
                     || a.upstream_client_key != b.upstream_client_key,

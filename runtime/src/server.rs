@@ -39,6 +39,28 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Most connections this worker holds at once.
     pub max_connections: usize,
+    /// Serve HTTPS with this configuration (`[server] tls_cert`); plain HTTP without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The listener's TLS configuration from `[server] tls_cert` and `tls_key` (paths
+/// already resolved): TLS 1.2 and 1.3, HTTP/2 or HTTP/1.1 by ALPN. An error names the
+/// setting whose file cannot be used.
+pub fn listener_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain = crate::integrate::pem_certificates("tls_cert", cert)?;
+    let key = crate::integrate::pem_key("tls_key", key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("tls_cert and tls_key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Serves `shared` on `listener` until `shutdown` resolves, then drains connections.
@@ -64,6 +86,7 @@ pub async fn serve(
         .max_header_list_size(settings.max_header_bytes as u32 + 1024)
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
+    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
@@ -82,16 +105,47 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let secure = acceptor.is_some();
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(pipeline::handle(&shared, req, remote).await) }
+                    async move {
+                        Ok::<_, Infallible>(pipeline::handle(&shared, req, remote, secure).await)
+                    }
                 });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let Some(acceptor) = acceptor.clone() else {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%remote, error = %e, "connection ended with an error");
+                        }
+                        drop(slot);
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's own task, within the time a
+                // client has for its request head.
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let handshake_timeout = settings.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%remote, error = %e, "connection ended with an error");
                     }
                     drop(slot);

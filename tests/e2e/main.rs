@@ -17,6 +17,7 @@ mod reload;
 mod reuse;
 mod routing;
 mod throttle;
+mod tls;
 mod upstream;
 mod validate;
 mod websocket;

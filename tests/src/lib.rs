@@ -30,6 +30,8 @@ pub struct Weir {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// `http` or `https` (with `[server] tls_cert`).
+    pub scheme: &'static str,
     /// The admin listener's address, when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
     /// The directory holding its config.
@@ -121,7 +123,12 @@ impl Weir {
                 None => break,
             }
         }
-        let Some(addr) = line.trim().strip_prefix("weir listening on http://") else {
+        let listening = line.trim().strip_prefix("weir listening on ");
+        let Some((scheme, addr)) = listening.and_then(|url| {
+            url.strip_prefix("http://")
+                .map(|a| ("http", a))
+                .or_else(|| url.strip_prefix("https://").map(|a| ("https", a)))
+        }) else {
             std::thread::sleep(Duration::from_millis(200));
             let status = child.try_wait();
             panic!(
@@ -140,6 +147,7 @@ impl Weir {
         Weir {
             child,
             addr,
+            scheme,
             admin,
             dir: path.parent().unwrap().to_owned(),
             logs,
@@ -170,7 +178,7 @@ impl Weir {
 
     /// `http://ADDR` + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}://{}{}", self.scheme, self.addr, path)
     }
 
     /// `http://ADMIN` + `path` (panics when the config has no `[admin]`).
@@ -274,15 +282,53 @@ impl Reply {
 #[derive(Clone)]
 pub struct Client {
     inner: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
         Full<Bytes>,
     >,
 }
 
 impl Default for Client {
+    /// A client for `http://` URLs (and `https://` ones no test CA signed).
     fn default() -> Self {
+        Self::with_roots(rustls::RootCertStore::empty(), false)
+    }
+}
+
+impl Client {
+    /// A client that also trusts `ca` for `https://` URLs.
+    pub fn trusting(ca: &TestCa) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.ca_der.clone()).unwrap();
+        Self::with_roots(roots, false)
+    }
+
+    /// [`Client::trusting`] that speaks only HTTP/2 (negotiated by ALPN).
+    pub fn trusting_http2(ca: &TestCa) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.ca_der.clone()).unwrap();
+        Self::with_roots(roots, true)
+    }
+
+    fn with_roots(roots: rustls::RootCertStore, http2: bool) -> Self {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let connector = if http2 {
+            connector.enable_http2().build()
+        } else {
+            connector.enable_http1().build()
+        };
+        let mut builder = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+        builder.http2_only(http2);
         Self {
-            inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+            inner: builder.build(connector),
         }
     }
 }
@@ -370,6 +416,8 @@ pub struct Upstream {
 pub struct TestCa {
     /// The authority's certificate, PEM: what a client must trust.
     pub ca_pem: String,
+    /// The server certificate (PEM) and its key (PEM), for files a config names.
+    pub server_pem: (String, String),
     ca_der: rustls::pki_types::CertificateDer<'static>,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
@@ -394,6 +442,7 @@ impl TestCa {
         let cert = params.signed_by(&key, &issuer).unwrap();
         TestCa {
             ca_pem: ca.pem(),
+            server_pem: (cert.pem(), key.serialize_pem()),
             ca_der: ca.der().clone(),
             issuer,
             chain: vec![cert.der().clone()],

@@ -1,0 +1,103 @@
+//! The listener over TLS (`[server] tls_cert` and `tls_key`).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use weir_tests::{Client, TestCa, Upstream, raw_exchange};
+
+use crate::{toml_path, weir};
+
+#[tokio::test]
+async fn serves_https_with_http1_and_http2_and_says_so_upstream() {
+    let ca = TestCa::new();
+    let up = Upstream::start().await;
+    let dir = weir_tests::test_dir();
+    let (cert, key) = &ca.server_pem;
+    std::fs::write(dir.join("gw.pem"), cert).unwrap();
+    std::fs::write(dir.join("gw.key"), key).unwrap();
+    let path = |name: &str| toml_path(dir.join(name).to_str().unwrap());
+    let gw = weir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = {cert}
+tls_key = {key}
+[[routes]]
+key = "GET /items/{{id}}"
+integration = {{ type = "http", url = "{base}/items/{{id}}" }}
+"#,
+        cert = path("gw.pem"),
+        key = path("gw.key"),
+        base = up.base(),
+    ));
+    assert_eq!(gw.scheme, "https", "the start-up line names https");
+
+    for (client, id) in [
+        (Client::trusting(&ca), "1"),
+        (Client::trusting_http2(&ca), "2"),
+    ] {
+        let r = client.get(&gw.url(&format!("/items/{id}"))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["path"], format!("/items/{id}"));
+        assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
+    }
+
+    // A client that does not trust the certificate gets no answer; nor does plain HTTP.
+    let refused = Client::default()
+        .try_send("GET", &gw.url("/items/3"), &[], Bytes::new())
+        .await;
+    assert!(refused.is_err(), "an untrusted certificate was accepted");
+    let plain = raw_exchange(
+        gw.addr,
+        b"GET /items/4 HTTP/1.1\r\nhost: x\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        !plain.contains("HTTP/1.1 200"),
+        "plain HTTP was served: {plain}"
+    );
+    assert_eq!(
+        up.seen().len(),
+        2,
+        "only the two TLS requests went upstream"
+    );
+}
+
+#[test]
+fn tls_cert_and_key_come_together_and_must_be_usable() {
+    let dir = weir_tests::test_dir();
+    let ca = TestCa::new();
+    let file = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap();
+        toml_path(dir.join(name).to_str().unwrap())
+    };
+    let cert = file("gw.pem", &ca.server_pem.0);
+    let other_key = file("other.key", &TestCa::new().server_pem.1);
+    for (settings, want) in [
+        (format!("tls_cert = {cert}"), "tls_cert needs tls_key"),
+        (format!("tls_key = {other_key}"), "tls_key needs tls_cert"),
+        (format!("tls_cert = {cert}\ntls_key = {cert}"), "tls_key"),
+        (
+            format!("tls_cert = {other_key}\ntls_key = {other_key}"),
+            "tls_cert",
+        ),
+    ] {
+        let config = dir.join("weir.toml");
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{settings}\n"),
+        )
+        .unwrap();
+        for args in [&["serve", "--config"][..], &["validate"][..]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+                .args(args)
+                .arg(&config)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted {settings}");
+            assert!(stderr.contains(want), "{args:?} {settings}: {stderr}");
+        }
+    }
+}
