@@ -101,3 +101,49 @@ fn tls_cert_and_key_come_together_and_must_be_usable() {
         }
     }
 }
+
+#[tokio::test]
+async fn websocket_apis_work_over_tls() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let ca = TestCa::new();
+    let up = Upstream::start().await;
+    let dir = weir_tests::test_dir();
+    std::fs::write(dir.join("gw.pem"), &ca.server_pem.0).unwrap();
+    std::fs::write(dir.join("gw.key"), &ca.server_pem.1).unwrap();
+    let path = |name: &str| toml_path(dir.join(name).to_str().unwrap());
+    let gw = weir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+tls_cert = {cert}
+tls_key = {key}
+[websocket.chat]
+path = "/chat"
+[[websocket.chat.routes]]
+key = "$default"
+integration = {{ type = "http", url = "{base}/default" }}
+route_response = true
+"#,
+        cert = path("gw.pem"),
+        key = path("gw.key"),
+        base = up.base(),
+    ));
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config()))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let url = format!("wss://{}/chat", gw.addr);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    ws.send(Message::text("hello over tls")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a route response")
+        .unwrap()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["path"], "/default");
+    assert_eq!(reply["body"], "hello over tls");
+}

@@ -297,26 +297,19 @@ impl Default for Client {
 impl Client {
     /// A client that also trusts `ca` for `https://` URLs.
     pub fn trusting(ca: &TestCa) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.ca_der.clone()).unwrap();
-        Self::with_roots(roots, false)
+        Self::with_tls(ca.client_config(), false)
     }
 
     /// [`Client::trusting`] that speaks only HTTP/2 (negotiated by ALPN).
     pub fn trusting_http2(ca: &TestCa) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca.ca_der.clone()).unwrap();
-        Self::with_roots(roots, true)
+        Self::with_tls(ca.client_config(), true)
     }
 
     fn with_roots(roots: rustls::RootCertStore, http2: bool) -> Self {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        Self::with_tls(tls_client_config(roots), http2)
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, http2: bool) -> Self {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http();
@@ -450,6 +443,13 @@ impl TestCa {
         }
     }
 
+    /// A TLS client configuration that trusts this authority only.
+    pub fn client_config(&self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        tls_client_config(roots)
+    }
+
     /// A client certificate this authority signs: `(certificate PEM, key PEM)`.
     pub fn client_cert(&self) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -461,6 +461,15 @@ impl TestCa {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     }
+}
+
+/// A TLS client configuration trusting `roots`.
+fn tls_client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 impl Default for TestCa {
