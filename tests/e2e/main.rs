@@ -29,6 +29,27 @@ pub fn weir(config: &str) -> Weir {
     Weir::start(env!("CARGO_BIN_EXE_weir"), config)
 }
 
+/// Asserts that both `weir serve` and `weir validate` refuse a config whose `[server]`
+/// table is `settings` (written in `dir`), saying `want` on stderr.
+pub fn refused_at_start(dir: &std::path::Path, settings: &str, want: &str) {
+    let config = dir.join("weir.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{settings}\n"),
+    )
+    .unwrap();
+    for args in [&["serve", "--config"][..], &["validate"][..]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted {settings}");
+        assert!(stderr.contains(want), "{args:?} {settings}: {stderr}");
+    }
+}
+
 /// A TOML string literal for a path.
 pub fn toml_path(path: &str) -> String {
     format!("{path:?}")

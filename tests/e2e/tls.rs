@@ -7,27 +7,32 @@ use weir_tests::{Client, TestCa, Upstream, raw_exchange};
 
 use crate::{toml_path, weir};
 
+/// A `[server]` table that serves HTTPS with `ca`'s server certificate (its files in a
+/// fresh directory).
+fn tls_server(ca: &TestCa) -> String {
+    let dir = weir_tests::test_dir();
+    let (cert, key) = (dir.join("gw.pem"), dir.join("gw.key"));
+    std::fs::write(&cert, &ca.server_pem.0).unwrap();
+    std::fs::write(&key, &ca.server_pem.1).unwrap();
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {}\ntls_key = {}",
+        toml_path(cert.to_str().unwrap()),
+        toml_path(key.to_str().unwrap())
+    )
+}
+
 #[tokio::test]
 async fn serves_https_with_http1_and_http2_and_says_so_upstream() {
     let ca = TestCa::new();
     let up = Upstream::start().await;
-    let dir = weir_tests::test_dir();
-    let (cert, key) = &ca.server_pem;
-    std::fs::write(dir.join("gw.pem"), cert).unwrap();
-    std::fs::write(dir.join("gw.key"), key).unwrap();
-    let path = |name: &str| toml_path(dir.join(name).to_str().unwrap());
     let gw = weir(&format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = {cert}
-tls_key = {key}
+{server}
 [[routes]]
 key = "GET /items/{{id}}"
 integration = {{ type = "http", url = "{base}/items/{{id}}" }}
 "#,
-        cert = path("gw.pem"),
-        key = path("gw.key"),
+        server = tls_server(&ca),
         base = up.base(),
     ));
     assert_eq!(gw.scheme, "https", "the start-up line names https");
@@ -83,22 +88,7 @@ fn tls_cert_and_key_come_together_and_must_be_usable() {
             "tls_cert",
         ),
     ] {
-        let config = dir.join("weir.toml");
-        std::fs::write(
-            &config,
-            format!("[server]\nlisten = \"127.0.0.1:0\"\n{settings}\n"),
-        )
-        .unwrap();
-        for args in [&["serve", "--config"][..], &["validate"][..]] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-                .args(args)
-                .arg(&config)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} accepted {settings}");
-            assert!(stderr.contains(want), "{args:?} {settings}: {stderr}");
-        }
+        crate::refused_at_start(&dir, &settings, want);
     }
 }
 
@@ -109,16 +99,9 @@ async fn websocket_apis_work_over_tls() {
 
     let ca = TestCa::new();
     let up = Upstream::start().await;
-    let dir = weir_tests::test_dir();
-    std::fs::write(dir.join("gw.pem"), &ca.server_pem.0).unwrap();
-    std::fs::write(dir.join("gw.key"), &ca.server_pem.1).unwrap();
-    let path = |name: &str| toml_path(dir.join(name).to_str().unwrap());
     let gw = weir(&format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-tls_cert = {cert}
-tls_key = {key}
+{server}
 [websocket.chat]
 path = "/chat"
 [[websocket.chat.routes]]
@@ -126,8 +109,7 @@ key = "$default"
 integration = {{ type = "http", url = "{base}/default" }}
 route_response = true
 "#,
-        cert = path("gw.pem"),
-        key = path("gw.key"),
+        server = tls_server(&ca),
         base = up.base(),
     ));
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();

@@ -231,22 +231,6 @@ fn unusable_upstream_tls_files_stop_the_start() {
             "upstream_client_key",
         ),
     ] {
-        let config = dir.join("weir.toml");
-        std::fs::write(
-            &config,
-            format!("[server]\nlisten = \"127.0.0.1:0\"\n{settings}\n"),
-        )
-        .unwrap();
-        // `weir validate` refuses it too.
-        for args in [&["serve", "--config"][..], &["validate"][..]] {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-                .args(args)
-                .arg(&config)
-                .output()
-                .unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!out.status.success(), "{args:?} accepted {settings}");
-            assert!(stderr.contains(want), "{args:?} {settings}: {stderr}");
-        }
+        crate::refused_at_start(&dir, &settings, want);
     }
 }
