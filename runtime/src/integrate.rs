@@ -263,7 +263,7 @@ impl UpstreamTls {
         let (system_roots, _) = roots.add_parsable_certificates(native.certs);
         let mut file_roots = 0;
         if let Some(path) = files.ca_file {
-            for cert in pem_certificates("upstream_ca_file", path)? {
+            for cert in crate::tls::pem_certificates("upstream_ca_file", path)? {
                 roots
                     .add(cert)
                     .map_err(|e| format!("upstream_ca_file {}: {e}", path.display()))?;
@@ -278,8 +278,8 @@ impl UpstreamTls {
         let config = match (files.client_cert, files.client_key) {
             (None, None) => builder.with_no_client_auth(),
             (Some(cert), Some(key)) => {
-                let chain = pem_certificates("upstream_client_cert", cert)?;
-                let key_der = pem_key("upstream_client_key", key)?;
+                let chain = crate::tls::pem_certificates("upstream_client_cert", cert)?;
+                let key_der = crate::tls::pem_key("upstream_client_key", key)?;
                 builder
                     .with_client_auth_cert(chain, key_der)
                     .map_err(|e| format!("upstream_client_cert and upstream_client_key: {e}"))?
@@ -294,34 +294,6 @@ impl UpstreamTls {
             client_cert: files.client_cert.is_some(),
         })
     }
-}
-
-/// The private key in the PEM file `path`, for the setting `key`.
-pub(crate) fn pem_key(
-    key: &str,
-    path: &std::path::Path,
-) -> Result<rustls::pki_types::PrivateKeyDer<'static>, String> {
-    use rustls::pki_types::PrivateKeyDer;
-    use rustls::pki_types::pem::PemObject;
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{key} {}: {e}", path.display()))
-}
-
-/// Every certificate in the PEM file `path` (at least one), for the setting `key`.
-pub(crate) fn pem_certificates(
-    key: &str,
-    path: &std::path::Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let shown = path.display();
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{key} {shown}: {e}"))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{key} {shown}: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("{key} {shown}: no certificates in it"));
-    }
-    Ok(certs)
 }
 
 impl Upstream {

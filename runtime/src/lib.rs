@@ -22,6 +22,7 @@ pub mod reload;
 pub mod route;
 pub mod server;
 pub mod throttle;
+pub mod tls;
 pub mod trace;
 pub mod ttl_cache;
 pub mod usage;

@@ -50,8 +50,8 @@ pub fn listener_tls(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain = crate::integrate::pem_certificates("tls_cert", cert)?;
-    let key = crate::integrate::pem_key("tls_key", key)?;
+    let chain = crate::tls::pem_certificates("tls_cert", cert)?;
+    let key = crate::tls::pem_key("tls_key", key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
