@@ -2,9 +2,12 @@
 """Soak: minutes of mixed traffic against one Weir process; see bench/README.md.
 
 Traffic, all at once: HTTP routes with plugins (plain proxy, param-mapping, the JWT +
-mapping + CORS chain, a plugin that loops past its deadline), throttled bursts, WebSocket
-connections that come and go with messages, long-lived WebSocket clients receiving
-@connections posts, and plugin replacement through the admin API when Weir has it.
+mapping + CORS chain, a plugin that loops past its deadline, one that sleeps past it in
+a host call), throttled bursts, WebSocket connections that come and go with messages,
+long-lived WebSocket clients receiving @connections posts, plugin replacement through
+the admin API when Weir has it, and hostile clients: connections that never send a
+byte (closed at header_read_timeout) and WebSocket clients that flood pings and never
+read (closed at send_timeout).
 Every 10 s (5 s with --short) it samples Weir's RSS and open descriptors. At the end it
 prints requests sent / succeeded / failed by cause, the samples, and the number of
 crashes. It exits 1 on a crash, on any outcome outside EXPECTED, when a kind of traffic
@@ -40,6 +43,9 @@ EXPECTED = {
     "/mapped": {"200"},
     "/chain": {"200"},
     "/spin": {"500"},  # the plugin loops past its deadline on purpose
+    "/sleep": {"500"},  # the plugin sleeps past its deadline on purpose
+    "idle connection": {"closed"},
+    "ping flood": {"closed"},
     "/throttled": {"200", "429"},
     "ws connect": {"101"},
     "ws message": {"reply"},
@@ -49,6 +55,7 @@ EXPECTED = {
 }
 # Outcomes each kind of traffic must have had at least once.
 SUCCESS = {"/plain": "200", "/mapped": "200", "/chain": "200", "/spin": "500",
+           "/sleep": "500", "idle connection": "closed", "ping flood": "closed",
            "/throttled": "429", "ws connect": "101", "ws message": "reply",
            "ws push received": "text", "@connections POST": "200", "plugin reload": "200"}
 
@@ -121,6 +128,7 @@ def config(port, admin, upstream, p):
     return f"""
 [server]
 listen = "127.0.0.1:{port}"
+header_read_timeout = "2s"
 [admin]
 listen = "127.0.0.1:{admin}"
 token = "{TOKEN}"
@@ -148,6 +156,9 @@ file = "{p}/spin.wasm"
 world = "mapper"
 deadline = "20ms"
 smoke_test = false              # it loops on purpose
+[plugins.hostile]
+file = "{p}/hostile.wasm"
+world = "mapper"
 
 [api]
 cors = "cors"
@@ -169,12 +180,17 @@ key = "GET /spin"
 integration = {{ type = "http", url = "http://127.0.0.1:{upstream}/spin" }}
 request_mapping = "spin"
 [[routes]]
+key = "GET /sleep"
+integration = {{ type = "http", url = "http://127.0.0.1:{upstream}/sleep" }}
+request_mapping = "hostile"
+[[routes]]
 key = "GET /throttled"
 integration = {{ type = "http", url = "http://127.0.0.1:{upstream}/throttled" }}
 throttle = {{ rate = 20, burst = 5 }}
 
 [websocket.soak]
 path = "/ws"
+limits = {{ send_timeout = "2s" }}
 [[websocket.soak.routes]]
 key = "$connect"
 integration = {{ type = "http", url = "http://127.0.0.1:{upstream}/ws/connect" }}
@@ -191,7 +207,7 @@ route_response = true
 def http_worker(port, token):
     paths = [("/plain", {}), ("/mapped", {}), ("/chain", {"authorization": f"Bearer {token}",
                                                           "origin": "https://app.example"}),
-             ("/spin", {}), ("/throttled", {})]
+             ("/spin", {}), ("/sleep", {}), ("/throttled", {})]
     conn = None
     while not stop.is_set():
         path, headers = random.choice(paths)
@@ -304,6 +320,59 @@ def ws_listener(port):
             time.sleep(0.2)
 
 
+def idle_connections(port):
+    """Holds connections that never send a byte; the gateway must close each."""
+    while not stop.is_set():
+        socks = []
+        try:
+            for _ in range(20):
+                s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                socks.append(s)
+            for s in socks:
+                try:
+                    closed = s.recv(1) == b""
+                except ConnectionResetError:
+                    closed = True
+                except socket.timeout:
+                    closed = False
+                count("idle connection", "closed" if closed else "still open after 10 s")
+        except Exception as e:  # noqa: BLE001
+            count("idle connection", type(e).__name__, str(e))
+            time.sleep(0.2)
+        finally:
+            for s in socks:
+                s.close()
+
+
+def ping_flood(port):
+    """A WebSocket client that sends pings and reads nothing; the gateway must close it
+    rather than queue its pongs."""
+    mask = b"\x01\x02\x03\x04"
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"p" * 125))
+    batch = (b"\x89" + bytes([0x80 | 125]) + mask + payload) * 512
+    while not stop.is_set():
+        try:
+            ws = Ws(port)
+            started = time.time()
+            outcome = "still open after 30 s"
+            while not stop.is_set() and time.time() - started < 30:
+                try:
+                    ws.s.sendall(batch)
+                except socket.timeout:
+                    outcome = "send blocked for 10 s"
+                    break
+                except OSError:
+                    outcome = "closed"
+                    break
+                time.sleep(0.01)
+            ws.s.close()
+            if not stop.is_set():
+                count("ping flood", outcome)
+        except Exception as e:  # noqa: BLE001
+            count("ping flood", type(e).__name__, str(e))
+            time.sleep(0.2)
+
+
 def admin_worker(admin, reload_bytes):
     conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=30)
     auth = {"authorization": f"Bearer {TOKEN}"}
@@ -401,6 +470,8 @@ def main():
         threads += [threading.Thread(target=ws_churn, args=(port,)) for _ in range(3)]
         threads += [threading.Thread(target=ws_listener, args=(port,)) for _ in range(2)]
         threads.append(threading.Thread(target=admin_worker, args=(admin, reload_bytes)))
+        threads.append(threading.Thread(target=idle_connections, args=(port,)))
+        threads.append(threading.Thread(target=ping_flood, args=(port,)))
         for t in threads:
             t.daemon = True
             t.start()

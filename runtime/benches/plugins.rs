@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         deadline: Duration::from_secs(1),
         max_memory: 64 << 20,
         reuse: 0,
+        ..Limits::new()
     };
     let ctx = context();
 

@@ -97,6 +97,7 @@ fn load(
         deadline: Duration::from_secs(5),
         max_memory: 256 << 20,
         reuse,
+        ..Limits::new()
     };
     let started = Instant::now();
     let plugin = host

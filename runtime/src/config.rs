@@ -283,6 +283,10 @@ pub struct Limits {
     /// An 18 MB Python component needs 400–600 MiB.
     #[serde(default = "default_compile_memory")]
     pub compile_memory: ByteSize,
+    /// Largest component file or upload read (default 64 MiB); a larger one is refused
+    /// unread.
+    #[serde(default = "default_max_plugin_size")]
+    pub max_plugin_size: ByteSize,
 }
 
 impl Default for Limits {
@@ -293,6 +297,7 @@ impl Default for Limits {
             max_header_bytes: default_max_header_bytes(),
             max_response_body: default_max_body(),
             compile_memory: default_compile_memory(),
+            max_plugin_size: default_max_plugin_size(),
         }
     }
 }
@@ -302,6 +307,9 @@ fn default_integration_timeout() -> Duration {
 }
 fn default_max_body() -> ByteSize {
     ByteSize::mb(10)
+}
+fn default_max_plugin_size() -> ByteSize {
+    ByteSize::b(crate::plugin::DEFAULT_MAX_PLUGIN_SIZE)
 }
 fn default_compile_memory() -> ByteSize {
     ByteSize::gib(2)
@@ -360,6 +368,11 @@ pub struct Plugin {
     /// any trap, deadline or memory-cap failure.
     #[serde(default)]
     pub reuse: u32,
+    /// Calls of this plugin running at once (default 100); past it, a call waits for a
+    /// free slot within its deadline, then fails (`busy`). Keeps one plugin (and so one
+    /// route) from taking the whole instance pool.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
     /// What a failing call (trap, deadline, memory cap, invalid output) does: `fail_closed`
     /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
     #[serde(default)]
@@ -377,6 +390,9 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
+fn default_concurrency() -> u32 {
+    crate::plugin::DEFAULT_CONCURRENCY
+}
 fn default_deadline() -> Duration {
     Duration::from_millis(100)
 }
@@ -631,6 +647,10 @@ pub struct WebSocketLimits {
     /// Messages queued for one client before `POST /@connections/{id}` answers 429.
     #[serde(default = "default_outbound_queue")]
     pub outbound_queue: usize,
+    /// Longest a send to the client may wait while the client reads nothing (default
+    /// 10 s); past it the connection closes (`send_timeout`).
+    #[serde(default = "default_send_timeout", with = "humantime_serde")]
+    pub send_timeout: Duration,
 }
 
 impl Default for WebSocketLimits {
@@ -643,6 +663,7 @@ impl Default for WebSocketLimits {
             max_message: default_max_message(),
             max_frame: default_max_frame(),
             outbound_queue: default_outbound_queue(),
+            send_timeout: default_send_timeout(),
         }
     }
 }
@@ -661,6 +682,9 @@ fn default_max_message() -> ByteSize {
 }
 fn default_max_frame() -> ByteSize {
     ByteSize::kib(32)
+}
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_outbound_queue() -> usize {
     64

@@ -192,6 +192,13 @@ pub fn plugin_settings(
             ));
             ok = false;
         }
+        if !(1..=plugin::MAX_CONCURRENCY).contains(&spec.concurrency) {
+            errors.push(format!(
+                "{at}.concurrency: must be between 1 and {} calls at once",
+                plugin::MAX_CONCURRENCY
+            ));
+            ok = false;
+        }
         if spec.failure == FailurePolicy::FailOpen && spec.world != World::Mapper {
             errors.push(format!(
                 "{at}.failure: only mappers may fail open; {} plugins always fail closed",
@@ -217,6 +224,7 @@ pub fn plugin_settings(
                         deadline: spec.deadline,
                         max_memory: max_memory as usize,
                         reuse: spec.reuse,
+                        concurrency: spec.concurrency,
                     },
                     config_json,
                     smoke_test: spec.smoke_test,
@@ -508,6 +516,7 @@ fn compile_websockets(
         for (key, d) in [
             ("max_duration", l.max_duration),
             ("idle_timeout", l.idle_timeout),
+            ("send_timeout", l.send_timeout),
         ] {
             if d < Duration::from_secs(1) {
                 errors.push(format!("{at}.limits.{key}: must be at least 1s"));
@@ -623,6 +632,7 @@ fn compile_websockets(
                 max_message: max_message as usize,
                 max_frame: max_frame as usize,
                 outbound_queue: l.outbound_queue,
+                send_timeout: l.send_timeout,
             },
             // Kept across reloads by name, like the request buckets.
             connect_bucket: throttle::Bucket::named(

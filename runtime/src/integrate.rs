@@ -316,7 +316,7 @@ impl Upstream {
         loop {
             let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
             match tokio::time::timeout_at(deadline, self.client.request(req)).await {
-                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Ok(resp)) => return check_framing(resp),
                 Ok(Err(e)) => match again {
                     Some(again) if closed_before_answer(&e) => {
                         metrics::counter!("weir_upstream_retries_total").increment(1);
@@ -328,6 +328,38 @@ impl Upstream {
                 Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
             }
         }
+    }
+}
+
+/// An upstream answer the gateway may pass on: a final status, and one framing. An
+/// answer with both `Content-Length` and `Transfer-Encoding` is ambiguous (RFC 9112
+/// 6.3: a sender must not send both, and one who does may be trying to smuggle a
+/// response); `101` answers a request that asked for no upgrade. Both are `502`.
+fn check_framing(
+    resp: http::Response<hyper::body::Incoming>,
+) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+    if resp.status().is_informational() {
+        return Err(GatewayError::BadGateway(format!(
+            "the upstream answered {} to a request that asked for no upgrade",
+            resp.status()
+        )));
+    }
+    let h = resp.headers();
+    if h.contains_key(header::CONTENT_LENGTH) && h.contains_key(header::TRANSFER_ENCODING) {
+        return Err(GatewayError::BadGateway(
+            "the upstream's answer has both Content-Length and Transfer-Encoding".into(),
+        ));
+    }
+    Ok(resp)
+}
+
+/// Makes an upstream answer's headers fit to send on: hop-by-hop headers go, and so
+/// does `Content-Length` (the body is read whole, and its length is what the client is
+/// told), except in the answer to a `HEAD`, which has no body to measure.
+pub fn response_headers(headers: &mut HeaderMap, method: &http::Method) {
+    strip_hop_by_hop(headers);
+    if method != http::Method::HEAD {
+        headers.remove(header::CONTENT_LENGTH);
     }
 }
 

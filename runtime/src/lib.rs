@@ -13,6 +13,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod idle;
 pub mod integrate;
 pub mod map;
 pub mod pipeline;

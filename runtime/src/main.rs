@@ -296,6 +296,24 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     );
     let tls = Arc::new(tls);
     let listener_tls = listener_tls(&config, path)?;
+    let workers = config
+        .server
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // Every listener is bound before any plugin compiles, so an address in use fails
+    // the start at once; and before anything is printed. The workers' sockets share
+    // the address (SO_REUSEPORT), which no other process may hold.
+    let sockets = server::bind_workers(config.server.listen, workers)
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = sockets[0].local_addr()?;
+    let admin_socket = match &config.admin {
+        Some(admin) => Some(
+            std::net::TcpListener::bind(admin.listen)
+                .with_context(|| format!("binding the admin listener {}", admin.listen))?,
+        ),
+        None => None,
+    };
     let metrics = weir::admin::install_metrics()?;
     let cache_dir = config.plugin_cache.enabled.then(|| {
         (
@@ -331,21 +349,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // Serving with fresh counters beats not serving; say so loudly.
         Err(e) => tracing::error!(error = %e, "quota counters not restored"),
     }
-    let workers = config
-        .server
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
 
-    // Every worker's socket is bound and listening before anything is printed; the first
-    // resolves port 0 for the others.
-    let first = server::reuseport_listener(config.server.listen)
-        .with_context(|| format!("binding {}", config.server.listen))?;
-    let addr = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..workers {
-        sockets.push(server::reuseport_listener(addr).with_context(|| format!("binding {addr}"))?);
-    }
     let settings = ServerSettings {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.server.shutdown_grace,
@@ -393,11 +397,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         // while in-flight requests drain; the admin listener closes after the drain.
         let ready = Arc::new(AtomicBool::new(true));
         let (stop_admin, mut admin_stopped) = tokio::sync::watch::channel(false);
-        let admin = match &config.admin {
-            Some(admin) => {
-                let listener = tokio::net::TcpListener::bind(admin.listen)
-                    .await
-                    .with_context(|| format!("binding the admin listener {}", admin.listen))?;
+        let admin = match admin_socket {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                let listener = tokio::net::TcpListener::from_std(socket)?;
                 let admin_addr = listener.local_addr()?;
                 tracing::info!(addr = %admin_addr, "admin listening");
                 println!("weir admin on http://{admin_addr}");

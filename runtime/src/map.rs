@@ -134,9 +134,12 @@ impl PluginResponse {
     /// Validates a WIT response from `plugin`, whose body may hold `max_body` bytes.
     pub fn from_wit(resp: Response, plugin: &str, max_body: u64) -> Result<Self, GatewayError> {
         check_body(resp.body.len(), plugin, max_body)?;
+        let mut headers = pairs_to_headers(&resp.headers, plugin)?;
+        // Connection management is the gateway's, not the plugin's.
+        crate::integrate::strip_hop_by_hop(&mut headers);
         Ok(Self {
             status: status_from_plugin(resp.status, plugin)?,
-            headers: pairs_to_headers(&resp.headers, plugin)?,
+            headers,
             body: Bytes::from(resp.body),
         })
     }
@@ -222,9 +225,13 @@ async fn call_map_request(
                     what: format!("method {:?}", r.method),
                 }
             })?;
+            // A mapper's path meets the checks a client's path does (the accept stage):
+            // no `.` or `..` segments, however written, and ASCII only.
             let path_override = if r.path == path {
                 None
             } else if r.path.starts_with('/')
+                && r.path.is_ascii()
+                && !crate::route::has_dot_segment(&r.path)
                 && r.path.parse::<http::uri::PathAndQuery>().is_ok()
                 && !r.path.contains('?')
             {
@@ -318,6 +325,16 @@ mod tests {
             ("transfer-encoding".to_owned(), "chunked".to_owned()),
         ];
         assert!(pairs_to_headers(&framing, "p").unwrap().is_empty());
+        // Beyond ASCII is HTTP's obs-text and passes; control characters do not.
+        let utf8 = [("x-a".to_owned(), "café".to_owned())];
+        assert_eq!(
+            pairs_to_headers(&utf8, "p").unwrap()["x-a"].as_bytes(),
+            "café".as_bytes()
+        );
+        for bad in ["\u{0}", "a\u{1}b", "\u{7f}", "\r"] {
+            let pair = [("x-a".to_owned(), bad.to_owned())];
+            assert!(pairs_to_headers(&pair, "p").is_err(), "{bad:?}");
+        }
         for s in [0, 99, 100, 199, 600, 1000] {
             assert!(status_from_plugin(s, "p").is_err(), "{s}");
         }

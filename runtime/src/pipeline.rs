@@ -410,9 +410,8 @@ async fn integrate(
             let mut headers = req.headers;
             strip_hop_by_hop(&mut headers);
             forwarded_headers(&mut headers, head, request_id, peer);
-            let trace = TraceContext::from_header(
-                head.headers.get(&TRACEPARENT).and_then(|v| v.to_str().ok()),
-            );
+            let trace =
+                TraceContext::from_header(crate::trace::single_header(&head.headers, &TRACEPARENT));
             if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
                 headers.insert(TRACEPARENT.clone(), v);
             }
@@ -429,7 +428,7 @@ async fn integrate(
             let deadline = tokio::time::Instant::now() + route.timeout;
             let resp = upstream.send(up, route.timeout).await?;
             let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            crate::integrate::response_headers(&mut parts.headers, &head.method);
             let body = read_upstream_body(body, max_response_body, deadline, route.timeout).await?;
             Ok(Response::from_parts(parts, body))
         }
@@ -469,7 +468,7 @@ fn accept(head: &Parts, limits: &crate::gateway::Limits) -> Result<(), GatewayEr
             "the path has bytes that are not ASCII (percent-encode them)".into(),
         ));
     }
-    if has_dot_segment(head.uri.path()) {
+    if crate::route::has_dot_segment(head.uri.path()) {
         return Err(GatewayError::BadRequest(
             "the path has a `.` or `..` segment".into(),
         ));
@@ -480,26 +479,6 @@ fn accept(head: &Parts, limits: &crate::gateway::Limits) -> Result<(), GatewayEr
         });
     }
     Ok(())
-}
-
-/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
-/// (`%2e`). Such paths are refused rather than normalised: an upstream that resolves
-/// them itself could otherwise be reached outside the route's prefix.
-fn has_dot_segment(path: &str) -> bool {
-    path.split('/').any(|seg| {
-        // One or two dots, each `.` or `%2e`/`%2E`, and nothing else.
-        let mut rest = seg.as_bytes();
-        let mut dots = 0;
-        while !rest.is_empty() && dots <= 2 {
-            rest = match rest {
-                [b'.', tail @ ..] => tail,
-                [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
-                _ => return false,
-            };
-            dots += 1;
-        }
-        rest.is_empty() && (dots == 1 || dots == 2)
-    })
 }
 
 fn check_header_size(head: &Parts, limit: usize) -> Result<(), GatewayError> {
@@ -592,32 +571,6 @@ fn request_id(headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_dot_segments_plain_and_encoded() {
-        for bad in [
-            "/a/../b",
-            "/..",
-            "/a/.",
-            "/%2e%2e/x",
-            "/a/%2E/b",
-            "/.%2e/x",
-            "/x/%2e.",
-        ] {
-            assert!(has_dot_segment(bad), "{bad}");
-        }
-        for good in [
-            "/",
-            "/a/b",
-            "/a..b",
-            "/.well-known/x",
-            "/a/...",
-            "/%2e%2e%2e",
-            "/a%2fb",
-        ] {
-            assert!(!has_dot_segment(good), "{good}");
-        }
-    }
 
     #[test]
     fn echoes_sane_request_ids_only() {

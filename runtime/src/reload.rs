@@ -24,7 +24,7 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
@@ -33,9 +33,6 @@ use crate::config::{self, Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
 use crate::plugin::{CallCounts, Compiled, LoadError, Plugin, PluginHost};
 use crate::usage::UsageState;
-
-/// Largest component accepted through the admin API.
-pub const MAX_UPLOAD: usize = 256 * 1024 * 1024;
 
 /// The snapshot the request path reads.
 pub type LiveGateway = Arc<ArcSwap<Gateway>>;
@@ -149,6 +146,11 @@ pub struct Reloader {
     base_dir: PathBuf,
     state: Arc<UsageState>,
     registry: tokio::sync::Mutex<Registry>,
+    /// `limits.max_plugin_size` of the config in force: the largest upload read.
+    max_plugin_size: std::sync::atomic::AtomicU64,
+    /// The registry's entries as `GET /admin/plugins` shows them, published after every
+    /// change so that a listing never waits for a load in progress.
+    listing: ArcSwap<Vec<(String, Entry)>>,
 }
 
 /// Why an admin API change was refused.
@@ -235,6 +237,8 @@ impl Reloader {
                 started: None,
                 entries: BTreeMap::new(),
             }),
+            max_plugin_size: crate::plugin::DEFAULT_MAX_PLUGIN_SIZE.into(),
+            listing: ArcSwap::default(),
         }
     }
 
@@ -245,6 +249,7 @@ impl Reloader {
         // This thread read the files and ran the smoke tests.
         crate::plugin::return_freed_memory();
         let (gateway, _, registry) = built?;
+        self.publish(&registry);
         drop(registry);
         self.live = Some(Arc::new(ArcSwap::from_pointee(gateway)));
         Ok(Arc::new(self))
@@ -279,6 +284,7 @@ impl Reloader {
             Ok((gateway, outcome, registry)) => {
                 // Swapped while the registry is locked: reloads land in order.
                 self.live().store(Arc::new(gateway));
+                self.publish(&registry);
                 drop(registry);
                 tracing::info!(
                     trigger = why,
@@ -311,13 +317,16 @@ impl Reloader {
         let config = Config::load(&self.config_path)
             .map_err(|e| Refused::Config(ConfigErrors(vec![e.to_string()])))?;
         let mut errors = Vec::new();
+        let max_plugin_size = config.limits.max_plugin_size.as_u64();
+        self.max_plugin_size
+            .store(max_plugin_size, std::sync::atomic::Ordering::Relaxed);
         let settings = gateway::plugin_settings(&config, &mut errors);
         let mut entries = BTreeMap::new();
         let mut changed = Vec::new();
         for (name, settings) in settings {
             let at = format!("plugins.{name}");
             let path = self.base_dir.join(&settings.file);
-            let bytes = match std::fs::read(&path) {
+            let bytes = match crate::plugin::read_component(&path, max_plugin_size) {
                 Ok(bytes) => bytes,
                 Err(source) => {
                     let e = LoadError::Read {
@@ -525,11 +534,7 @@ impl Reloader {
             (None, Some(world)) => PluginSettings {
                 file: PathBuf::new(),
                 world,
-                limits: crate::plugin::Limits {
-                    deadline: Duration::from_millis(100),
-                    max_memory: 64 << 20,
-                    reuse: 0,
-                },
+                limits: crate::plugin::Limits::new(),
                 config_json: "{}".to_owned(),
                 smoke_test: true,
             },
@@ -623,18 +628,34 @@ impl Reloader {
                 }
             }
         }
+        self.publish(registry);
         Ok(())
     }
 
-    /// Every plugin, for `GET /admin/plugins`.
-    pub async fn list(&self) -> Vec<PluginInfo> {
-        let registry = self.registry.lock().await;
-        let gateway = self.live().load();
-        registry
+    /// Makes the registry's entries what `GET /admin/plugins` lists.
+    fn publish(&self, registry: &Registry) {
+        let entries = registry
             .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone_entry()))
+            .collect();
+        self.listing.store(Arc::new(entries));
+    }
+
+    /// Every plugin, for `GET /admin/plugins`.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        let listing = self.listing.load();
+        let gateway = self.live().load();
+        listing
             .iter()
             .map(|(name, e)| info(name, e, &gateway))
             .collect()
+    }
+
+    /// `limits.max_plugin_size` of the config in force.
+    pub fn max_plugin_size(&self) -> u64 {
+        self.max_plugin_size
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The files a change of which means a reload: the config and its plugin files.
@@ -700,7 +721,8 @@ pub async fn check_file(
     path: &Path,
     world: World,
 ) -> Result<String, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = crate::plugin::read_component(path, crate::plugin::DEFAULT_MAX_PLUGIN_SIZE)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -716,11 +738,7 @@ pub async fn check_file(
     .map_err(|e| e.to_string())?;
     let plugin = compiled.plugin(
         &name,
-        crate::plugin::Limits {
-            deadline: Duration::from_millis(100),
-            max_memory: 64 << 20,
-            reuse: 0,
-        },
+        crate::plugin::Limits::new(),
         "{}".to_owned(),
         Arc::default(),
     );

@@ -325,5 +325,25 @@ impl RouteTable {
     }
 }
 
+/// Whether a path has a `.` or `..` segment, written plainly or percent-encoded
+/// (`%2e`). Such paths are refused rather than normalised: an upstream that resolves
+/// them itself could otherwise be reached outside the route's prefix.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        // One or two dots, each `.` or `%2e`/`%2E`, and nothing else.
+        let mut rest = seg.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() && dots <= 2 {
+            rest = match rest {
+                [b'.', tail @ ..] => tail,
+                [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+                _ => return false,
+            };
+            dots += 1;
+        }
+        rest.is_empty() && (dots == 1 || dots == 2)
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
-use crate::pipeline::{self, Shared};
+use crate::idle::{InFlight, Watch, Watched};
+use crate::pipeline::{self, Body, Shared};
 use crate::reload::LiveGateway;
 
 /// How often changed quota counters are written to their file.
@@ -74,7 +75,9 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_read_timeout)
+        // The head's deadline is the connection's (`idle`): it runs from accept and from
+        // the end of each response, not from the head's first byte as hyper's would.
+        .header_read_timeout(None)
         // hyper answers 431 itself when the head outgrows this buffer; the pipeline
         // enforces the exact limit below it.
         .max_buf_size((settings.max_header_bytes + 1024).max(8192))
@@ -104,12 +107,20 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let watch = Watch::new(settings.header_read_timeout);
+                let stream = Watched::new(stream, watch.clone());
                 let shared = shared.clone();
                 let secure = acceptor.is_some();
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
+                    let watch = watch.clone();
                     async move {
-                        Ok::<_, Infallible>(pipeline::handle(&shared, req, remote, secure).await)
+                        let in_flight = watch.request();
+                        let resp = pipeline::handle(&shared, req, remote, secure).await;
+                        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                            watch.upgraded();
+                        }
+                        Ok::<_, Infallible>(resp.map(|body| Tracked { body, _in_flight: in_flight }))
                     }
                 });
                 let Some(acceptor) = acceptor.clone() else {
@@ -167,6 +178,33 @@ pub async fn serve(
     // at the signal; wait for them to finish `$disconnect`, within the same grace.
     while shared.websockets() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A response body that keeps its request counted in flight on the connection until
+/// hyper has taken all of it (see [`crate::idle`]).
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -254,8 +292,38 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// One listening socket per worker on `addr` (port 0: a free port, the same for all),
+/// with `SO_REUSEPORT` so that the kernel spreads connections over them. Refused when
+/// anything else listens on the address — another `weir` included, which with
+/// `SO_REUSEPORT` alone would silently take a share of the connections.
+pub fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        // Bound without SO_REUSEPORT, this fails if any socket listens there.
+        use socket2::{Domain, Socket, Type};
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into()).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                std::io::Error::new(e.kind(), format!("{e}: another process listens on {addr}"))
+            } else {
+                e
+            }
+        })?;
+    }
+    let first = reuseport_listener(addr)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(reuseport_listener(addr)?);
+    }
+    Ok(sockets)
+}
+
 /// A listening socket with `SO_REUSEPORT`, so that each worker can bind its own.
-pub fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;

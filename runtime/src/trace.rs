@@ -44,6 +44,17 @@ impl TraceContext {
     }
 }
 
+/// The value of `name` when the request has exactly one such header: W3C trace context
+/// treats several `traceparent` headers as an invalid parent, so a new trace starts.
+pub fn single_header<'a>(headers: &'a http::HeaderMap, name: &http::HeaderName) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first.to_str().ok()
+}
+
 /// A new request id: 32 hex digits, the process's random prefix and a scrambled
 /// counter, so unique in the process.
 pub fn new_request_id() -> String {
@@ -111,6 +122,21 @@ fn splitmix64(mut z: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_traceparents_are_no_parent() {
+        let name = http::HeaderName::from_static("traceparent");
+        let valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut h = http::HeaderMap::new();
+        h.append(&name, valid.parse().unwrap());
+        assert_eq!(single_header(&h, &name), Some(valid));
+        h.append(&name, valid.parse().unwrap());
+        assert_eq!(single_header(&h, &name), None);
+        assert_ne!(
+            TraceContext::from_header(single_header(&h, &name)).trace_id,
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+    }
 
     #[test]
     fn hex_ids_match_the_formatter() {

@@ -6,6 +6,7 @@ mod authorizer;
 mod conformance;
 mod cors;
 mod examples;
+mod exposure;
 mod faults;
 mod hostile;
 mod isolation;

@@ -9,7 +9,7 @@ use crate::{toml_path, weir};
 
 /// A `[server]` table that serves HTTPS with `ca`'s server certificate (its files in a
 /// fresh directory).
-fn tls_server(ca: &TestCa) -> String {
+pub(crate) fn tls_server(ca: &TestCa) -> String {
     let dir = weir_tests::test_dir();
     let (cert, key) = (dir.join("gw.pem"), dir.join("gw.key"));
     std::fs::write(&cert, &ca.server_pem.0).unwrap();

@@ -1,8 +1,10 @@
 //! An upstream that breaks HTTP on purpose, chosen by the request path:
 //! `/reset` sends half a body then resets the connection, `/drip` sends its body one
 //! byte every 200 ms, `/malformed` answers garbage, `/hang` never answers, `/close`
-//! answers well and then closes the keep-alive connection, anything else answers
-//! `200 ok` and keeps the connection.
+//! answers well and then closes the keep-alive connection, `/both-lengths` answers
+//! with `Content-Length` and `Transfer-Encoding: chunked` at once, `/switch` answers
+//! `101 Switching Protocols` unasked, anything else answers `200 ok` and keeps the
+//! connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -79,6 +81,21 @@ async fn serve(mut stream: TcpStream) {
             }
             "malformed" => {
                 let _ = stream.write_all(b"HTTP/1.1 abc\r\n\r\n").await;
+                return;
+            }
+            "both-lengths" => {
+                // The chunked body is 10 bytes; the length claims 2: a client that
+                // trusts the length reads the rest as the start of its next answer.
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\na\r\nHTTP/1.1 2\r\n0\r\n\r\n",
+                    )
+                    .await;
+            }
+            "switch" => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: other\r\nconnection: upgrade\r\n\r\n")
+                    .await;
                 return;
             }
             "hang" => {

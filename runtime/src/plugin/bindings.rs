@@ -9,6 +9,8 @@ pub mod mapper {
         world: "mapper",
         path: "../wit",
         exports: { default: async },
+        // Fails the call when a document or its index is over its bounds.
+        imports: { "weir:plugin/json.index-object": trappable },
     });
 }
 

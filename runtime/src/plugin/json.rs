@@ -9,32 +9,77 @@ use super::bindings::mapper::weir::plugin::json::{Host, Member, ObjectIndex};
 /// Deepest nesting of arrays and objects accepted (the outer object counts as one).
 pub const MAX_DEPTH: usize = 64;
 
+/// Largest document `index-object` takes; a larger one fails the call. The index is one
+/// uninterruptible host call, and the host's copy of the document and its index are
+/// memory the guest's cap does not see, so both are bounded: the document here, the
+/// index by what is left of the plugin's `max_memory`.
+pub const MAX_DOCUMENT: usize = 16 << 20;
+
 impl Host for State {
-    fn index_object(&mut self, document: Vec<u8>) -> Option<ObjectIndex> {
-        index_object(&document)
+    fn index_object(&mut self, document: Vec<u8>) -> wasmtime::Result<Option<ObjectIndex>> {
+        if document.len() > MAX_DOCUMENT {
+            return Err(wasmtime::format_err!(
+                "json.index-object: a document of {} bytes is over the {MAX_DOCUMENT}-byte limit",
+                document.len()
+            ));
+        }
+        let left = self.memory.left().saturating_sub(document.len());
+        let max_members = left / std::mem::size_of::<Member>();
+        match index_object_within(&document, max_members) {
+            Ok(index) => Ok(index),
+            Err(TooManyMembers) => {
+                self.memory.hit = true;
+                Err(wasmtime::format_err!(
+                    "json.index-object: the index of this document would take more than what is left of max_memory"
+                ))
+            }
+        }
     }
 }
+
+/// The index would hold more members than allowed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyMembers;
 
 /// The top-level members of `doc` and the offset of its closing brace, if `doc` is one
 /// JSON object (RFC 8259, UTF-8, at most [`MAX_DEPTH`] levels) with only whitespace
 /// around it. Offsets fit `u32`: a guest's memory is at most 4 GiB.
 pub fn index_object(doc: &[u8]) -> Option<ObjectIndex> {
+    index_object_within(doc, usize::MAX).unwrap_or(None)
+}
+
+/// [`index_object`] with at most `max_members` members in the index.
+pub fn index_object_within(
+    doc: &[u8],
+    max_members: usize,
+) -> Result<Option<ObjectIndex>, TooManyMembers> {
     if u32::try_from(doc.len()).is_err() || std::str::from_utf8(doc).is_err() {
-        return None;
+        return Ok(None);
     }
-    let mut p = Parser { doc, at: 0 };
+    let mut p = Parser {
+        doc,
+        at: 0,
+        max_members,
+        over: false,
+    };
     p.skip_ws();
     let mut members = Vec::new();
-    p.object(1, Some(&mut members))?;
+    if p.object(1, Some(&mut members)).is_none() {
+        return if p.over {
+            Err(TooManyMembers)
+        } else {
+            Ok(None)
+        };
+    }
     let close = p.at - 1;
     p.skip_ws();
     if p.at != doc.len() {
-        return None;
+        return Ok(None);
     }
-    Some(ObjectIndex {
+    Ok(Some(ObjectIndex {
         members,
         close: close as u32,
-    })
+    }))
 }
 
 /// A recursive-descent checker over bytes; every method returns `None` on malformed
@@ -42,6 +87,9 @@ pub fn index_object(doc: &[u8]) -> Option<ObjectIndex> {
 struct Parser<'a> {
     doc: &'a [u8],
     at: usize,
+    /// Most members the index may hold; past it, `over` is set and parsing stops.
+    max_members: usize,
+    over: bool,
 }
 
 impl Parser<'_> {
@@ -96,6 +144,10 @@ impl Parser<'_> {
             let value_start = self.at;
             self.value(depth)?;
             if let Some(members) = members.as_deref_mut() {
+                if members.len() >= self.max_members {
+                    self.over = true;
+                    return None;
+                }
                 members.push(Member {
                     key_start: key_start as u32,
                     key_end: key_end as u32,

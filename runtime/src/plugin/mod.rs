@@ -18,6 +18,7 @@ mod cache;
 mod compiler;
 pub(crate) mod json;
 mod reuse;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +42,7 @@ pub use bindings::{
     Response,
 };
 pub use compiler::{Compiler, precompile_stdio};
+pub use source::read_component;
 
 /// How often the epoch advances; deadlines are measured in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -60,8 +62,20 @@ const MAX_INSTANCES: u32 = 1000;
 const WARM_SLOTS: u32 = 32;
 /// Upper bound of any plugin's `max_memory`.
 pub const MEMORY_CEILING: u64 = 1 << 30;
+/// Largest component file read unless `limits.max_plugin_size` says otherwise.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 64 << 20;
 /// Upper bound of any plugin's `reuse`.
 pub const MAX_REUSE: u32 = 1_000_000;
+/// Calls of one plugin running at once, unless its `concurrency` says otherwise. A route
+/// uses at most four plugins (authorizer, request and response mapper, CORS policy), so
+/// with the default no one route can hold more than 400 of the [`MAX_INSTANCES`] slots.
+pub const DEFAULT_CONCURRENCY: u32 = 100;
+/// Upper bound of any plugin's `concurrency`: the instance pool.
+pub const MAX_CONCURRENCY: u32 = MAX_INSTANCES;
+/// Most `host.log` lines one call may write; then one line says the rest was dropped.
+const LOG_LINES_PER_CALL: u32 = 100;
+/// Most bytes of `host.log` messages one call may write.
+const LOG_BYTES_PER_CALL: usize = 64 * 1024;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +131,19 @@ pub enum PluginError {
         /// The cap.
         limit: usize,
     },
+    /// Every one of the plugin's `concurrency` slots stayed taken for the whole
+    /// deadline.
+    #[error(
+        "plugin `{plugin}` is busy: its {limit} concurrent calls did not free a slot within {deadline:?}"
+    )]
+    Busy {
+        /// Plugin name.
+        plugin: Arc<str>,
+        /// Its `concurrency`.
+        limit: u32,
+        /// The configured deadline.
+        deadline: Duration,
+    },
     /// The guest trapped (panic, `unreachable`, out of bounds, ...) or could not start.
     #[error("plugin `{plugin}` failed: {message}")]
     Trap {
@@ -136,6 +163,29 @@ pub struct Limits {
     pub max_memory: usize,
     /// Calls one instance may serve (0 and 1: a fresh instance for every call).
     pub reuse: u32,
+    /// Calls of this plugin running at once; past it, a call waits (within its
+    /// deadline) for one to end. Bounds the share of the instance pool one plugin can
+    /// hold.
+    pub concurrency: u32,
+}
+
+impl Limits {
+    /// The defaults of a `[plugins.NAME]` table: 100 ms, 64 MiB, a fresh instance per
+    /// call, [`DEFAULT_CONCURRENCY`] calls at once.
+    pub fn new() -> Self {
+        Self {
+            deadline: Duration::from_millis(100),
+            max_memory: 64 << 20,
+            reuse: 0,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The engine shared by every plugin, plus the thread that drives its epoch.
@@ -284,11 +334,12 @@ impl PluginHost {
         limits: Limits,
         config_json: String,
     ) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            plugin: name.to_owned(),
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes =
+            read_component(path, DEFAULT_MAX_PLUGIN_SIZE).map_err(|source| LoadError::Read {
+                plugin: name.to_owned(),
+                path: path.display().to_string(),
+                source,
+            })?;
         self.load_bytes(
             name,
             &path.display().to_string(),
@@ -452,13 +503,14 @@ impl Compiled {
             inner: Arc::new(Loaded {
                 name: name.into(),
                 world: self.world,
-                limits,
                 config_json: config_json.into(),
                 pre: self.pre.clone(),
                 sha256: self.sha256.clone(),
                 loaded_at: SystemTime::now(),
                 counts,
                 idle: reuse::Idle::default(),
+                slots: tokio::sync::Semaphore::new(limits.concurrency.max(1) as usize),
+                limits,
                 metrics: OnceLock::new(),
             }),
             engine: self.engine.clone(),
@@ -474,6 +526,17 @@ pub struct CallCounts {
     trap: AtomicU64,
     timeout: AtomicU64,
     memory: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// How a call ended, as the metrics label it (the order of [`CallMetrics::calls`]).
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Ok,
+    Timeout,
+    Memory,
+    Trap,
+    Busy,
 }
 
 /// A reading of [`CallCounts`].
@@ -487,6 +550,8 @@ pub struct CallTotals {
     pub timeouts: u64,
     /// Calls past their memory cap.
     pub memory: u64,
+    /// Calls that found no free slot within their deadline.
+    pub busy: u64,
 }
 
 impl CallCounts {
@@ -497,6 +562,7 @@ impl CallCounts {
             traps: self.trap.load(Ordering::Relaxed),
             timeouts: self.timeout.load(Ordering::Relaxed),
             memory: self.memory.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
         }
     }
 }
@@ -588,21 +654,23 @@ struct Loaded {
     loaded_at: SystemTime,
     counts: Arc<CallCounts>,
     idle: reuse::Idle,
+    /// One permit per call that may run at once (`limits.concurrency`).
+    slots: tokio::sync::Semaphore,
     /// The handles of this plugin's call metrics, made at its first call.
     metrics: OnceLock<CallMetrics>,
 }
 
-/// `weir_plugin_calls_total` by outcome (ok, timeout, memory, trap) and
+/// `weir_plugin_calls_total` by outcome (ok, timeout, memory, trap, busy) and
 /// `weir_plugin_call_duration_seconds` for one plugin: looked up once, not per call.
 struct CallMetrics {
-    calls: [metrics::Counter; 4],
+    calls: [metrics::Counter; 5],
     duration: metrics::Histogram,
 }
 
 impl CallMetrics {
     fn new(name: &Arc<str>) -> Self {
         let plugin = metrics::SharedString::from(name.clone());
-        let calls = ["ok", "timeout", "memory", "trap"].map(|outcome| {
+        let calls = ["ok", "timeout", "memory", "trap", "busy"].map(|outcome| {
             metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
         });
         CallMetrics {
@@ -649,11 +717,24 @@ struct State {
     /// The guest's stdout and stderr, and how much of it has been logged already.
     output: MemoryOutputPipe,
     logged: usize,
+    /// `host.log` lines and bytes written in this call, and whether some were dropped.
+    log_lines: u32,
+    log_bytes: usize,
+    log_cut: bool,
 }
 
 struct MemoryCap {
     limit: usize,
+    /// The linear memory's size after its last growth.
+    current: usize,
     hit: bool,
+}
+
+impl MemoryCap {
+    /// Bytes the instance may still take.
+    fn left(&self) -> usize {
+        self.limit.saturating_sub(self.current)
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -667,6 +748,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.current = self.current.max(desired);
         Ok(true)
     }
 
@@ -705,6 +787,22 @@ impl bindings::mapper::weir::plugin::host::Host for State {
             message.truncate(end);
         }
         let plugin = &*self.name;
+        if self.log_lines >= LOG_LINES_PER_CALL
+            || self.log_bytes + message.len() > LOG_BYTES_PER_CALL
+        {
+            if !self.log_cut {
+                self.log_cut = true;
+                tracing::warn!(
+                    target: "weir::plugin",
+                    plugin,
+                    "log output of this call truncated (at most {LOG_LINES_PER_CALL} lines and {LOG_BYTES_PER_CALL} bytes per call)"
+                );
+            }
+            return;
+        }
+        self.log_lines += 1;
+        self.log_bytes += message.len();
+        let message = escape_controls(&message);
         use bindings::LogLevel as L;
         match level {
             L::Trace => tracing::trace!(target: "weir::plugin", plugin, "{message}"),
@@ -718,6 +816,23 @@ impl bindings::mapper::weir::plugin::host::Host for State {
     fn config(&mut self) -> String {
         self.config_json.to_string()
     }
+}
+
+/// `text` with its control characters (newlines included) written as escapes, so that
+/// what a plugin logs stays on its own line and cannot pass for a line of the gateway's.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[derive(Debug)]
@@ -759,14 +874,19 @@ impl Call {
     }
 }
 
-/// Calls `$method` on the plugin's guest, which must be of world `$world`.
+/// Calls `$method` on the plugin's guest, which must be of world `$world`: within the
+/// plugin's deadline in wall-clock time (waits for a slot and in host calls included)
+/// as well as in epochs.
 macro_rules! call_guest {
     ($self:ident, $world:ident, |$g:ident, $store:ident| $body:expr) => {{
         if $self.inner.world != World::$world {
             return Err($self.wrong_world(World::$world));
         }
-        let mut call = $self.begin(false);
-        let result = async {
+        let started = Instant::now();
+        let until = tokio::time::Instant::from_std(started) + $self.inner.limits.deadline;
+        let _slot = $self.slot(until, started).await?;
+        let mut call = $self.begin(false, started);
+        let result = tokio::time::timeout_at(until, async {
             let guest = call.guest(&$self.inner.pre).await?;
             let reuse::Guest::$world($g) = &guest else {
                 unreachable!("the instance was made from this plugin's InstancePre");
@@ -775,8 +895,9 @@ macro_rules! call_guest {
             let out = $body.await;
             call.guest = Some(guest);
             out
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| Err(DeadlineExceeded.into()));
         $self.finish(call, result)
     }};
 }
@@ -817,24 +938,56 @@ impl Plugin {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// One of the plugin's `concurrency` slots, waited for until `until`.
+    async fn slot(
+        &self,
+        until: tokio::time::Instant,
+        started: Instant,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, PluginError> {
+        if let Ok(permit) = self.inner.slots.try_acquire() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout_at(until, self.inner.slots.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                let e = PluginError::Busy {
+                    plugin: self.inner.name.clone(),
+                    limit: self.inner.limits.concurrency,
+                    deadline: self.inner.limits.deadline,
+                };
+                self.count(Outcome::Busy, started);
+                Err(e)
+            }
+        }
+    }
+
     /// A store for one call: an idle instance's when the plugin reuses instances and one
     /// is free (never for a quiet smoke test), else a fresh one. Either way with this
-    /// call's deadline and a clean memory-cap flag.
-    fn begin(&self, quiet: bool) -> Call {
+    /// call's deadline (counted from `started`), a clean memory-cap flag and a fresh
+    /// log budget.
+    fn begin(&self, quiet: bool, started: Instant) -> Call {
         let warm = if quiet { None } else { self.inner.idle.take() };
         let (mut store, guest, calls) = match warm {
             Some(warm) => (warm.store, Some(warm.guest), warm.calls),
             None => (self.fresh_store(quiet), None, 0),
         };
-        store.data_mut().memory.hit = false;
-        let started = Instant::now();
+        let state = store.data_mut();
+        state.memory.hit = false;
+        state.log_lines = 0;
+        state.log_bytes = 0;
+        state.log_cut = false;
         let deadline = self.inner.limits.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() >= deadline {
                 Err(DeadlineExceeded.into())
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's yield lets the event loop poll its sockets before the guest
+                // runs on: a long call shares its worker with the connections on it.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         Call {
@@ -871,10 +1024,14 @@ impl Plugin {
                 table: ResourceTable::new(),
                 memory: MemoryCap {
                     limit: self.inner.limits.max_memory,
+                    current: 0,
                     hit: false,
                 },
                 output,
                 logged: 0,
+                log_lines: 0,
+                log_bytes: 0,
+                log_cut: false,
             },
         );
         store.limiter(|s| &mut s.memory);
@@ -888,6 +1045,7 @@ impl Plugin {
             if !state.quiet {
                 let text = String::from_utf8_lossy(&output[state.logged..]);
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    let line = escape_controls(line);
                     tracing::info!(target: "weir::plugin", plugin = &*self.inner.name, stream = "stdio", "{line}");
                 }
             }
@@ -933,21 +1091,34 @@ impl Plugin {
                 reuse,
             );
         }
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(PluginError::Deadline { .. }) => Outcome::Timeout,
+            Err(PluginError::Memory { .. }) => Outcome::Memory,
+            Err(PluginError::Trap { .. }) => Outcome::Trap,
+            Err(PluginError::Busy { .. }) => Outcome::Busy,
+        };
+        self.count(outcome, started);
+        result
+    }
+
+    /// Counts a call that began at `started` in the plugin's totals and metrics.
+    fn count(&self, outcome: Outcome, started: Instant) {
         let counts = &self.inner.counts;
-        let (outcome, count) = match &result {
-            Ok(_) => (0, &counts.ok),
-            Err(PluginError::Deadline { .. }) => (1, &counts.timeout),
-            Err(PluginError::Memory { .. }) => (2, &counts.memory),
-            Err(PluginError::Trap { .. }) => (3, &counts.trap),
+        let count = match outcome {
+            Outcome::Ok => &counts.ok,
+            Outcome::Timeout => &counts.timeout,
+            Outcome::Memory => &counts.memory,
+            Outcome::Trap => &counts.trap,
+            Outcome::Busy => &counts.busy,
         };
         count.fetch_add(1, Ordering::Relaxed);
         let handles = self
             .inner
             .metrics
             .get_or_init(|| CallMetrics::new(&self.inner.name));
-        handles.calls[outcome].increment(1);
+        handles.calls[outcome as usize].increment(1);
         handles.duration.record(started.elapsed().as_secs_f64());
-        result
     }
 
     fn wrong_world(&self, wanted: World) -> PluginError {
@@ -1028,8 +1199,10 @@ impl Plugin {
                 ("access-control-request-method".to_owned(), "GET".to_owned()),
             ],
         };
-        let mut call = self.begin(true);
-        let result = async {
+        let started = Instant::now();
+        let until = tokio::time::Instant::from_std(started) + self.inner.limits.deadline;
+        let mut call = self.begin(true, started);
+        let result = tokio::time::timeout_at(until, async {
             match &*self.inner.pre {
                 Pre::Mapper(pre) => {
                     let req = Request {
@@ -1060,8 +1233,9 @@ impl Plugin {
                 }
             }
             wasmtime::Result::Ok(())
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| Err(DeadlineExceeded.into()));
         self.finish(call, result)
     }
 }

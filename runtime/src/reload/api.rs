@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use super::{MAX_UPLOAD, Refused, Reloader};
+use super::{Refused, Reloader};
 use crate::config::World;
 
 /// The admin API's state: the reloader and the token calls must present.
@@ -112,11 +112,11 @@ pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<
     let reloader = &api.reloader;
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, ["admin", "plugins"]) => {
-            let plugins = reloader.list().await;
+            let plugins = reloader.list();
             json(StatusCode::OK, &serde_json::json!({ "plugins": plugins }))
         }
         (Method::GET, ["admin", "plugins", name]) => {
-            match reloader.list().await.into_iter().find(|p| p.name == *name) {
+            match reloader.list().into_iter().find(|p| p.name == *name) {
                 Some(p) => json(StatusCode::OK, &p),
                 None => error(StatusCode::NOT_FOUND, &format!("no plugin named `{name}`")),
             }
@@ -127,14 +127,30 @@ pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<
                 Ok(w) => w,
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e),
             };
-            let body = match Limited::new(req.into_body(), MAX_UPLOAD).collect().await {
+            let max = reloader.max_plugin_size();
+            let too_large = || {
+                let mut resp = error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("a component may be at most {max} bytes (limits.max_plugin_size)"),
+                );
+                // The rest of the body is not read.
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                resp
+            };
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > max) {
+                return too_large();
+            }
+            let limit = usize::try_from(max).unwrap_or(usize::MAX);
+            let body = match Limited::new(req.into_body(), limit).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        &format!("a component may be at most {MAX_UPLOAD} bytes"),
-                    );
-                }
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
                 Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
             };
             match reloader.put_plugin(&name, world, body.to_vec()).await {

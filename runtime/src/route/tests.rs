@@ -113,3 +113,28 @@ fn conflicts_name_both_routes() {
         .collect();
     assert!(RouteTable::new(&keys).is_err());
 }
+#[test]
+fn finds_dot_segments_plain_and_encoded() {
+    for bad in [
+        "/a/../b",
+        "/..",
+        "/a/.",
+        "/%2e%2e/x",
+        "/a/%2E/b",
+        "/.%2e/x",
+        "/x/%2e.",
+    ] {
+        assert!(has_dot_segment(bad), "{bad}");
+    }
+    for good in [
+        "/",
+        "/a/b",
+        "/a..b",
+        "/.well-known/x",
+        "/a/...",
+        "/%2e%2e%2e",
+        "/a%2fb",
+    ] {
+        assert!(!has_dot_segment(good), "{good}");
+    }
+}

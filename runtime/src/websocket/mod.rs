@@ -11,6 +11,7 @@
 //! handled on the gateway snapshot current when they arrive.
 
 pub mod select;
+mod stall;
 pub mod table;
 
 use std::collections::{HashMap, VecDeque};
@@ -28,7 +29,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -45,6 +46,7 @@ use crate::throttle::{Bucket, Level};
 use crate::trace::{self, TraceContext};
 
 pub use select::Selection;
+use stall::Stall;
 use table::Connection;
 pub use table::{Command, ConnectionTable, LocalConnections, PostError};
 
@@ -98,6 +100,8 @@ pub struct Limits {
     pub max_frame: usize,
     /// Outbound messages queued per connection.
     pub outbound_queue: usize,
+    /// Longest a send may wait for the client to read.
+    pub send_timeout: Duration,
 }
 
 /// One route of a WebSocket API.
@@ -150,6 +154,10 @@ enum CloseReason {
     Protocol,
     Deleted,
     Shutdown,
+    /// The client went away without a close frame.
+    Dropped,
+    /// The client read nothing for `send_timeout` while the gateway had data for it.
+    SendTimeout,
     Error,
 }
 
@@ -163,6 +171,8 @@ impl CloseReason {
             CloseReason::Protocol => "protocol_error",
             CloseReason::Deleted => "deleted",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Dropped => "dropped",
+            CloseReason::SendTimeout => "send_timeout",
             CloseReason::Error => "error",
         }
     }
@@ -469,6 +479,13 @@ async fn send_request(
 
 type Dispatch = Pin<Box<dyn Future<Output = Option<Message>> + Send>>;
 
+/// A client's WebSocket, over a socket that may not stall a send for long.
+type Ws = WebSocketStream<Stall<TokioIo<hyper::upgrade::Upgraded>>>;
+
+/// Bytes a connection's write buffer may hold beyond one message: frame headers, a
+/// close frame, the one pong that may wait to go out.
+const WRITE_BUFFER_SLACK: usize = 64 * 1024;
+
 /// Messages read from the client and not yet answered: the one being dispatched and
 /// those read ahead of it.
 #[derive(Default)]
@@ -528,14 +545,16 @@ impl ConnectionTask {
             }
         };
         let _live = Live::new(self.shared.clone());
+        // The write buffer holds at most one message and some slack: a client that
+        // sends pings and reads nothing gets one pending pong, not a growing queue.
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0)
+            .max_write_buffer_size(self.limits.max_message + WRITE_BUFFER_SLACK)
             .max_message_size(Some(self.limits.max_message))
             .max_frame_size(Some(self.limits.max_frame));
-        let mut ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let socket = Stall::new(TokioIo::new(upgraded), self.limits.send_timeout);
+        let mut ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
         let table = self.shared.connections.clone();
         table.insert(self.conn.clone());
         metrics::counter!("weir_websocket_connections_opened_total").increment(1);
@@ -554,11 +573,7 @@ impl ConnectionTask {
         disconnect(&self.shared, &self.conn).await;
     }
 
-    async fn serve(
-        &mut self,
-        ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
-        backlog: &mut Backlog,
-    ) -> CloseReason {
+    async fn serve(&mut self, ws: &mut Ws, backlog: &mut Backlog) -> CloseReason {
         let conn = self.conn.clone();
         let lifetime = tokio::time::sleep(self.limits.max_duration.saturating_sub(conn.age()));
         let idle = tokio::time::sleep(self.limits.idle_timeout);
@@ -584,26 +599,31 @@ impl ConnectionTask {
                         close(ws, CloseCode::Size, "Message too big").await;
                         return CloseReason::TooBig;
                     }
+                    Some(Err(WsError::Protocol(
+                        ProtocolError::ResetWithoutClosingHandshake,
+                    ))) => return CloseReason::Dropped,
                     Some(Err(WsError::Protocol(e))) => {
                         tracing::debug!(connection = %conn.id, error = %e, "protocol error");
                         close(ws, CloseCode::Protocol, "Protocol error").await;
                         return CloseReason::Protocol;
                     }
-                    Some(Err(e)) => {
-                        tracing::debug!(connection = %conn.id, error = %e, "connection error");
-                        return CloseReason::Error;
+                    Some(Err(WsError::Utf8(e))) => {
+                        tracing::debug!(connection = %conn.id, error = %e, "text message is not UTF-8");
+                        close(ws, CloseCode::Invalid, "Invalid UTF-8").await;
+                        return CloseReason::Protocol;
                     }
+                    Some(Err(e)) => return failed(ws, &conn, &e),
                 },
                 command = self.commands.recv() => match command {
                     Some(Command::Text(s)) => {
-                        if send(ws, Message::Text(Utf8Bytes::from(s))).await.is_err() {
-                            return CloseReason::Error;
+                        if let Err(e) = send(ws, Message::Text(Utf8Bytes::from(s))).await {
+                            return failed(ws, &conn, &e);
                         }
                         true
                     }
                     Some(Command::Binary(b)) => {
-                        if send(ws, Message::Binary(b)).await.is_err() {
-                            return CloseReason::Error;
+                        if let Err(e) = send(ws, Message::Binary(b)).await {
+                            return failed(ws, &conn, &e);
                         }
                         true
                     }
@@ -620,8 +640,8 @@ impl ConnectionTask {
                     *job = None;
                     match reply {
                         Some(msg) => {
-                            if send(ws, msg).await.is_err() {
-                                return CloseReason::Error;
+                            if let Err(e) = send(ws, msg).await {
+                                return failed(ws, &conn, &e);
                             }
                             true
                         }
@@ -651,20 +671,39 @@ impl ConnectionTask {
     }
 }
 
-async fn send(
-    ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
-    msg: Message,
-) -> Result<(), WsError> {
+/// Why a read or a send failed: the client stopped reading, went away, or the
+/// connection broke.
+fn failed(ws: &Ws, conn: &Connection, e: &WsError) -> CloseReason {
+    if ws.get_ref().stalled() {
+        tracing::debug!(connection = %conn.id, "client read nothing within send_timeout; closing");
+        return CloseReason::SendTimeout;
+    }
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => CloseReason::Dropped,
+        WsError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            CloseReason::Dropped
+        }
+        e => {
+            tracing::debug!(connection = %conn.id, error = %e, "connection error");
+            CloseReason::Error
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: Message) -> Result<(), WsError> {
     ws.send(msg).await?;
     metrics::counter!("weir_websocket_messages_total", "direction" => "out").increment(1);
     Ok(())
 }
 
-async fn close(
-    ws: &mut WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>,
-    code: CloseCode,
-    reason: &'static str,
-) {
+async fn close(ws: &mut Ws, code: CloseCode, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -674,7 +713,7 @@ async fn close(
 
 /// After our close frame: read and discard until the client hangs up (bounded in time
 /// and bytes), so closing our end does not reset a connection with unread data.
-async fn linger(ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>) {
+async fn linger(ws: Ws) {
     use tokio::io::AsyncReadExt;
     let mut io = ws.into_inner();
     let drain = async {
