@@ -5,8 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use weir::config::World;
-use weir::plugin::{AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead};
+
+use weir::plugin::{
+    AuthorizationRequest, AuthorizerWorld, Context, CorsWorld, Limits, MapperWorld, PluginHost,
+    Request, RequestHead,
+};
 use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING, STAMP_V1};
 
 fn headers() -> Vec<(String, String)> {
@@ -54,10 +57,9 @@ fn bench(c: &mut Criterion) {
     let ctx = context();
 
     let mapper = host
-        .load(
+        .load::<MapperWorld>(
             "params",
             Path::new(PARAM_MAPPING),
-            World::Mapper,
             limits.clone(),
             r#"{"request":{"overwrite:header.x-user":"$request.header.user-agent","append:querystring.id":"$request.path.id","remove:header.accept-encoding":"''"}}"#.into(),
         )
@@ -76,13 +78,7 @@ fn bench(c: &mut Criterion) {
 
     // The floor: a mapper that only appends one header, without config or parsing.
     let stamp = host
-        .load(
-            "stamp",
-            Path::new(STAMP_V1),
-            World::Mapper,
-            limits.clone(),
-            "{}".into(),
-        )
+        .load::<MapperWorld>("stamp", Path::new(STAMP_V1), limits.clone(), "{}".into())
         .unwrap();
     c.bench_function(
         "mapper/stamp map-request (fresh instance; the floor)",
@@ -94,10 +90,9 @@ fn bench(c: &mut Criterion) {
 
     let secret = "bench-secret-bench-secret-bench!";
     let authorizer = host
-        .load(
+        .load::<AuthorizerWorld>(
             "jwt",
             Path::new(JWT_AUTHORIZER),
-            World::Authorizer,
             limits.clone(),
             format!(r#"{{"issuer":"iss","audience":["aud"],"hs256_secret":"{secret}"}}"#),
         )
@@ -120,10 +115,9 @@ fn bench(c: &mut Criterion) {
     });
 
     let cors = host
-        .load(
+        .load::<CorsWorld>(
             "cors",
             Path::new(CORS),
-            World::Cors,
             limits,
             r#"{"allow_origins":["https://app.example"],"allow_methods":["GET","POST"]}"#.into(),
         )

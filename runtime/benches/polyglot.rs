@@ -15,8 +15,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use weir::config::World;
-use weir::plugin::{AuthorizationRequest, Context, Limits, Plugin, PluginHost, Request};
+use weir::plugin::{
+    AnyPlugin, AuthorizationRequest, AuthorizerWorld, Context, Limits, MapperWorld, Plugin,
+    PluginHost, Request, World as PluginWorld, WorldKind,
+};
 use weir_tests::artifacts::POLYGLOT;
 
 const MAPPER_CONFIG: &str = r#"{"rename_headers":{"x-client-id":"x-user"},"add_headers":{"x-gateway":"weir"},"json_fields":{"source":"gateway"},"response_headers":{"x-mapped-by":"weir-example"}}"#;
@@ -86,13 +88,15 @@ fn measure<F: AsyncFn() -> ()>(rt: &tokio::runtime::Runtime, calls: usize, f: F)
     })
 }
 
-fn load(
+fn load<W: WorldKind>(
     host: &PluginHost,
     path: &str,
-    world: World,
     reuse: u32,
     config: &str,
-) -> (Plugin, Duration) {
+) -> (Plugin<W>, Duration)
+where
+    Plugin<W>: TryFrom<AnyPlugin, Error = PluginWorld>,
+{
     let limits = Limits {
         deadline: Duration::from_secs(5),
         max_memory: 256 << 20,
@@ -101,7 +105,7 @@ fn load(
     };
     let started = Instant::now();
     let plugin = host
-        .load("bench", Path::new(path), world, limits, config.into())
+        .load::<W>("bench", Path::new(path), limits, config.into())
         .unwrap_or_else(|e| panic!("{path}: {e}"));
     (plugin, started.elapsed())
 }
@@ -186,17 +190,12 @@ fn main() {
     for (lang, mapper, authorizer) in rows() {
         let (mapper, authorizer) = (mapper.as_str(), authorizer.as_str());
         let size = std::fs::metadata(mapper).map(|m| m.len()).unwrap_or(0);
-        let (fresh, compile) = load(&host, mapper, World::Mapper, 0, MAPPER_CONFIG);
-        let (reused, _) = load(&host, mapper, World::Mapper, u32::MAX / 2, MAPPER_CONFIG);
-        let (auth_fresh, _) = load(&host, authorizer, World::Authorizer, 0, auth_config);
-        let (auth_reused, _) = load(
-            &host,
-            authorizer,
-            World::Authorizer,
-            u32::MAX / 2,
-            auth_config,
-        );
-        let map = |p: &Plugin, req: &'static Request| {
+        let (fresh, compile) = load::<MapperWorld>(&host, mapper, 0, MAPPER_CONFIG);
+        let (reused, _) = load::<MapperWorld>(&host, mapper, u32::MAX / 2, MAPPER_CONFIG);
+        let (auth_fresh, _) = load::<AuthorizerWorld>(&host, authorizer, 0, auth_config);
+        let (auth_reused, _) =
+            load::<AuthorizerWorld>(&host, authorizer, u32::MAX / 2, auth_config);
+        let map = |p: &Plugin<MapperWorld>, req: &'static Request| {
             let (p, ctx) = (p.clone(), &ctx);
             move || {
                 let p = p.clone();
@@ -205,7 +204,7 @@ fn main() {
                 }
             }
         };
-        let auth = |p: &Plugin| {
+        let auth = |p: &Plugin<AuthorizerWorld>| {
             let (p, req, ctx) = (p.clone(), &auth_req, &ctx);
             move || {
                 let p = p.clone();

@@ -11,16 +11,11 @@
 
 use std::cell::RefCell;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use http::header;
-use http::request::Parts;
-
-use crate::websocket::EventType;
-use crate::websocket::table::Connection;
+use crate::context::{EventType, RequestContext};
 
 /// Every field the access log can carry, in output order.
 pub const FIELDS: [&str; 19] = [
@@ -85,32 +80,7 @@ impl AccessLogFormat {
     }
 }
 
-/// Facts gathered along the request path.
-#[derive(Default)]
-pub struct AccessRecord {
-    /// The matched route.
-    pub route_key: Option<Arc<str>>,
-    /// Time spent in the integration.
-    pub integration_latency: Option<Duration>,
-    /// The integration's status.
-    pub integration_status: Option<u16>,
-    /// Why the integration failed.
-    pub integration_error: Option<String>,
-    /// The authorizer's principal.
-    pub principal_id: Option<String>,
-    /// Why the authorizer refused or failed.
-    pub authorizer_error: Option<String>,
-    /// The W3C trace id sent upstream.
-    pub trace_id: Option<String>,
-    /// The caller's quota, for the response headers (only when `api.quota_headers` is on).
-    pub quota: Option<crate::quota::QuotaLeft>,
-    /// The WebSocket connection a handshake opened.
-    pub connection_id: Option<Arc<str>>,
-    /// `CONNECT` for a WebSocket handshake.
-    pub event_type: Option<&'static str>,
-}
-
-/// What the response looked like.
+/// What the client got.
 pub struct Outcome {
     /// Status code.
     pub status: u16,
@@ -118,49 +88,57 @@ pub struct Outcome {
     pub length: Option<u64>,
 }
 
-impl AccessRecord {
-    /// Writes the record (when the format enables the log).
-    #[allow(clippy::too_many_arguments)]
-    pub fn emit(
-        &self,
-        format: AccessLogFormat,
-        head: &Parts,
-        outcome: Outcome,
-        request_id: &str,
-        remote: SocketAddr,
-        started: Instant,
-        received: SystemTime,
-    ) {
-        if !format.writes() {
-            return;
-        }
-        let user_agent = head
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        Fields {
-            request_id,
-            received,
-            method: Some(head.method.as_str()),
-            path: Some(head.uri.path()),
-            route_key: self.route_key.as_deref(),
-            status: outcome.status,
-            length: outcome.length,
-            latency: started.elapsed(),
-            integration_latency: self.integration_latency,
-            integration_status: self.integration_status,
-            integration_error: self.integration_error.as_deref(),
-            principal_id: self.principal_id.as_deref(),
-            authorizer_error: self.authorizer_error.as_deref(),
-            source_ip: remote.ip(),
-            user_agent,
-            protocol: protocol(head.version),
-            trace_id: self.trace_id.as_deref(),
-            connection_id: self.connection_id.as_deref(),
-            event_type: self.event_type,
-        }
-        .write(format);
+/// The request line of an HTTP request (WebSocket events have none).
+pub struct RequestLine<'a> {
+    /// Its method.
+    pub method: &'a str,
+    /// Its path.
+    pub path: &'a str,
+    /// Its HTTP version.
+    pub version: http::Version,
+    /// Its `User-Agent`.
+    pub user_agent: Option<&'a str>,
+}
+
+/// Writes the record of one request or event (when the format enables the log).
+pub fn write(
+    format: AccessLogFormat,
+    ctx: &RequestContext,
+    line: Option<RequestLine<'_>>,
+    outcome: Outcome,
+) {
+    if !format.writes() {
+        return;
     }
+    let protocol = match &line {
+        Some(l) => protocol(l.version),
+        None => "WEBSOCKET",
+    };
+    Fields {
+        request_id: &ctx.request_id,
+        received: ctx.received,
+        method: line.as_ref().map(|l| l.method),
+        path: line.as_ref().map(|l| l.path),
+        route_key: ctx.route_key.as_deref(),
+        status: outcome.status,
+        length: outcome.length,
+        latency: ctx.started.elapsed(),
+        integration_latency: ctx.integration.latency,
+        integration_status: ctx.integration.status,
+        integration_error: ctx.integration.error.as_deref(),
+        principal_id: ctx.principal_id.as_deref(),
+        authorizer_error: ctx.authorizer_error.as_deref(),
+        source_ip: ctx.peer.ip,
+        user_agent: line
+            .as_ref()
+            .and_then(|l| l.user_agent)
+            .or(ctx.user_agent.as_deref()),
+        protocol,
+        trace_id: Some(&ctx.trace.trace_id),
+        connection_id: ctx.connection_id.as_deref(),
+        event_type: ctx.event_type.map(EventType::name),
+    }
+    .write(format);
 }
 
 fn protocol(version: http::Version) -> &'static str {
@@ -171,81 +149,6 @@ fn protocol(version: http::Version) -> &'static str {
         http::Version::HTTP_2 => "HTTP/2.0",
         http::Version::HTTP_3 => "HTTP/3.0",
         _ => "HTTP",
-    }
-}
-
-/// One WebSocket event after the handshake (a message or `$disconnect`).
-pub struct EventRecord<'a> {
-    request_id: &'a str,
-    received: SystemTime,
-    started: Instant,
-    conn: &'a Connection,
-    event_type: EventType,
-    /// The route that handled it.
-    pub route_key: Option<Arc<str>>,
-    /// What the event ended with (the integration's status, or the gateway's).
-    pub status: u16,
-    /// Bytes sent back to the client.
-    pub length: Option<u64>,
-    /// Time spent in the integration.
-    pub integration_latency: Option<Duration>,
-    /// The integration's status.
-    pub integration_status: Option<u16>,
-    /// Why the integration failed.
-    pub integration_error: Option<String>,
-}
-
-impl<'a> EventRecord<'a> {
-    /// A record for an event on `conn`.
-    pub fn new(
-        request_id: &'a str,
-        received: SystemTime,
-        started: Instant,
-        conn: &'a Connection,
-        event_type: EventType,
-    ) -> Self {
-        Self {
-            request_id,
-            received,
-            started,
-            conn,
-            event_type,
-            route_key: None,
-            status: 200,
-            length: None,
-            integration_latency: None,
-            integration_status: None,
-            integration_error: None,
-        }
-    }
-
-    /// Writes the record (when the format enables the log).
-    pub fn emit(&self, format: AccessLogFormat) {
-        if !format.writes() {
-            return;
-        }
-        Fields {
-            request_id: self.request_id,
-            received: self.received,
-            method: None,
-            path: None,
-            route_key: self.route_key.as_deref(),
-            status: self.status,
-            length: self.length,
-            latency: self.started.elapsed(),
-            integration_latency: self.integration_latency,
-            integration_status: self.integration_status,
-            integration_error: self.integration_error.as_deref(),
-            principal_id: self.conn.principal_id.as_deref(),
-            authorizer_error: None,
-            source_ip: self.conn.source_ip,
-            user_agent: self.conn.user_agent.as_deref(),
-            protocol: "WEBSOCKET",
-            trace_id: None,
-            connection_id: Some(&self.conn.id),
-            event_type: Some(self.event_type.name()),
-        }
-        .write(format);
     }
 }
 

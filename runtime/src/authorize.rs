@@ -1,13 +1,20 @@
-//! The authorize stage: identity sources, the authorizer call and its decision cache.
+//! The authorize stage: identity sources, the authorizer call and its decision cache;
+//! and the compilation of a route's `authorizer = {...}` table.
 
 use std::time::{Duration, Instant};
 
 use http::HeaderName;
 use http::request::Parts;
 
+use crate::catalog::Catalog;
+use crate::config;
+use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::plugin::{AuthorizationRequest, Context, Decision, Plugin};
+use crate::plugin::{AuthorizationRequest, AuthorizerPlugin, Decision};
 use crate::ttl_cache::TtlCache;
+
+/// Longest authorizer cache TTL.
+const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// Where an authorizer's identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +106,44 @@ pub fn percent_decode(s: &str) -> String {
 /// A route's authorizer, compiled.
 pub struct RouteAuthorizer {
     /// The plugin.
-    pub plugin: Plugin,
+    pub plugin: AuthorizerPlugin,
     /// Identity sources, in order.
     pub identity: Vec<IdentitySource>,
     /// Cache lifetime of a decision (zero: no caching).
     pub ttl: Duration,
     /// Scopes the route requires.
     pub scopes: Vec<String>,
+}
+
+impl RouteAuthorizer {
+    /// Compiles the `authorizer` table at `at`; errors name its keys.
+    pub fn compile(
+        spec: &config::RouteAuthorizer,
+        at: &str,
+        catalog: &Catalog<'_>,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
+        let plugin = catalog.authorizer(&spec.plugin, at, errors);
+        if spec.ttl > MAX_TTL {
+            errors.push(format!("{at}.ttl: at most 3600s"));
+        }
+        if spec.identity_source.is_empty() {
+            errors.push(format!("{at}.identity_source: needs at least one source"));
+        }
+        let mut identity = Vec::new();
+        for s in &spec.identity_source {
+            match s.parse::<IdentitySource>() {
+                Ok(src) => identity.push(src),
+                Err(e) => errors.push(format!("{at}.identity_source: {e}")),
+            }
+        }
+        Some(Self {
+            plugin: plugin?,
+            identity,
+            ttl: spec.ttl,
+            scopes: spec.scopes.clone(),
+        })
+    }
 }
 
 /// A cached decision's key.
@@ -128,13 +166,14 @@ pub struct Authorized {
     pub usage_identifier_key: Option<String>,
 }
 
-/// Runs the route's authorizer (or its cached decision) for a request.
+/// Runs the route's authorizer (or its cached decision) for a request; `slot` is the
+/// route's place in the cache.
 pub async fn authorize(
     auth: &RouteAuthorizer,
     cache: &AuthorizerCache,
-    route: usize,
+    slot: usize,
     head: &Parts,
-    ctx: &Context,
+    ctx: &RequestContext,
 ) -> Result<Authorized, GatewayError> {
     let mut identity = Vec::with_capacity(auth.identity.len());
     for source in &auth.identity {
@@ -143,7 +182,10 @@ pub async fn authorize(
             None => return Err(GatewayError::MissingIdentity(source.to_string())),
         }
     }
-    let key = CacheKey { route, identity };
+    let key = CacheKey {
+        route: slot,
+        identity,
+    };
     let now = Instant::now();
     let cached = if auth.ttl.is_zero() {
         None
@@ -163,7 +205,7 @@ pub async fn authorize(
             };
             let d = auth
                 .plugin
-                .authorize(&req, ctx)
+                .authorize(&req, &ctx.plugin_context())
                 .await
                 .map_err(GatewayError::AuthorizerFailed)?;
             if !auth.ttl.is_zero() {

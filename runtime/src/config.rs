@@ -309,7 +309,7 @@ fn default_max_body() -> ByteSize {
     ByteSize::mb(10)
 }
 fn default_max_plugin_size() -> ByteSize {
-    ByteSize::b(crate::plugin::DEFAULT_MAX_PLUGIN_SIZE)
+    ByteSize::b(DEFAULT_MAX_PLUGIN_SIZE)
 }
 fn default_compile_memory() -> ByteSize {
     ByteSize::gib(2)
@@ -390,8 +390,29 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
+/// Shortest integration timeout AWS allows.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
+/// Longest timeout or grace period: timers are armed as `now + duration`, which must
+/// not overflow the clock (a duration near `u64::MAX` seconds would panic there).
+pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Refuses a timer setting above [`MAX_TIMER`].
+pub fn check_timer(key: &str, d: Duration, errors: &mut Vec<String>) {
+    if d > MAX_TIMER {
+        errors.push(format!(
+            "{key}: {} is above the 365-day maximum",
+            humantime::format_duration(d)
+        ));
+    }
+}
+
+/// Calls of one plugin running at once unless its `concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 100;
+/// Largest component file or upload unless `limits.max_plugin_size` says otherwise.
+pub const DEFAULT_MAX_PLUGIN_SIZE: u64 = 64 << 20;
+
 fn default_concurrency() -> u32 {
-    crate::plugin::DEFAULT_CONCURRENCY
+    DEFAULT_CONCURRENCY
 }
 fn default_deadline() -> Duration {
     Duration::from_millis(100)

@@ -9,7 +9,7 @@ use http::{Method, Response};
 
 use crate::error::GatewayError;
 use crate::map::{PluginResponse, headers_to_pairs, pairs_to_headers, restore_raw_values};
-use crate::plugin::{Plugin, RequestHead};
+use crate::plugin::{CorsPlugin, RequestHead};
 use crate::ttl_cache::TtlCache;
 
 /// An `OPTIONS` request with `Origin` and `Access-Control-Request-Method`.
@@ -32,7 +32,7 @@ fn wit_head(head: &Parts) -> RequestHead {
 
 /// Answers a preflight with the policy plugin.
 pub async fn preflight(
-    policy: &Plugin,
+    policy: &CorsPlugin,
     head: &Parts,
     max_body: u64,
 ) -> Result<PluginResponse, GatewayError> {
@@ -48,7 +48,12 @@ pub async fn preflight(
 /// plugin fails, the response goes out without CORS headers (browsers then block it).
 /// With a [`CorsCache`] on, the policy is asked once per origin, method and path within
 /// the cache's lifetime.
-pub async fn decorate<B>(policy: &Plugin, cache: &CorsCache, head: &Parts, resp: &mut Response<B>) {
+pub async fn decorate<B>(
+    policy: &CorsPlugin,
+    cache: &CorsCache,
+    head: &Parts,
+    resp: &mut Response<B>,
+) {
     let Some(origin) = head.headers.get(header::ORIGIN) else {
         resp.headers_mut()
             .append(header::VARY, HeaderValue::from_static("origin"));
@@ -79,7 +84,7 @@ pub async fn decorate<B>(policy: &Plugin, cache: &CorsCache, head: &Parts, resp:
 /// The cached path: what the policy adds to an empty response is what it adds to any,
 /// after the backend's `access-control-*` headers are dropped and `Vary` names `Origin`.
 async fn decorate_cached<B>(
-    policy: &Plugin,
+    policy: &CorsPlugin,
     cache: &CorsCache,
     origin: HeaderValue,
     head: &Parts,

@@ -7,44 +7,29 @@
 //! Limit state (buckets, quota counters) is not part of it; it comes from the
 //! long-lived [`UsageState`] by name.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytesize::ByteSize;
-use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::access_log::AccessLogFormat;
-use crate::authorize::{AuthorizerCache, IdentitySource, RouteAuthorizer};
-use crate::config::{self, Config, FailurePolicy, World};
+use crate::authorize::{AuthorizerCache, RouteAuthorizer};
+use crate::catalog::Catalog;
+use crate::config::{Config, FailurePolicy, MIN_TIMEOUT, World, check_timer};
 use crate::cors::CorsCache;
-use crate::integrate::{HttpTarget, Integration, MockResponse};
+use crate::integrate::Integration;
 use crate::map::Mapper;
-use crate::plugin::{self, Plugin};
+use crate::plugin::{self, AnyPlugin, CorsPlugin};
 use crate::route::{RouteKey, RouteTable};
-use crate::throttle;
 use crate::usage::{self, Usage, UsageState};
-use crate::websocket::{self, Selection, WebSocketApi, WsRoute};
+use crate::websocket::api::{self as websocket_api, WebSocketApi, WebSockets};
 
-/// Shortest integration timeout AWS allows.
-const MIN_TIMEOUT: Duration = Duration::from_millis(50);
-/// Longest authorizer cache TTL.
-const MAX_AUTH_TTL: Duration = Duration::from_secs(3600);
-/// Longest timeout or grace period: timers are armed as `now + duration`, which must
-/// not overflow the clock (a duration near `u64::MAX` seconds would panic there).
-const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-/// Refuses a timer setting above [`MAX_TIMER`].
-fn check_timer(key: &str, d: Duration, errors: &mut Vec<String>) {
-    if d > MAX_TIMER {
-        errors.push(format!(
-            "{key}: {} is above the 365-day maximum",
-            humantime::format_duration(d)
-        ));
-    }
-}
+/// The snapshot the request path reads; a reload swaps it whole.
+pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Everything wrong with a config, one line per problem, each naming its key.
 #[derive(Debug)]
@@ -100,7 +85,7 @@ pub struct Gateway {
     /// Routes by the table's indices.
     pub routes: Vec<Route>,
     /// The API-wide CORS policy.
-    pub cors: Option<Plugin>,
+    pub cors: Option<CorsPlugin>,
     /// Limits.
     pub limits: Limits,
     /// `$context.stage`.
@@ -116,39 +101,49 @@ pub struct Gateway {
     /// WebSocket APIs.
     pub websockets: WebSockets,
     /// Every plugin loaded, by name, whether a route uses it or not.
-    pub plugins: BTreeMap<String, Plugin>,
+    pub plugins: BTreeMap<String, AnyPlugin>,
 }
 
 impl Gateway {
     /// Where `plugin` is used: `api.cors`, route keys and WebSocket routes.
     pub fn uses_of(&self, plugin: &str) -> Vec<String> {
-        let named = |p: Option<&Plugin>| p.is_some_and(|p| &**p.name() == plugin);
+        let named = |p: Option<&Arc<str>>| p.is_some_and(|p| &**p == plugin);
+        let mapper = |m: &Option<Mapper>| named(m.as_ref().map(|m| m.plugin.name()));
+        let authorizer = |a: &Option<RouteAuthorizer>| named(a.as_ref().map(|a| a.plugin.name()));
         let mut uses = Vec::new();
-        if named(self.cors.as_ref()) {
+        if named(self.cors.as_ref().map(|p| p.name())) {
             uses.push("api.cors".to_owned());
         }
         for r in &self.routes {
-            if named(r.authorizer.as_ref().map(|a| &a.plugin))
-                || named(r.request_mapping.as_ref().map(|m| &m.plugin))
-                || named(r.response_mapping.as_ref().map(|m| &m.plugin))
+            if authorizer(&r.authorizer)
+                || mapper(&r.request_mapping)
+                || mapper(&r.response_mapping)
             {
                 uses.push(r.key.to_string());
             }
         }
-        for api in &self.websockets.apis {
+        for api in self.websockets.iter() {
             let routes = [&api.connect, &api.disconnect, &api.default]
                 .into_iter()
                 .flatten()
                 .chain(api.routes.values());
             for r in routes {
-                if named(r.authorizer.as_ref().map(|a| &a.plugin))
-                    || named(r.request_mapping.as_ref().map(|m| &m.plugin))
-                {
+                if authorizer(&r.authorizer) || mapper(&r.request_mapping) {
                     uses.push(format!("websocket.{} {}", api.name, r.key));
                 }
             }
         }
         uses
+    }
+
+    /// The WebSocket API on `path`, if one is there.
+    pub fn websocket_at(&self, path: &str) -> Option<&WebSocketApi> {
+        self.websockets.at(path)
+    }
+
+    /// The WebSocket API named `name`.
+    pub fn websocket(&self, name: &str) -> Option<&WebSocketApi> {
+        self.websockets.named(name)
     }
 }
 
@@ -240,7 +235,7 @@ pub fn plugin_settings(
 /// holds problems found while loading, reported with the rest.
 pub fn assemble(
     config: &Config,
-    plugins: BTreeMap<String, Plugin>,
+    plugins: BTreeMap<String, AnyPlugin>,
     base_dir: &Path,
     state: &UsageState,
     load_errors: Vec<String>,
@@ -292,15 +287,12 @@ pub fn assemble(
     {
         errors.push(e);
     }
-    let plugins = Plugins {
-        config,
-        loaded: plugins,
-    };
+    let catalog = Catalog::new(config, plugins);
     let cors = config
         .api
         .cors
         .as_deref()
-        .and_then(|name| plugins.get(name, World::Cors, "api.cors", &mut errors));
+        .and_then(|name| catalog.cors(name, "api.cors", &mut errors));
 
     let mut keys = Vec::new();
     let mut routes = Vec::new();
@@ -318,7 +310,7 @@ pub fn assemble(
         canonical_keys.push(Some(key.to_string()));
         let at = format!("{at} (`{key}`)");
         let params = route_params(&key);
-        let integration = match compile_integration(&r.integration, &params) {
+        let integration = match Integration::compile(&r.integration, &params) {
             Ok(i) => Some(i),
             Err(e) => {
                 errors.push(format!("{at}.integration: {e}"));
@@ -336,16 +328,19 @@ pub fn assemble(
             check_timer(&format!("{at}.timeout"), t, &mut errors);
         }
         let authorizer = r.authorizer.as_ref().and_then(|a| {
-            compile_authorizer(a, &format!("{at}.authorizer"), &plugins, &mut errors)
+            RouteAuthorizer::compile(a, &format!("{at}.authorizer"), &catalog, &mut errors)
         });
+        let mapper = |name: &str, key: &str, errors: &mut Vec<String>| {
+            Mapper::compile(name, &format!("{at}.{key}"), &catalog, errors)
+        };
         let request_mapping = r
             .request_mapping
             .as_deref()
-            .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), &mut errors));
+            .and_then(|name| mapper(name, "request_mapping", &mut errors));
         let response_mapping = r
             .response_mapping
             .as_deref()
-            .and_then(|name| plugins.mapper(name, &format!("{at}.response_mapping"), &mut errors));
+            .and_then(|name| mapper(name, "response_mapping", &mut errors));
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -359,7 +354,7 @@ pub fn assemble(
         }
     }
     let usage = usage::compile(config, &canonical_keys, base_dir, state, &mut errors);
-    let websockets = compile_websockets(config, &plugins, state, &mut errors);
+    let websockets = websocket_api::compile(config, &catalog, state, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
         Err(e) => {
@@ -386,288 +381,8 @@ pub fn assemble(
         access_log,
         usage,
         websockets,
-        plugins: plugins.loaded,
+        plugins: catalog.into_loaded(),
     })
-}
-
-/// The plugins of a config, loaded, looked up by the keys that name them.
-struct Plugins<'a> {
-    config: &'a Config,
-    loaded: BTreeMap<String, Plugin>,
-}
-
-impl Plugins<'_> {
-    /// The plugin `name` for `key`, which needs a `world` plugin.
-    fn get(&self, name: &str, world: World, key: &str, errors: &mut Vec<String>) -> Option<Plugin> {
-        let defined = self
-            .config
-            .plugins
-            .get(name)
-            .map(|spec| spec.world)
-            .or_else(|| self.loaded.get(name).map(Plugin::world));
-        match defined {
-            None => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` is not defined in [plugins]"
-                ));
-                None
-            }
-            Some(defined) if defined != world => {
-                errors.push(format!(
-                    "{key}: plugin `{name}` implements the `{}` world, but a `{}` plugin is needed here",
-                    defined.name(),
-                    world.name()
-                ));
-                None
-            }
-            // `None` here means it failed to load, which is already reported.
-            Some(_) => self.loaded.get(name).cloned(),
-        }
-    }
-
-    /// The mapper `name` for `key`, with its failure policy.
-    fn mapper(&self, name: &str, key: &str, errors: &mut Vec<String>) -> Option<Mapper> {
-        let plugin = self.get(name, World::Mapper, key, errors)?;
-        Some(Mapper {
-            plugin,
-            fail_open: self
-                .config
-                .plugins
-                .get(name)
-                .is_some_and(|p| p.failure == FailurePolicy::FailOpen),
-            max_body: self.config.limits.max_body.as_u64(),
-            max_response_body: self.config.limits.max_response_body.as_u64(),
-        })
-    }
-}
-
-fn compile_authorizer(
-    a: &config::RouteAuthorizer,
-    at: &str,
-    plugins: &Plugins<'_>,
-    errors: &mut Vec<String>,
-) -> Option<RouteAuthorizer> {
-    let plugin = plugins.get(&a.plugin, World::Authorizer, at, errors);
-    if a.ttl > MAX_AUTH_TTL {
-        errors.push(format!("{at}.ttl: at most 3600s"));
-    }
-    if a.identity_source.is_empty() {
-        errors.push(format!("{at}.identity_source: needs at least one source"));
-    }
-    let mut sources = Vec::new();
-    for s in &a.identity_source {
-        match s.parse::<IdentitySource>() {
-            Ok(src) => sources.push(src),
-            Err(e) => errors.push(format!("{at}.identity_source: {e}")),
-        }
-    }
-    Some(RouteAuthorizer {
-        plugin: plugin?,
-        identity: sources,
-        ttl: a.ttl,
-        scopes: a.scopes.clone(),
-    })
-}
-
-/// Compiles `[websocket.NAME]` tables.
-fn compile_websockets(
-    config: &Config,
-    plugins: &Plugins<'_>,
-    state: &UsageState,
-    errors: &mut Vec<String>,
-) -> WebSockets {
-    let mut apis = Vec::new();
-    let mut by_path = HashMap::new();
-    let mut paths = HashMap::new();
-    // Authorizer cache slots after the HTTP routes' ones.
-    let mut auth_slot = config.routes.len();
-    for (name, api) in &config.websocket {
-        let at = format!("websocket.{name}");
-        let mut ok = true;
-        if !api.path.starts_with('/') || api.path.contains(['?', '#', ' ']) {
-            errors.push(format!("{at}.path: `{}` is not a path", api.path));
-            ok = false;
-        } else if let Some(other) = paths.insert(api.path.clone(), name.clone()) {
-            errors.push(format!(
-                "{at}.path: `{}` is already the path of websocket.{other}",
-                api.path
-            ));
-            ok = false;
-        }
-        let selection = match api.route_selection.parse::<Selection>() {
-            Ok(s) => Some(s),
-            Err(e) => {
-                errors.push(format!("{at}.route_selection: {e}"));
-                None
-            }
-        };
-        let l = &api.limits;
-        let connect_burst = l.connect_burst.unwrap_or(l.connect_rate);
-        let connect = throttle::Limit {
-            rate: f64::from(l.connect_rate),
-            burst: connect_burst,
-        };
-        if l.connect_rate == 0 {
-            errors.push(format!("{at}.limits.connect_rate: must be at least 1"));
-        }
-        if l.connect_burst == Some(0) {
-            errors.push(format!("{at}.limits.connect_burst: must be at least 1"));
-        }
-        for (key, d) in [
-            ("max_duration", l.max_duration),
-            ("idle_timeout", l.idle_timeout),
-            ("send_timeout", l.send_timeout),
-        ] {
-            if d < Duration::from_secs(1) {
-                errors.push(format!("{at}.limits.{key}: must be at least 1s"));
-            }
-            check_timer(&format!("{at}.limits.{key}"), d, errors);
-        }
-        let max_message = l.max_message.as_u64();
-        let max_frame = l.max_frame.as_u64();
-        if !(128..=(16 << 20)).contains(&max_message) {
-            errors.push(format!(
-                "{at}.limits.max_message: must be between 128B and 16MiB"
-            ));
-        }
-        if max_frame < 128 || max_frame > max_message {
-            errors.push(format!(
-                "{at}.limits.max_frame: must be at least 128B and at most limits.max_message"
-            ));
-        }
-        if !(1..=65_536).contains(&l.outbound_queue) {
-            errors.push(format!(
-                "{at}.limits.outbound_queue: must be between 1 and 65536"
-            ));
-        }
-
-        let mut routes = HashMap::new();
-        let (mut on_connect, mut on_disconnect, mut on_default) = (None, None, None);
-        for (i, r) in api.routes.iter().enumerate() {
-            let at = format!("{at}.routes[{i}] (`{}`)", r.key);
-            let special = r.key.starts_with('$');
-            if special && !matches!(r.key.as_str(), "$connect" | "$disconnect" | "$default") {
-                errors.push(format!(
-                    "{at}.key: `$`-keys are `$connect`, `$disconnect` and `$default`"
-                ));
-                continue;
-            }
-            if r.key.is_empty() {
-                errors.push(format!("{at}.key: must not be empty"));
-                continue;
-            }
-            let is_message = !matches!(r.key.as_str(), "$connect" | "$disconnect");
-            if r.authorizer.is_some() && r.key != "$connect" {
-                errors.push(format!(
-                    "{at}.authorizer: only `$connect` has an authorizer"
-                ));
-            }
-            if !is_message && (r.request_mapping.is_some() || r.route_response) {
-                errors.push(format!(
-                    "{at}: request_mapping and route_response apply to message routes only"
-                ));
-            }
-            let integration = compile_integration(&r.integration, &[])
-                .map_err(|e| errors.push(format!("{at}.integration: {e}")))
-                .ok();
-            let timeout = r.timeout.unwrap_or(config.limits.integration_timeout);
-            if timeout < MIN_TIMEOUT {
-                errors.push(format!("{at}.timeout: below the 50ms minimum"));
-            }
-            if let Some(t) = r.timeout {
-                check_timer(&format!("{at}.timeout"), t, errors);
-            }
-            let authorizer = r
-                .authorizer
-                .as_ref()
-                .filter(|_| r.key == "$connect")
-                .and_then(|a| compile_authorizer(a, &format!("{at}.authorizer"), plugins, errors));
-            let request_mapping = r
-                .request_mapping
-                .as_deref()
-                .and_then(|name| plugins.mapper(name, &format!("{at}.request_mapping"), errors));
-            let Some(integration) = integration else {
-                continue;
-            };
-            let route = WsRoute {
-                key: r.key.as_str().into(),
-                integration,
-                authorizer,
-                auth_slot,
-                request_mapping,
-                route_response: r.route_response,
-                timeout,
-            };
-            auth_slot += 1;
-            let slot = match r.key.as_str() {
-                "$connect" => &mut on_connect,
-                "$disconnect" => &mut on_disconnect,
-                "$default" => &mut on_default,
-                key => {
-                    if routes.insert(key.to_owned(), route).is_some() {
-                        errors.push(format!("{at}.key: route `{key}` is defined twice"));
-                    }
-                    continue;
-                }
-            };
-            if slot.replace(route).is_some() {
-                errors.push(format!("{at}.key: route `{}` is defined twice", r.key));
-            }
-        }
-        let (true, Some(selection)) = (ok, selection) else {
-            continue;
-        };
-        by_path.insert(api.path.clone(), apis.len());
-        apis.push(WebSocketApi {
-            name: name.as_str().into(),
-            path: api.path.clone(),
-            selection,
-            connect: on_connect,
-            disconnect: on_disconnect,
-            default: on_default,
-            routes,
-            limits: websocket::Limits {
-                max_duration: l.max_duration,
-                idle_timeout: l.idle_timeout,
-                max_message: max_message as usize,
-                max_frame: max_frame as usize,
-                outbound_queue: l.outbound_queue,
-                send_timeout: l.send_timeout,
-            },
-            // Kept across reloads by name, like the request buckets.
-            connect_bucket: throttle::Bucket::named(
-                state.buckets(),
-                &format!("websocket {name} connect"),
-                connect,
-            ),
-        });
-    }
-    WebSockets { apis, by_path }
-}
-
-/// The compiled WebSocket APIs, found by path or by name.
-#[derive(Default)]
-pub struct WebSockets {
-    apis: Vec<WebSocketApi>,
-    by_path: HashMap<String, usize>,
-}
-
-impl Gateway {
-    /// The WebSocket API on `path`, if one is there.
-    pub fn websocket_at(&self, path: &str) -> Option<&WebSocketApi> {
-        if self.websockets.apis.is_empty() {
-            return None;
-        }
-        self.websockets
-            .by_path
-            .get(path)
-            .map(|&i| &self.websockets.apis[i])
-    }
-
-    /// The WebSocket API named `name`.
-    pub fn websocket(&self, name: &str) -> Option<&WebSocketApi> {
-        self.websockets.apis.iter().find(|a| &*a.name == name)
-    }
 }
 
 fn route_params(key: &RouteKey) -> Vec<String> {
@@ -682,42 +397,5 @@ fn route_params(key: &RouteKey) -> Vec<String> {
                 crate::route::Segment::Literal(_) => None,
             })
             .collect(),
-    }
-}
-
-fn compile_integration(
-    integration: &config::Integration,
-    params: &[String],
-) -> Result<Integration, String> {
-    match integration {
-        config::Integration::Http { url } => HttpTarget::parse(url, params).map(Integration::Http),
-        config::Integration::Mock {
-            status,
-            headers,
-            body,
-        } => {
-            let status = StatusCode::from_u16(*status)
-                .ok()
-                .filter(|s| (200..=599).contains(&s.as_u16()))
-                .ok_or_else(|| format!("status {status} is not between 200 and 599"))?;
-            let mut compiled = Vec::new();
-            for (name, value) in headers {
-                let n = HeaderName::try_from(name.as_str())
-                    .map_err(|_| format!("invalid header name `{name}`"))?;
-                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
-                    return Err(format!(
-                        "header `{name}` is set by the gateway from the body"
-                    ));
-                }
-                let v = HeaderValue::try_from(value.as_str())
-                    .map_err(|_| format!("invalid value for header `{name}`"))?;
-                compiled.push((n, v));
-            }
-            Ok(Integration::Mock(Arc::new(MockResponse {
-                status,
-                headers: compiled,
-                body: bytes::Bytes::from(body.clone()),
-            })))
-        }
     }
 }

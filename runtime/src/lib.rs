@@ -1,30 +1,45 @@
 //! Weir: a self-hosted API gateway whose policies are sandboxed WebAssembly components.
 //!
-//! The request path is [`pipeline::handle`]; each stage has its own module. Config
+//! The request path is [`pipeline::handle`]; each stage has its own module, and HTTP
+//! requests and WebSocket events share the core below it: one [`context`] per request,
+//! one [`integrate`] stage, one place that builds responses ([`respond`]). Config
 //! parsing ([`config`]) and route matching ([`route`]) know nothing of hyper or
-//! wasmtime; [`plugin`] is the only module that touches wasmtime.
+//! wasmtime; [`plugin`] is the only module that touches wasmtime. `ARCHITECTURE.md`
+//! lists the layers; no module imports one above its own.
 
-pub mod access_log;
-pub mod admin;
-pub mod authorize;
+// Layer 0: pure — config, paths, ids, caches.
 pub mod config;
-pub mod cors;
-pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod gateway;
-pub mod idle;
-pub mod integrate;
-pub mod map;
-pub mod pipeline;
-pub mod plugin;
-pub mod quota;
-pub mod reload;
 pub mod route;
-pub mod server;
-pub mod throttle;
-pub mod tls;
 pub mod trace;
 pub mod ttl_cache;
+// Layer 1: the plugin host (wasmtime) and the limit state.
+pub mod plugin;
+pub mod quota;
+pub mod throttle;
+// Layer 2: what every request shares.
+pub mod catalog;
+pub mod connections;
+pub mod context;
+pub mod error;
+pub mod respond;
+pub mod tls;
 pub mod usage;
+// Layer 3: the stages.
+pub mod access_log;
+pub mod authorize;
+pub mod cors;
+pub mod integrate;
+pub mod map;
+// Layer 4: the compiled gateway and the state a worker shares.
+pub mod gateway;
+pub mod worker;
+// Layer 5: the protocols.
+pub mod pipeline;
 pub mod websocket;
+// Layer 6: loading, listening, operating.
+pub mod admin;
+pub mod idle;
+pub mod reload;
+pub mod server;

@@ -16,13 +16,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::config::{Config, World};
+use weir::connections::{ConnectionTable, LocalConnections};
 use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
-use weir::pipeline::Shared;
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
 use weir::server::{self, ServerSettings};
 use weir::usage::UsageState;
-use weir::websocket::{ConnectionTable, LocalConnections};
+use weir::worker::Shared;
 
 /// Weir: an API gateway whose policies are WebAssembly components.
 #[derive(Parser)]
@@ -410,7 +410,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     );
                 }
                 let api =
-                    weir::reload::api::AdminApi::new(reloader.clone(), admin_token.as_deref());
+                    weir::admin::plugins::AdminApi::new(reloader.clone(), admin_token.as_deref());
                 let state = AdminState {
                     ready: ready.clone(),
                     metrics: metrics.clone(),

@@ -6,8 +6,10 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::catalog::Catalog;
 use crate::error::GatewayError;
-use crate::plugin::{Context, Plugin, Request, RequestOutcome, Response};
+use crate::integrate::UpstreamRequest;
+use crate::plugin::{Context, MapperPlugin, Request, RequestOutcome, Response};
 
 /// Most headers a plugin may return.
 pub const MAX_PLUGIN_HEADERS: usize = 1000;
@@ -18,7 +20,7 @@ pub const MAX_PLUGIN_HEADER_BYTES: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Mapper {
     /// The plugin.
-    pub plugin: Plugin,
+    pub plugin: MapperPlugin,
     /// On failure, go on unmapped instead of answering 500.
     pub fail_open: bool,
     /// Largest request body the mapper may produce (`limits.max_body`).
@@ -28,6 +30,24 @@ pub struct Mapper {
 }
 
 impl Mapper {
+    /// The mapper `name` at `key`, with its failure policy and the body limits of
+    /// `limits`.
+    pub fn compile(
+        name: &str,
+        key: &str,
+        catalog: &Catalog<'_>,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
+        let plugin = catalog.mapper(name, key, errors)?;
+        let limits = &catalog.config().limits;
+        Some(Mapper {
+            plugin,
+            fail_open: catalog.fails_open(name),
+            max_body: limits.max_body.as_u64(),
+            max_response_body: limits.max_response_body.as_u64(),
+        })
+    }
+
     /// Whether a failed call is passed over; logs and counts it when so.
     fn passes_over(&self, e: &GatewayError) -> bool {
         if self.fail_open {
@@ -155,24 +175,10 @@ fn check_body(len: usize, plugin: &str, max_body: u64) -> Result<(), GatewayErro
     Ok(())
 }
 
-/// The request after mapping, as the integration receives it.
-pub struct MappedRequest {
-    /// Method.
-    pub method: Method,
-    /// A new path, when the mapper changed it.
-    pub path_override: Option<String>,
-    /// The query string (no `?`).
-    pub query: String,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// Body.
-    pub body: Bytes,
-}
-
 /// What the request mapper decided.
 pub enum Mapped {
     /// Go on to the integration with this request.
-    Forward(MappedRequest),
+    Forward(UpstreamRequest),
     /// Answer directly.
     Respond(PluginResponse),
 }
@@ -180,11 +186,11 @@ pub enum Mapped {
 /// Runs `map-request` on a buffered request.
 pub async fn map_request(
     mapper: &Mapper,
-    req: MappedRequest,
+    req: UpstreamRequest,
     path: &str,
     ctx: &Context,
 ) -> Result<Mapped, GatewayError> {
-    let kept = mapper.fail_open.then(|| MappedRequest {
+    let kept = mapper.fail_open.then(|| UpstreamRequest {
         method: req.method.clone(),
         path_override: req.path_override.clone(),
         query: req.query.clone(),
@@ -199,7 +205,7 @@ pub async fn map_request(
 
 async fn call_map_request(
     mapper: &Mapper,
-    req: MappedRequest,
+    req: UpstreamRequest,
     path: &str,
     ctx: &Context,
 ) -> Result<Mapped, GatewayError> {
@@ -253,7 +259,7 @@ async fn call_map_request(
             check_body(r.body.len(), name, mapper.max_body)?;
             let mut headers = pairs_to_headers(&r.headers, name)?;
             restore_raw_values(&mut headers, &original);
-            Ok(Mapped::Forward(MappedRequest {
+            Ok(Mapped::Forward(UpstreamRequest {
                 method,
                 path_override,
                 query: r.query,

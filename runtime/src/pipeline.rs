@@ -3,106 +3,62 @@
 //! accept → CORS preflight → route → throttle (API key from `x-api-key` → its plan →
 //! route → account; quota) → authorize (then API key from the authorizer → its plan;
 //! quota) → map request → integrate → map response → CORS decorate → access log. Each
-//! stage lives in its own module and returns a typed [`GatewayError`]; only this module
-//! turns errors into responses.
+//! stage lives in its own module, reads and writes the request's [`RequestContext`] and
+//! returns a typed [`GatewayError`], which [`crate::respond`] turns into the response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
 
-use crate::access_log::{AccessRecord, Outcome};
+use crate::access_log::{self, Outcome, RequestLine};
 use crate::authorize::authorize;
+use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Integration, Upstream, read_upstream_body, strip_hop_by_hop};
-use crate::map::{Mapped, MappedRequest, PluginResponse, map_request, map_response};
-use crate::plugin::Context;
-use crate::reload::LiveGateway;
+use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
+use crate::map::{Mapped, map_request, map_response};
+use crate::respond::{self, Body};
+use crate::route::RouteMatch;
 use crate::trace::{self, TraceContext};
-use crate::websocket::{self, ConnectionTable};
-use crate::{cors, route::RouteMatch};
-
-/// The body of every response the gateway sends: buffered, or streamed from an upstream.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+use crate::worker::Shared;
+use crate::{cors, websocket};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
-/// What every request needs besides the gateway: the upstream client, the WebSocket
-/// connection table. One per worker thread.
-pub struct Shared {
-    /// The compiled gateway in force; a reload swaps it (see [`crate::reload`]).
-    pub gateway: LiveGateway,
-    /// The pooled upstream client.
-    pub upstream: Upstream,
-    /// Every open WebSocket connection (shared by all workers).
-    pub connections: Arc<dyn ConnectionTable>,
-    /// WebSocket connections this worker runs.
-    websockets: AtomicUsize,
-}
-
-impl Shared {
-    /// A worker's shared state.
-    pub fn new(
-        gateway: LiveGateway,
-        connections: Arc<dyn ConnectionTable>,
-        upstream: Upstream,
-    ) -> Self {
-        Self {
-            gateway,
-            upstream,
-            connections,
-            websockets: AtomicUsize::new(0),
-        }
-    }
-
-    /// Counts a WebSocket connection this worker runs in (`1`) or out (`-1`).
-    pub fn websockets_open(&self, delta: isize) {
-        if delta >= 0 {
-            self.websockets.fetch_add(delta as usize, Ordering::Relaxed);
-        } else {
-            self.websockets
-                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
-        }
-    }
-
-    /// WebSocket connections this worker runs.
-    pub fn websockets(&self) -> usize {
-        self.websockets.load(Ordering::Relaxed)
-    }
-}
-
 /// Serves one request, which came over TLS when `secure`. Never fails: every error
-/// becomes a response here.
-pub async fn handle(
+/// becomes a response here. Generic over the body so that the stages can be driven in
+/// process, without a socket.
+pub async fn handle<B>(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<B>,
     remote: SocketAddr,
     secure: bool,
-) -> Response<Body> {
-    let started = Instant::now();
-    let received = SystemTime::now();
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // One snapshot of routes and plugins for the whole request, however long it takes
     // and whatever is swapped in meanwhile.
     let gw = shared.gateway.load_full();
     let gw = &*gw;
     let (mut head, body) = req.into_parts();
-    let request_id = request_id(&head.headers);
-    let mut access = AccessRecord::default();
+    let trace = TraceContext::from_header(trace::single_header(&head.headers, &TRACEPARENT));
+    let peer = Peer {
+        ip: remote.ip(),
+        secure,
+    };
+    let mut ctx = RequestContext::new(request_id(&head.headers), gw.stage.clone(), peer, trace);
 
     // Accept: size limits; then a WebSocket API's handshake, or a CORS preflight
     // answered by the policy before routing and authorization.
@@ -111,35 +67,21 @@ pub async fn handle(
         .cors
         .as_ref()
         .filter(|_| websocket.is_none() && cors::is_preflight(&head));
-    let result = match (accept(&head, &gw.limits), preflight) {
-        (Err(e), _) => Err(e),
-        (Ok(()), _) if websocket.is_some() => {
-            let api = websocket.expect("checked");
-            websocket::handshake(shared, gw, api, &mut head, &request_id, remote, &mut access).await
-        }
-        (Ok(()), Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
+    let result = match (accept(&head, &gw.limits), websocket, preflight) {
+        (Err(e), _, _) => Err(e),
+        (Ok(()), Some(api), _) => websocket::handshake(shared, gw, api, &mut head, &mut ctx).await,
+        (Ok(()), None, Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
             .await
-            .map(plugin_response),
-        (Ok(()), None) => {
-            serve(
-                gw,
-                &shared.upstream,
-                &head,
-                body,
-                &request_id,
-                Peer { remote, secure },
-                &mut access,
-            )
-            .await
-        }
+            .map(|p| respond::from_parts(p.status, p.headers, p.body)),
+        (Ok(()), None, None) => serve(gw, &shared.upstream, &head, body, &mut ctx).await,
     };
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             if e.is_server_fault() {
-                tracing::error!(request_id = %request_id, error = %e, "request failed");
+                tracing::error!(request_id = %ctx.request_id, error = %e, "request failed");
             } else {
-                tracing::debug!(request_id = %request_id, error = %e, "request refused");
+                tracing::debug!(request_id = %ctx.request_id, error = %e, "request refused");
             }
             match &e {
                 GatewayError::Throttled { level, .. } => {
@@ -150,7 +92,7 @@ pub async fn handle(
                 }
                 _ => {}
             }
-            error_response(&e)
+            respond::error(&e)
         }
     };
     if let Some(policy) = &gw.cors
@@ -158,103 +100,45 @@ pub async fn handle(
     {
         cors::decorate(policy, &gw.cors_cache, &head, &mut resp).await;
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
-    if let Some(q) = access.quota {
+    if let Some(q) = ctx.quota {
         let h = resp.headers_mut();
         h.insert(X_QUOTA_LIMIT.clone(), q.limit.into());
         h.insert(X_QUOTA_REMAINING.clone(), q.remaining.into());
         h.insert(X_QUOTA_RESET.clone(), q.resets_at.into());
     }
-    record_metrics(&resp, &access, started);
+    ctx.record_metrics(resp.status());
+    let line = RequestLine {
+        method: head.method.as_str(),
+        path: head.uri.path(),
+        version: head.version,
+        user_agent: head
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
     let outcome = Outcome {
         status: resp.status().as_u16(),
         length: hyper::body::Body::size_hint(resp.body()).exact(),
     };
-    access.emit(
-        gw.access_log,
-        &head,
-        outcome,
-        &request_id,
-        remote,
-        started,
-        received,
-    );
+    access_log::write(gw.access_log, &ctx, Some(line), outcome);
     resp
 }
 
-fn record_metrics(resp: &Response<Body>, access: &AccessRecord, started: Instant) {
-    let status = resp.status();
-    let elapsed = started.elapsed().as_secs_f64();
-    ROUTE_METRICS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let handles = cache.get(access.route_key.as_ref(), status);
-        handles.requests.increment(1);
-        handles.duration.record(elapsed);
-        if let Some(latency) = access.integration_latency {
-            handles.integration.record(latency.as_secs_f64());
-        }
-    });
-}
-
-thread_local! {
-    static ROUTE_METRICS: std::cell::RefCell<RouteMetrics> = std::cell::RefCell::default();
-}
-
-/// This thread's handles of the per-route metrics, by route and status: looking a
-/// labelled metric up in the registry on every request cost about as much as the rest
-/// of the bookkeeping. An entry holds its route key, so the key's address (the map's
-/// key) cannot be reused by another route while the entry lives; the map is emptied
-/// when it reaches [`RouteMetrics::MAX`] entries, which bounds it across reloads.
-#[derive(Default)]
-struct RouteMetrics {
-    map: std::collections::HashMap<(usize, StatusCode), RouteHandles>,
-}
-
-struct RouteHandles {
-    _key: Option<Arc<str>>,
-    requests: metrics::Counter,
-    duration: metrics::Histogram,
-    integration: metrics::Histogram,
-}
-
-impl RouteMetrics {
-    const MAX: usize = 4096;
-
-    fn get(&mut self, key: Option<&Arc<str>>, status: StatusCode) -> &RouteHandles {
-        let id = key.map_or(0, |k| Arc::as_ptr(k).cast::<u8>() as usize);
-        if self.map.len() >= Self::MAX && !self.map.contains_key(&(id, status)) {
-            self.map.clear();
-        }
-        self.map.entry((id, status)).or_insert_with(|| {
-            let route = match key {
-                Some(key) => metrics::SharedString::from(key.clone()),
-                None => metrics::SharedString::const_str("$none"),
-            };
-            let status = metrics::SharedString::const_str(status_label(status));
-            RouteHandles {
-                _key: key.cloned(),
-                requests: metrics::counter!("weir_requests_total", "route" => route.clone(), "status" => status.clone()),
-                duration: metrics::histogram!("weir_request_duration_seconds", "route" => route.clone(), "status" => status),
-                integration: metrics::histogram!("weir_integration_duration_seconds", "route" => route),
-            }
-        })
-    }
-}
-
 /// The stages after accept, for a request that is not a preflight.
-async fn serve(
+async fn serve<B>(
     gw: &Gateway,
     upstream: &Upstream,
     head: &Parts,
-    body: Incoming,
-    request_id: &str,
-    peer: Peer,
-    access: &mut AccessRecord,
-) -> Result<Response<Body>, GatewayError> {
-    let max_body = gw.limits.max_body;
-
+    body: B,
+    ctx: &mut RequestContext,
+) -> Result<Response<Body>, GatewayError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     // Route.
     let RouteMatch {
         route: index,
@@ -264,38 +148,29 @@ async fn serve(
         .lookup(head.method.as_str(), head.uri.path())
         .ok_or(GatewayError::NotFound)?;
     let route = &gw.routes[index];
-    access.route_key = Some(route.key.clone());
-    let mut ctx = needs_context(route).then(|| Context {
-        request_id: request_id.to_owned(),
-        route_key: route.key.to_string(),
-        stage: gw.stage.to_string(),
-        path_parameters: params.clone(),
-        source_ip: peer.remote.ip().to_string(),
-        principal_id: None,
-        authorizer_context: Vec::new(),
-    });
+    ctx.route_key = Some(route.key.clone());
+    ctx.path_parameters = params;
 
     // Throttle, before any plugin runs: the API key from `x-api-key` (403), its quota
     // and plan bucket, then the route and account buckets (429).
-    access.quota = gw.usage.before_authorize(index, &head.headers)?;
+    ctx.quota = gw.usage.before_authorize(index, &head.headers)?;
 
     // Authorize; then the API key the authorizer returned, its quota and plan bucket.
-    if let (Some(auth), Some(ctx)) = (&route.authorizer, ctx.as_mut()) {
+    if let Some(auth) = &route.authorizer {
         let allowed = authorize(auth, &gw.auth_cache, index, head, ctx)
             .await
-            .inspect_err(|e| access.authorizer_error = Some(e.to_string()))?;
-        access.principal_id = Some(allowed.principal_id.clone());
-        ctx.principal_id = Some(allowed.principal_id);
+            .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
+        ctx.principal_id = Some(allowed.principal_id.into());
         ctx.authorizer_context = allowed.context;
         let usage_key = allowed.usage_identifier_key.as_deref();
         if let Some(left) = gw.usage.after_authorize(index, usage_key)? {
-            access.quota = Some(left);
+            ctx.quota = Some(left);
         }
     }
 
     // Read the body (bounded).
-    let body = read_body(body, max_body, gw.limits.body_read_timeout).await?;
-    let mut req = MappedRequest {
+    let body = read_body(body, gw.limits.max_body, gw.limits.body_read_timeout).await?;
+    let mut req = UpstreamRequest {
         method: head.method.clone(),
         path_override: None,
         query: head.uri.query().unwrap_or("").to_owned(),
@@ -303,160 +178,48 @@ async fn serve(
         body,
     };
 
-    // Map request.
-    if let (Some(mapper), Some(ctx)) = (&route.request_mapping, ctx.as_ref()) {
-        match map_request(mapper, req, head.uri.path(), ctx).await? {
+    // Map request; what mappers see of the context is made once for both directions.
+    let plugin_ctx = has_mapper(route).then(|| ctx.plugin_context());
+    if let (Some(mapper), Some(pctx)) = (&route.request_mapping, &plugin_ctx) {
+        match map_request(mapper, req, head.uri.path(), pctx).await? {
             Mapped::Forward(mapped) => req = mapped,
-            Mapped::Respond(resp) => return Ok(plugin_response(resp)),
+            Mapped::Respond(p) => return Ok(respond::from_parts(p.status, p.headers, p.body)),
         }
     }
 
     // Integrate.
-    let integration_started = Instant::now();
-    let down = Downstream {
-        head,
-        params: &params,
-        request_id,
-        peer,
+    let host = client_host(head);
+    let exchange = Exchange {
+        integration: &route.integration,
+        timeout: route.timeout,
+        max_response_body: gw.limits.max_response_body,
+        client_path: head.uri.path(),
+        client_host: host.as_ref(),
     };
-    let result = integrate(
-        route,
-        upstream,
-        req,
-        down,
-        gw.limits.max_response_body,
-        access,
-    )
-    .await;
-    access.integration_latency = Some(integration_started.elapsed());
-    let resp = result.inspect_err(|e| access.integration_error = Some(e.to_string()))?;
-    access.integration_status = Some(resp.status().as_u16());
+    let resp = integrate(upstream, exchange, req, ctx).await?;
 
     // Map response.
-    match (&route.response_mapping, ctx.as_ref()) {
-        (Some(mapper), Some(ctx)) => {
+    match (&route.response_mapping, &plugin_ctx) {
+        (Some(mapper), Some(pctx)) => {
             let (parts, body) = resp.into_parts();
-            let mapped = map_response(mapper, parts.status, &parts.headers, body, ctx).await?;
-            Ok(plugin_response(mapped))
+            let p = map_response(mapper, parts.status, &parts.headers, body, pctx).await?;
+            Ok(respond::from_parts(p.status, p.headers, p.body))
         }
-        _ => Ok(resp.map(full)),
+        _ => Ok(resp.map(respond::full)),
     }
 }
 
-/// A static label for a status code, so recording a metric allocates nothing.
-fn status_label(status: StatusCode) -> &'static str {
-    // 100..=999, made once: a fixed 900 short strings for the life of the process.
-    static LABELS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    let labels = LABELS.get_or_init(|| {
-        (100..1000u16)
-            .map(|code| &*Box::leak(code.to_string().into_boxed_str()))
-            .collect()
-    });
-    labels[usize::from(status.as_u16()) - 100]
+fn has_mapper(route: &Route) -> bool {
+    route.request_mapping.is_some() || route.response_mapping.is_some()
 }
 
-fn needs_context(route: &Route) -> bool {
-    route.authorizer.is_some()
-        || route.request_mapping.is_some()
-        || route.response_mapping.is_some()
-}
-
-/// The client's end of the connection.
-#[derive(Clone, Copy)]
-struct Peer {
-    remote: SocketAddr,
-    /// Whether the connection is TLS.
-    secure: bool,
-}
-
-/// The client side of an exchange, as the integration needs it.
-struct Downstream<'a> {
-    head: &'a Parts,
-    params: &'a [(String, String)],
-    request_id: &'a str,
-    peer: Peer,
-}
-
-async fn integrate(
-    route: &Route,
-    upstream: &Upstream,
-    req: MappedRequest,
-    down: Downstream<'_>,
-    max_response_body: u64,
-    access: &mut AccessRecord,
-) -> Result<Response<Bytes>, GatewayError> {
-    let Downstream {
-        head,
-        params,
-        request_id,
-        peer,
-    } = down;
-    match &route.integration {
-        Integration::Mock(mock) => {
-            let mut resp = Response::new(mock.body.clone());
-            *resp.status_mut() = mock.status;
-            for (n, v) in &mock.headers {
-                resp.headers_mut().append(n.clone(), v.clone());
-            }
-            Ok(resp)
-        }
-        Integration::Http(target) => {
-            let uri = target.uri(
-                head.uri.path(),
-                req.path_override.as_deref(),
-                params,
-                &req.query,
-            )?;
-            let mut headers = req.headers;
-            strip_hop_by_hop(&mut headers);
-            forwarded_headers(&mut headers, head, request_id, peer);
-            let trace =
-                TraceContext::from_header(crate::trace::single_header(&head.headers, &TRACEPARENT));
-            if let Ok(v) = HeaderValue::from_str(&trace.child_header()) {
-                headers.insert(TRACEPARENT.clone(), v);
-            }
-            access.trace_id = Some(trace.trace_id);
-            headers.insert(header::HOST, target.authority().clone());
-            let mut up = Request::new(Full::new(req.body));
-            *up.method_mut() = req.method;
-            *up.uri_mut() = uri;
-            *up.headers_mut() = headers;
-            // The whole exchange, body included, must end within the route's timeout:
-            // the response is buffered (up to max_response_body), as Amazon API Gateway
-            // does, so a
-            // body that stalls or breaks is a clean 504 or 502, never a truncated 200.
-            let deadline = tokio::time::Instant::now() + route.timeout;
-            let resp = upstream.send(up, route.timeout).await?;
-            let (mut parts, body) = resp.into_parts();
-            crate::integrate::response_headers(&mut parts.headers, &head.method);
-            let body = read_upstream_body(body, max_response_body, deadline, route.timeout).await?;
-            Ok(Response::from_parts(parts, body))
-        }
-    }
-}
-
-fn forwarded_headers(headers: &mut HeaderMap, head: &Parts, request_id: &str, peer: Peer) {
-    let mut xff = String::with_capacity(64);
-    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        xff.push_str(prev);
-        xff.push_str(", ");
-    }
-    crate::access_log::push_ip(&mut xff, peer.remote.ip());
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    let proto = if peer.secure { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = head.headers.get(header::HOST).cloned().or_else(|| {
+/// The host the client asked for: `Host`, or the authority of an absolute URI.
+fn client_host(head: &Parts) -> Option<HeaderValue> {
+    head.headers.get(header::HOST).cloned().or_else(|| {
         head.uri
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    }) {
-        headers.insert(X_FORWARDED_HOST.clone(), host);
-    }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
-    }
+    })
 }
 
 /// The accept stage: the request line plus headers (431) and a declared body (413)
@@ -507,7 +270,11 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-async fn read_body(body: Incoming, limit: u64, timeout: Duration) -> Result<Bytes, GatewayError> {
+async fn read_body<B>(body: B, limit: u64, timeout: Duration) -> Result<Bytes, GatewayError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let read = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect();
     match tokio::time::timeout(timeout, read).await {
         Err(_) => Err(GatewayError::BodyTimeout(timeout)),
@@ -515,45 +282,10 @@ async fn read_body(body: Incoming, limit: u64, timeout: Duration) -> Result<Byte
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(GatewayError::PayloadTooLarge { limit })
         }
-        Ok(Err(e)) => Err(GatewayError::BadRequest(e.to_string())),
+        Ok(Err(e)) => Err(GatewayError::BadRequest(format!(
+            "reading the request body: {e}"
+        ))),
     }
-}
-
-/// An empty body.
-pub fn empty_body() -> Body {
-    full(Bytes::new())
-}
-
-fn full(body: Bytes) -> Body {
-    Full::new(body).map_err(|never| match never {}).boxed()
-}
-
-fn plugin_response(p: PluginResponse) -> Response<Body> {
-    let mut resp = Response::new(full(p.body));
-    *resp.status_mut() = p.status;
-    *resp.headers_mut() = p.headers;
-    resp
-}
-
-/// The response for a failed request: status and `{"message": ...}`.
-pub fn error_response(e: &GatewayError) -> Response<Body> {
-    let (status, _) = e.status_and_message();
-    let mut resp = json_response(status, e.body());
-    if let Some(secs) = e.retry_after_secs() {
-        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
-    }
-    resp
-}
-
-/// A JSON response.
-pub fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    let mut resp = Response::new(full(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
 }
 
 /// The client's `x-request-id` when it is sane, else a new one.

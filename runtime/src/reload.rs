@@ -8,7 +8,7 @@
 //! checked against its world and smoke-tested — and swaps them in whole. Anything that
 //! fails is refused with a reason and the old snapshot keeps serving.
 //!
-//! Three things start a reload: the admin API ([`api`], `PUT`/`DELETE /admin/plugins/{name}`,
+//! Three things start a reload: the admin API ([`crate::admin::plugins`], `PUT`/`DELETE /admin/plugins/{name}`,
 //! `POST /admin/reload`), a change to the config file or a plugin file ([`watch`]), and
 //! the initial load at start. Reloads run one at a time. Throttle buckets and quota
 //! counters live outside the snapshots ([`UsageState`]), so no reload resets a limit.
@@ -18,7 +18,6 @@
 //! file changes on disk (the newer of the two wins). Uploads live in memory only: after
 //! a restart the files named in the config are loaded again.
 
-pub mod api;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -27,15 +26,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+
+pub use crate::gateway::LiveGateway;
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
-use crate::plugin::{CallCounts, Compiled, LoadError, Plugin, PluginHost};
+use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
 use crate::usage::UsageState;
-
-/// The snapshot the request path reads.
-pub type LiveGateway = Arc<ArcSwap<Gateway>>;
 
 /// Where the serving version of a plugin came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -50,7 +48,7 @@ pub enum Source {
 /// One plugin as the reloader knows it.
 struct Entry {
     compiled: Compiled,
-    plugin: Plugin,
+    plugin: AnyPlugin,
     settings: PluginSettings,
     source: Source,
     /// SHA-256 of the file's content when it was last read (`None`: no file).
@@ -478,7 +476,7 @@ impl Reloader {
         settings: &PluginSettings,
         counts: Arc<CallCounts>,
         started: Instant,
-    ) -> Result<Plugin, String> {
+    ) -> Result<AnyPlugin, String> {
         let plugin = compiled.plugin(
             name,
             settings.limits.clone(),
@@ -602,7 +600,7 @@ impl Reloader {
         name: &str,
         entry: Option<Entry>,
     ) -> Result<(), Refused> {
-        let mut plugins: BTreeMap<String, Plugin> = registry
+        let mut plugins: BTreeMap<String, AnyPlugin> = registry
             .entries
             .iter()
             .map(|(n, e)| (n.clone(), e.plugin.clone()))

@@ -20,9 +20,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::gateway::LiveGateway;
 use crate::idle::{InFlight, Watch, Watched};
-use crate::pipeline::{self, Body, Shared};
-use crate::reload::LiveGateway;
+use crate::pipeline;
+use crate::respond::Body;
+use crate::worker::Shared;
 
 /// How often changed quota counters are written to their file.
 const QUOTA_FLUSH_EVERY: Duration = Duration::from_secs(1);

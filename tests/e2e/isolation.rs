@@ -33,6 +33,7 @@ smoke_test = false
 file = {hog}
 world = "mapper"
 max_memory = "16MiB"
+deadline = "10s"                # it must meet its memory cap, however loaded the machine
 smoke_test = false
 
 [[routes]]

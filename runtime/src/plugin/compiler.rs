@@ -205,7 +205,8 @@ pub fn precompile_stdio(max_memory: Option<u64>) -> anyhow::Result<()> {
     }
     let mut bytes = Vec::new();
     std::io::stdin().read_to_end(&mut bytes)?;
-    let engine = Engine::new(&super::compile_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine =
+        Engine::new(&super::engine::compile_config()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let artifact = engine
         .precompile_component(&bytes)
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -247,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_compiler_process_that_cannot_start_falls_back_to_this_one() {
-        let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
+        let engine = Engine::new(&crate::plugin::engine::engine_config()).unwrap();
         let compiler = Compiler::Child {
             exe: PathBuf::from("/nonexistent/weir"),
             max_memory: 1 << 30,
@@ -262,7 +263,7 @@ mod tests {
     #[test]
     #[cfg(unix)]
     fn a_compiler_process_that_fails_refuses_the_component() {
-        let engine = Engine::new(&crate::plugin::engine_config()).unwrap();
+        let engine = Engine::new(&crate::plugin::engine::engine_config()).unwrap();
         // Exits 1 without a word, as a crashed compiler would say nothing.
         let compiler = Compiler::Child {
             exe: PathBuf::from("false"),
@@ -282,8 +283,8 @@ mod tests {
             h.finish()
         };
         assert_eq!(
-            hash(&crate::plugin::compile_config()),
-            hash(&crate::plugin::engine_config())
+            hash(&crate::plugin::engine::compile_config()),
+            hash(&crate::plugin::engine::engine_config())
         );
     }
 }

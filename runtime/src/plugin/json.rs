@@ -3,8 +3,8 @@
 //! turning a body into objects to check it; this returns the offsets of an object's
 //! top-level members instead, and the guest slices what it needs.
 
-use super::State;
 use super::bindings::mapper::weir::plugin::json::{Host, Member, ObjectIndex};
+use super::state::State;
 
 /// Deepest nesting of arrays and objects accepted (the outer object counts as one).
 pub const MAX_DEPTH: usize = 64;

@@ -1,4 +1,4 @@
-//! The admin API on the admin listener: every `/admin/*` call needs
+//! The plugin and reload API on the admin listener: every `/admin/*` call needs
 //! `Authorization: Bearer <token>` (`[admin] token` or `token_env`).
 //!
 //! | call | answer |
@@ -13,15 +13,15 @@
 //! Bearer`. A wrong token: 403. The token is compared in constant time. Errors are
 //! `{"message": ...}`. With no token configured the admin API is off (404).
 
-use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use super::{Refused, Reloader};
 use crate::config::World;
+use crate::reload::{Refused, Reloader};
+use crate::respond::{self, Body};
 
 /// The admin API's state: the reloader and the token calls must present.
 pub struct AdminApi {
@@ -40,7 +40,7 @@ impl AdminApi {
     }
 
     /// The refusal for a request without the right token, if it is one.
-    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    fn refusal(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
         let Some(want) = &self.token_digest else {
             return Some(error(
                 StatusCode::NOT_FOUND,
@@ -73,7 +73,7 @@ impl AdminApi {
 pub fn refusal_if_token_set(
     api: Option<&AdminApi>,
     req: &Request<Incoming>,
-) -> Option<Response<Full<Bytes>>> {
+) -> Option<Response<Body>> {
     let api = api?;
     api.token_digest.as_ref()?;
     let mut resp = api.refusal(req)?;
@@ -91,7 +91,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// Answers one `/admin/*` request.
-pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<Body> {
     let Some(api) = api else {
         return error(
             StatusCode::NOT_FOUND,
@@ -167,7 +167,7 @@ pub async fn answer(api: Option<&AdminApi>, req: Request<Incoming>) -> Response<
         }
         (Method::DELETE, ["admin", "plugins", name]) => match reloader.delete_plugin(name).await {
             Ok(()) => {
-                let mut resp = Response::new(Full::new(Bytes::new()));
+                let mut resp = Response::new(respond::empty_body());
                 *resp.status_mut() = StatusCode::NO_CONTENT;
                 resp
             }
@@ -198,7 +198,7 @@ fn query_world(query: Option<&str>) -> Result<Option<World>, String> {
     }
 }
 
-fn refused(e: &Refused) -> Response<Full<Bytes>> {
+fn refused(e: &Refused) -> Response<Body> {
     let status = match e {
         Refused::BadRequest(_) | Refused::NotAComponent(_) => StatusCode::BAD_REQUEST,
         Refused::Invalid(_) | Refused::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -214,19 +214,12 @@ fn refused(e: &Refused) -> Response<Full<Bytes>> {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    json(status, &serde_json::json!({ "message": message }))
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    respond::message(status, message)
 }
 
-fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    respond::json(status, body)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The connection table: every open WebSocket connection by id, so the `@connections`
-//! API can reach it from any thread.
+//! API can reach it from any thread (and, later, any node).
 //!
 //! [`ConnectionTable`] is the seam for a shared store: a table backed by Redis (say)
 //! would deliver a post for a connection held by another node through that node.
@@ -64,8 +64,6 @@ pub struct Connection {
     pub source_ip: IpAddr,
     /// The client's `User-Agent` at the handshake.
     pub user_agent: Option<Box<str>>,
-    /// The authorizer's principal at `$connect`.
-    pub principal_id: Option<Box<str>>,
     /// Largest message the API sends or accepts.
     pub max_message: usize,
     connected_at: SystemTime,
@@ -82,7 +80,6 @@ impl Connection {
         api: Arc<str>,
         source_ip: IpAddr,
         user_agent: Option<Box<str>>,
-        principal_id: Option<Box<str>>,
         max_message: usize,
         queue: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Command>) {
@@ -92,7 +89,6 @@ impl Connection {
             api,
             source_ip,
             user_agent,
-            principal_id,
             max_message,
             connected_at: SystemTime::now(),
             started: Instant::now(),
@@ -220,7 +216,6 @@ mod tests {
             "chat".into(),
             IpAddr::from([127, 0, 0, 1]),
             Some("ua".into()),
-            None,
             8,
             queue,
         )

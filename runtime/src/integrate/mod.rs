@@ -1,0 +1,253 @@
+//! The integrate stage, one for HTTP requests and WebSocket events alike: build the
+//! upstream request (URL template, forwarded headers, trace context, request id), call
+//! the integration — an HTTP upstream through the pooled client, or a fixed mock
+//! answer — and record its latency, status or error in the request's context.
+
+pub mod target;
+pub mod upstream;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::config;
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+
+pub use target::HttpTarget;
+pub use upstream::{Upstream, UpstreamTls, UpstreamTlsFiles};
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A route's integration.
+pub enum Integration {
+    /// Proxy to an upstream.
+    Http(HttpTarget),
+    /// A fixed response.
+    Mock(Arc<MockResponse>),
+}
+
+/// A fixed response.
+pub struct MockResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Integration {
+    /// Compiles an `integration = {...}` table for a route whose key has `params`.
+    pub fn compile(spec: &config::Integration, params: &[String]) -> Result<Self, String> {
+        match spec {
+            config::Integration::Http { url } => {
+                HttpTarget::parse(url, params).map(Integration::Http)
+            }
+            config::Integration::Mock {
+                status,
+                headers,
+                body,
+            } => {
+                let status = StatusCode::from_u16(*status)
+                    .ok()
+                    .filter(|s| (200..=599).contains(&s.as_u16()))
+                    .ok_or_else(|| format!("status {status} is not between 200 and 599"))?;
+                let mut compiled = Vec::new();
+                for (name, value) in headers {
+                    let n = HeaderName::try_from(name.as_str())
+                        .map_err(|_| format!("invalid header name `{name}`"))?;
+                    if n == header::CONTENT_LENGTH || n == header::TRANSFER_ENCODING {
+                        return Err(format!(
+                            "header `{name}` is set by the gateway from the body"
+                        ));
+                    }
+                    let v = HeaderValue::try_from(value.as_str())
+                        .map_err(|_| format!("invalid value for header `{name}`"))?;
+                    compiled.push((n, v));
+                }
+                Ok(Integration::Mock(Arc::new(MockResponse {
+                    status,
+                    headers: compiled,
+                    body: Bytes::from(body.clone()),
+                })))
+            }
+        }
+    }
+}
+
+/// The request as the integration receives it (after any mapping).
+pub struct UpstreamRequest {
+    /// Method.
+    pub method: Method,
+    /// A new path, when a mapper changed it.
+    pub path_override: Option<String>,
+    /// The query string (no `?`).
+    pub query: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// What is asked of an integration for one request or event, besides the request.
+pub struct Exchange<'a> {
+    /// The route's integration.
+    pub integration: &'a Integration,
+    /// The route's timeout, which covers the whole answer, body included.
+    pub timeout: Duration,
+    /// Largest answer body; a larger one is `502`.
+    pub max_response_body: u64,
+    /// The path the client used: forwarded when the URL has none.
+    pub client_path: &'a str,
+    /// The client's `Host`, for `x-forwarded-host`.
+    pub client_host: Option<&'a HeaderValue>,
+}
+
+/// Calls the integration and records in `ctx` how long it took and how it ended. The
+/// answer is read whole (up to `max_response_body`) within the route's timeout, as
+/// Amazon API Gateway does, so a body that stalls or breaks is a clean `504` or `502`,
+/// never a truncated `200`.
+pub async fn integrate(
+    upstream: &Upstream,
+    exchange: Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &mut RequestContext,
+) -> Result<Response<Bytes>, GatewayError> {
+    let started = Instant::now();
+    let result = match exchange.integration {
+        Integration::Mock(mock) => {
+            let mut resp = Response::new(mock.body.clone());
+            *resp.status_mut() = mock.status;
+            for (n, v) in &mock.headers {
+                resp.headers_mut().append(n.clone(), v.clone());
+            }
+            Ok(resp)
+        }
+        Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
+    };
+    ctx.integration.latency = Some(started.elapsed());
+    match &result {
+        Ok(resp) => ctx.integration.status = Some(resp.status().as_u16()),
+        Err(e) => ctx.integration.error = Some(e.to_string()),
+    }
+    result
+}
+
+async fn http(
+    upstream: &Upstream,
+    target: &HttpTarget,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+) -> Result<Response<Bytes>, GatewayError> {
+    let uri = target.uri(
+        exchange.client_path,
+        req.path_override.as_deref(),
+        &ctx.path_parameters,
+        &req.query,
+    )?;
+    let mut headers = req.headers;
+    strip_hop_by_hop(&mut headers);
+    forwarded_headers(&mut headers, ctx, exchange.client_host);
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace.child_header()) {
+        headers.insert(TRACEPARENT.clone(), v);
+    }
+    headers.insert(header::HOST, target.authority().clone());
+    let method = req.method;
+    let mut up = Request::new(Full::new(req.body));
+    *up.method_mut() = method.clone();
+    *up.uri_mut() = uri;
+    *up.headers_mut() = headers;
+    let deadline = tokio::time::Instant::now() + exchange.timeout;
+    let resp = upstream.send(up, exchange.timeout).await?;
+    let (mut parts, body) = resp.into_parts();
+    upstream::response_headers(&mut parts.headers, &method);
+    let body =
+        upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
+            .await?;
+    Ok(Response::from_parts(parts, body))
+}
+
+/// `x-forwarded-for` (the request's chain, if any, then the client's address),
+/// `x-forwarded-proto`, `x-forwarded-host` and `x-request-id`.
+fn forwarded_headers(headers: &mut HeaderMap, ctx: &RequestContext, host: Option<&HeaderValue>) {
+    let mut xff = String::with_capacity(64);
+    if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    crate::access_log::push_ip(&mut xff, ctx.peer.ip);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    let proto = if ctx.peer.secure { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(X_REQUEST_ID.clone(), v);
+    }
+}
+
+/// Headers that describe one connection and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers, including any named by `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the names instead of nine removals.
+    let proxy_connection = HeaderName::from_static("proxy-connection");
+    if !headers
+        .keys()
+        .any(|n| HOP_BY_HOP.contains(n) || *n == proxy_connection)
+    {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(HeaderName::from_static("proxy-connection"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-custom".parse().unwrap());
+        h.insert("x-custom", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

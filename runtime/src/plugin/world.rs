@@ -1,0 +1,152 @@
+//! The three worlds as types. A plugin handle is typed by the world its component was
+//! checked against at load ([`super::Plugin`]`<W>`), so a call into the wrong world
+//! cannot be written: a mapper handle has `map_request`, an authorizer handle
+//! `authorize`, and nothing checks at run time.
+
+use std::future::Future;
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{self, AuthorizationRequest, Context, Request, RequestHead};
+use super::state::State;
+use crate::config::World;
+
+/// One world: how its components are pre-instantiated and instantiated, and what its
+/// smoke test calls.
+pub trait WorldKind: Send + Sync + 'static {
+    /// The world as the config names it.
+    const WORLD: World;
+    /// A component pre-instantiated for this world.
+    type Pre: Send + Sync + 'static;
+    /// An instance's exports.
+    type Guest: Send + 'static;
+
+    /// Checks that a linked component exports this world.
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre>;
+
+    /// A new instance in `store`.
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a;
+
+    /// Calls the instance once with a synthetic input: a `GET /` without headers or
+    /// body; for a CORS policy, a preflight from `https://smoke-test.invalid`.
+    fn smoke<'a>(
+        guest: &'a Self::Guest,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<()>> + Send + 'a;
+}
+
+/// `weir:plugin/mapper`: `map-request`, `map-response`.
+pub struct MapperWorld;
+/// `weir:plugin/authorizer`: `authorize`.
+pub struct AuthorizerWorld;
+/// `weir:plugin/cors`: `preflight`, `decorate`.
+pub struct CorsWorld;
+
+fn smoke_context() -> Context {
+    Context {
+        request_id: "smoke-test".to_owned(),
+        route_key: "$smoke-test".to_owned(),
+        stage: "$default".to_owned(),
+        path_parameters: Vec::new(),
+        source_ip: "127.0.0.1".to_owned(),
+        principal_id: None,
+        authorizer_context: Vec::new(),
+    }
+}
+
+impl WorldKind for MapperWorld {
+    const WORLD: World = World::Mapper;
+    type Pre = bindings::mapper::MapperPre<State>;
+    type Guest = bindings::mapper::Mapper;
+
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        bindings::mapper::MapperPre::new(pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
+        pre.instantiate_async(store)
+    }
+
+    async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
+        let req = Request {
+            method: "GET".to_owned(),
+            path: "/".to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+        guest
+            .call_map_request(store, &req, &smoke_context())
+            .await
+            .map(drop)
+    }
+}
+
+impl WorldKind for AuthorizerWorld {
+    const WORLD: World = World::Authorizer;
+    type Pre = bindings::authorizer::AuthorizerPre<State>;
+    type Guest = bindings::authorizer::Authorizer;
+
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        bindings::authorizer::AuthorizerPre::new(pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
+        pre.instantiate_async(store)
+    }
+
+    async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
+        let req = AuthorizationRequest {
+            method: "GET".to_owned(),
+            path: "/".to_owned(),
+            query: String::new(),
+            headers: Vec::new(),
+            identity: vec![String::new()],
+            scopes: Vec::new(),
+        };
+        guest
+            .call_authorize(store, &req, &smoke_context())
+            .await
+            .map(drop)
+    }
+}
+
+impl WorldKind for CorsWorld {
+    const WORLD: World = World::Cors;
+    type Pre = bindings::cors::CorsPre<State>;
+    type Guest = bindings::cors::Cors;
+
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        bindings::cors::CorsPre::new(pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
+        pre.instantiate_async(store)
+    }
+
+    async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
+        let head = RequestHead {
+            method: "OPTIONS".to_owned(),
+            path: "/".to_owned(),
+            query: String::new(),
+            headers: vec![
+                ("origin".to_owned(), "https://smoke-test.invalid".to_owned()),
+                ("access-control-request-method".to_owned(), "GET".to_owned()),
+            ],
+        };
+        guest.call_preflight(store, &head).await.map(drop)
+    }
+}

@@ -1,0 +1,103 @@
+//! Building responses: the one body type every listener sends, the JSON builders, and
+//! the only place a [`GatewayError`] becomes a response (its status and message come
+//! from [`GatewayError::status_and_message`]). The HTTP pipeline, the WebSocket
+//! handshake and events, and the admin listener all answer through here.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::error::GatewayError;
+
+/// The body of every response the gateway sends (buffered today; boxed so that a
+/// streamed body can take its place without changing a signature).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// A body of these bytes.
+pub fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body.
+pub fn empty_body() -> Body {
+    full(Bytes::new())
+}
+
+/// A response with this status, headers and body.
+pub fn from_parts(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}
+
+/// A response whose body is `body`, of this content type.
+pub fn with_type(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A JSON response from JSON text.
+pub fn json_text(status: StatusCode, body: String) -> Response<Body> {
+    with_type(status, "application/json", Bytes::from(body))
+}
+
+/// A JSON response from a value.
+pub fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    with_type(status, "application/json", Bytes::from(body))
+}
+
+/// `{"message": ...}` with this status: how every refusal reads.
+pub fn message(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "message": message }))
+}
+
+/// The response for a failed request: its status, `{"message": ...}`, and
+/// `Retry-After` when waiting helps.
+pub fn error(e: &GatewayError) -> Response<Body> {
+    let (status, _) = e.status_and_message();
+    let mut resp = json_text(status, e.body());
+    if let Some(secs) = e.retry_after_secs() {
+        resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    resp
+}
+
+/// The text of an error frame for a WebSocket client, as AWS words them:
+/// `{"message", "connectionId", "requestId"}`.
+pub fn event_error(message: &str, connection_id: &str, request_id: &str) -> String {
+    serde_json::json!({
+        "message": message,
+        "connectionId": connection_id,
+        "requestId": request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn errors_answer_with_their_status_message_and_retry_after() {
+        let e = GatewayError::Throttled {
+            level: crate::throttle::Level::Route,
+            retry_after: Duration::from_millis(1500),
+        };
+        let resp = error(&e);
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let resp = error(&GatewayError::NotFound);
+        assert!(!resp.headers().contains_key(header::RETRY_AFTER));
+        let frame = event_error("Forbidden", "c1", "r1");
+        let v: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(v["connectionId"], "c1");
+    }
+}
