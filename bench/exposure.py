@@ -102,12 +102,13 @@ def get(port, path, timeout=30):
 
 
 def silent(weir, plugins, upstream):
-    n = 2000
+    limit = 1000
+    n = 1600  # past the limit: both workers' slots are full, the rest wait in the backlog
     proc, port = start_weir(weir, f"""
 [server]
 listen = "LISTEN"
 workers = 2
-max_connections = {n}
+max_connections = {limit}
 header_read_timeout = "2s"
 [[routes]]
 key = "GET /plain"
@@ -289,6 +290,7 @@ def main():
     p.add_argument("--plugins", required=True)
     p.add_argument("--only", default="silent,pings,sleep,busy")
     a = p.parse_args()
+    a.plugins = os.path.abspath(a.plugins)  # the configs live in temporary directories
     upstream = Upstream()
     upstream.start()
     attacks = {"silent": silent, "pings": ws_ping_flood, "sleep": sleeping, "busy": busy}

@@ -1,4 +1,5 @@
-//! Typed request failures and the one place that turns them into responses.
+//! Typed request failures, and what each one means to the client: its status and
+//! message ([`GatewayError::status_and_message`]). [`crate::respond`] builds the responses.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +50,8 @@ pub enum GatewayError {
         /// The limit.
         limit: usize,
     },
-    /// The request body could not be read.
-    #[error("reading the request body: {0}")]
+    /// The request is malformed: its path, its handshake, or its body.
+    #[error("bad request: {0}")]
     BadRequest(String),
     /// An identity source the authorizer needs is absent.
     #[error("identity source {0} is missing")]

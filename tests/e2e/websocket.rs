@@ -69,7 +69,12 @@ integration = {{ type = "http", url = "{base}/oneway" }}
 
 /// Connects and learns the connection id through the `whoami` route.
 async fn join(gw: &Weir) -> (Ws, String) {
-    let mut c = ws::connect(&ws_url(gw, "/chat"), &[])
+    join_with(gw, &[]).await
+}
+
+/// [`join`] with extra handshake headers.
+async fn join_with(gw: &Weir, headers: &[(&str, &str)]) -> (Ws, String) {
+    let mut c = ws::connect(&ws_url(gw, "/chat"), headers)
         .await
         .expect("connects");
     let reply = c.ask(r#"{"action":"whoami"}"#).await;
@@ -684,4 +689,38 @@ async fn the_connect_backend_chooses_a_subprotocol_the_client_offered() {
     .err()
     .expect("refused");
     assert_eq!(refused.status, 502, "{refused:?}");
+}
+
+#[tokio::test]
+async fn events_forward_the_client_and_continue_its_trace_as_http_requests_do() {
+    let up = Upstream::start().await;
+    let gw = weir(&chat(&up, ""));
+    let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let headers = [("x-forwarded-for", "203.0.113.9"), ("traceparent", parent)];
+    let (mut c, id) = join_with(&gw, &headers).await;
+    let reply = c.ask(r#"{"action":"whoami"}"#).await;
+    let connect = wait_for_event(&up, "/connect", &id).await;
+    // The handshake and every message: the client's chain with the client appended,
+    // one trace (the client's), a new parent per event, as for an HTTP request.
+    let message = &reply["headers"];
+    for (what, xff, tp) in [
+        (
+            "$connect",
+            connect.headers["x-forwarded-for"].to_str().unwrap(),
+            connect.headers["traceparent"].to_str().unwrap(),
+        ),
+        (
+            "message",
+            message["x-forwarded-for"].as_str().unwrap(),
+            message["traceparent"].as_str().unwrap(),
+        ),
+    ] {
+        assert_eq!(xff, "203.0.113.9, 127.0.0.1", "{what}");
+        assert!(
+            tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{what}: {tp}"
+        );
+        assert!(!tp.contains("b7ad6b7169203331"), "{what}: {tp}");
+        assert_eq!(message["x-forwarded-proto"], "http", "{what}");
+    }
 }

@@ -18,7 +18,14 @@
 //! file changes on disk (the newer of the two wins). Uploads live in memory only: after
 //! a restart the files named in the config are loaded again.
 
+mod check;
+mod operations;
+mod registry;
 pub mod watch;
+
+pub use check::check_file;
+use registry::{Entry, Registry, StartOnly, info, publish_info};
+pub use registry::{PluginInfo, Source};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,111 +37,10 @@ use arc_swap::ArcSwap;
 pub use crate::gateway::LiveGateway;
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config, World};
+use crate::config::{Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
 use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
 use crate::usage::UsageState;
-
-/// Where the serving version of a plugin came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The file named in the config.
-    File,
-    /// The admin API.
-    Upload,
-}
-
-/// One plugin as the reloader knows it.
-struct Entry {
-    compiled: Compiled,
-    plugin: AnyPlugin,
-    settings: PluginSettings,
-    source: Source,
-    /// SHA-256 of the file's content when it was last read (`None`: no file).
-    file_sha256: Option<Arc<str>>,
-    counts: Arc<CallCounts>,
-}
-
-/// What the reloader holds between reloads.
-struct Registry {
-    config: Option<Config>,
-    /// The settings the process read once, from the config it started with.
-    started: Option<StartOnly>,
-    entries: BTreeMap<String, Entry>,
-}
-
-/// The settings read only at start: the listeners, workers and connection handling of
-/// `[server]` (its `stage` and `body_read_timeout` are per request, so a reload applies
-/// them), `[admin]`, `[reload]`, `[plugin_cache]`, the quota file and
-/// `limits.compile_memory`. A reload that changes them applies everything else and
-/// names these (`restart_needed`).
-struct StartOnly {
-    server: config::Server,
-    admin: Option<config::Admin>,
-    reload: config::Reload,
-    plugin_cache: config::PluginCache,
-    quota_file: Option<PathBuf>,
-    compile_memory: bytesize::ByteSize,
-}
-
-impl StartOnly {
-    fn of(config: &Config) -> Self {
-        Self {
-            server: config.server.clone(),
-            admin: config.admin.clone(),
-            reload: config.reload.clone(),
-            plugin_cache: config.plugin_cache.clone(),
-            quota_file: config.api.quota_file.clone(),
-            compile_memory: config.limits.compile_memory,
-        }
-    }
-
-    /// The keys `config` sets differently from the running process.
-    fn changed_in(&self, config: &Config) -> Vec<&'static str> {
-        let (a, b) = (&self.server, &config.server);
-        [
-            ("server.listen", a.listen != b.listen),
-            ("server.workers", a.workers != b.workers),
-            (
-                "server.upstream_ca_file",
-                a.upstream_ca_file != b.upstream_ca_file,
-            ),
-            (
-                "server.tls_cert",
-                a.tls_cert != b.tls_cert || a.tls_key != b.tls_key,
-            ),
-            (
-                "server.upstream_client_cert",
-                a.upstream_client_cert != b.upstream_client_cert
-                    || a.upstream_client_key != b.upstream_client_key,
-            ),
-            (
-                "server.max_connections",
-                a.max_connections != b.max_connections,
-            ),
-            (
-                "server.header_read_timeout",
-                a.header_read_timeout != b.header_read_timeout,
-            ),
-            (
-                "server.shutdown_grace",
-                a.shutdown_grace != b.shutdown_grace,
-            ),
-            ("admin", self.admin != config.admin),
-            ("reload", self.reload != config.reload),
-            ("plugin_cache", self.plugin_cache != config.plugin_cache),
-            ("api.quota_file", self.quota_file != config.api.quota_file),
-            (
-                "limits.compile_memory",
-                self.compile_memory != config.limits.compile_memory,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .collect()
-    }
-}
 
 /// Builds gateway snapshots and swaps them in; see the module docs.
 pub struct Reloader {
@@ -174,28 +80,9 @@ pub enum Refused {
     Config(ConfigErrors),
 }
 
-/// A plugin as `GET /admin/plugins` shows it.
-#[derive(Debug, serde::Serialize)]
-pub struct PluginInfo {
-    /// Its name.
-    pub name: String,
-    /// Its world.
-    pub world: &'static str,
-    /// SHA-256 of the serving component.
-    pub sha256: String,
-    /// Where it came from.
-    pub source: Source,
-    /// When the serving version was loaded (RFC 3339, UTC).
-    pub loaded_at: String,
-    /// Routes (and `api.cors`) that use it.
-    pub used_by: Vec<String>,
-    /// Calls by outcome, across versions.
-    pub calls: crate::plugin::CallTotals,
-}
-
 /// What a successful reload did.
 #[derive(Debug, Default, serde::Serialize)]
-pub struct Outcome {
+pub struct Reloaded {
     /// Routes now served.
     pub routes: usize,
     /// Plugins whose serving version changed (new bytes or new settings).
@@ -272,7 +159,7 @@ impl Reloader {
 
     /// Re-reads the config file and the plugin files, and swaps in the result: routes
     /// and plugin bindings change together, or not at all.
-    pub async fn reload_config(&self, why: &str) -> Result<Outcome, Refused> {
+    pub async fn reload_config(&self, why: &str) -> Result<Reloaded, Refused> {
         let result = self.build_from_file().await;
         // This thread read the files and ran the smoke tests.
         crate::plugin::return_freed_memory();
@@ -310,7 +197,7 @@ impl Reloader {
     /// its plugins; the caller swaps it in before it lets go of the registry's lock.
     async fn build_from_file(
         &self,
-    ) -> Result<(Gateway, Outcome, tokio::sync::MutexGuard<'_, Registry>), Refused> {
+    ) -> Result<(Gateway, Reloaded, tokio::sync::MutexGuard<'_, Registry>), Refused> {
         let mut registry = self.registry.lock().await;
         let config = Config::load(&self.config_path)
             .map_err(|e| Refused::Config(ConfigErrors(vec![e.to_string()])))?;
@@ -428,7 +315,7 @@ impl Reloader {
             }
         };
         registry.config = Some(config);
-        let outcome = Outcome {
+        let outcome = Reloaded {
             routes: gateway.routes.len(),
             changed,
             removed,
@@ -498,138 +385,6 @@ impl Reloader {
         Ok(plugin)
     }
 
-    /// `PUT /admin/plugins/{name}`: creates or replaces a plugin from component bytes.
-    /// The world comes from its `[plugins.NAME]` table, or from `world` for a new name.
-    /// Returns whether it was created, and the plugin as listed.
-    pub async fn put_plugin(
-        &self,
-        name: &str,
-        world: Option<World>,
-        bytes: Vec<u8>,
-    ) -> Result<(bool, PluginInfo), Refused> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
-        {
-            return Err(Refused::BadRequest(format!(
-                "invalid plugin name `{name}`: use 1 to 64 letters, digits, `-` or `_`"
-            )));
-        }
-        let started = Instant::now();
-        let mut registry = self.registry.lock().await;
-        let existing = registry.entries.get(name);
-        let settings = match (existing, world) {
-            (Some(e), Some(w)) if e.settings.world != w => {
-                return Err(Refused::BadRequest(format!(
-                    "plugin `{name}` is a `{}` plugin; it cannot become a `{}` plugin here (change the config instead)",
-                    e.settings.world.name(),
-                    w.name()
-                )));
-            }
-            (Some(e), _) => e.settings.clone(),
-            (None, Some(world)) => PluginSettings {
-                file: PathBuf::new(),
-                world,
-                limits: crate::plugin::Limits::new(),
-                config_json: "{}".to_owned(),
-                smoke_test: true,
-            },
-            (None, None) => {
-                return Err(Refused::BadRequest(format!(
-                    "plugin `{name}` does not exist; say which world it implements with `?world=mapper|authorizer|cors`"
-                )));
-            }
-        };
-        let counts = existing.map(|e| e.counts.clone()).unwrap_or_default();
-        let file_sha256 = existing.and_then(|e| e.file_sha256.clone());
-        let compiled = self
-            .compile(name, "the uploaded component", bytes, settings.world)
-            .await
-            .map_err(|e| match e {
-                LoadError::NotAComponent { .. } => Refused::NotAComponent(e.to_string()),
-                e => Refused::Invalid(e.to_string()),
-            })?;
-        let plugin = self
-            .bind(name, &compiled, &settings, counts.clone(), started)
-            .await
-            .map_err(|e| Refused::Invalid(format!("plugin `{name}`: {e}")))?;
-        let entry = Entry {
-            compiled,
-            plugin,
-            settings,
-            source: Source::Upload,
-            file_sha256,
-            counts,
-        };
-        let created = !registry.entries.contains_key(name);
-        self.swap_with(&mut registry, name, Some(entry))?;
-        let gateway = self.live().load();
-        let info = info(name, &registry.entries[name], &gateway);
-        tracing::info!(plugin = name, sha256 = %info.sha256, created, "plugin uploaded and swapped in");
-        // This thread read the upload and ran the smoke test.
-        crate::plugin::return_freed_memory();
-        Ok((created, info))
-    }
-
-    /// `DELETE /admin/plugins/{name}`: removes a plugin no route uses. One defined in
-    /// the config comes back at the next config reload.
-    pub async fn delete_plugin(&self, name: &str) -> Result<(), Refused> {
-        let mut registry = self.registry.lock().await;
-        if !registry.entries.contains_key(name) {
-            return Err(Refused::NotFound(format!("no plugin named `{name}`")));
-        }
-        let uses = self.live().load().uses_of(name);
-        if !uses.is_empty() {
-            return Err(Refused::InUse(format!(
-                "plugin `{name}` is in use by {}; change the config first",
-                uses.join(", ")
-            )));
-        }
-        self.swap_with(&mut registry, name, None)?;
-        tracing::info!(plugin = name, "plugin deleted");
-        Ok(())
-    }
-
-    /// Replaces (or with `None` removes) one entry, reassembles the gateway around the
-    /// config in force and swaps it in.
-    fn swap_with(
-        &self,
-        registry: &mut Registry,
-        name: &str,
-        entry: Option<Entry>,
-    ) -> Result<(), Refused> {
-        let mut plugins: BTreeMap<String, AnyPlugin> = registry
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), e.plugin.clone()))
-            .collect();
-        match &entry {
-            Some(e) => plugins.insert(name.to_owned(), e.plugin.clone()),
-            None => plugins.remove(name),
-        };
-        let Some(config) = &registry.config else {
-            return Err(Refused::Invalid("no config is loaded".to_owned()));
-        };
-        let gateway = gateway::assemble(config, plugins, &self.base_dir, &self.state, Vec::new())
-            .map_err(Refused::Config)?;
-        self.live().store(Arc::new(gateway));
-        match entry {
-            Some(e) => {
-                publish_info(name, registry.entries.get(name), &e);
-                registry.entries.insert(name.to_owned(), e);
-            }
-            None => {
-                if let Some(old) = registry.entries.remove(name) {
-                    info_gauge(name, &old, 0.0);
-                }
-            }
-        }
-        self.publish(registry);
-        Ok(())
-    }
-
     /// Makes the registry's entries what `GET /admin/plugins` lists.
     fn publish(&self, registry: &Registry) {
         let entries = registry
@@ -665,84 +420,4 @@ impl Reloader {
         }
         files
     }
-}
-
-impl Entry {
-    fn clone_entry(&self) -> Entry {
-        Entry {
-            compiled: self.compiled.clone(),
-            plugin: self.plugin.clone(),
-            settings: self.settings.clone(),
-            source: self.source,
-            file_sha256: self.file_sha256.clone(),
-            counts: self.counts.clone(),
-        }
-    }
-}
-
-fn info(name: &str, e: &Entry, gateway: &Gateway) -> PluginInfo {
-    PluginInfo {
-        name: name.to_owned(),
-        world: e.settings.world.name(),
-        sha256: e.compiled.sha256().to_string(),
-        source: e.source,
-        loaded_at: humantime::format_rfc3339_millis(e.plugin.loaded_at()).to_string(),
-        used_by: gateway.uses_of(name),
-        calls: e.counts.totals(),
-    }
-}
-
-/// `weir_plugin_info{plugin, world, sha256}`: 1 for the serving version, 0 for the one
-/// it replaced.
-fn publish_info(name: &str, old: Option<&Entry>, new: &Entry) {
-    if let Some(old) = old
-        && old.compiled.sha256() != new.compiled.sha256()
-    {
-        info_gauge(name, old, 0.0);
-    }
-    info_gauge(name, new, 1.0);
-}
-
-fn info_gauge(name: &str, e: &Entry, value: f64) {
-    metrics::gauge!(
-        "weir_plugin_info",
-        "plugin" => name.to_owned(),
-        "world" => e.settings.world.name(),
-        "sha256" => e.compiled.sha256().to_string()
-    )
-    .set(value);
-}
-
-/// `weir plugin check`: the checks of a load (compile, world, smoke test) on one file.
-pub async fn check_file(
-    host: Arc<PluginHost>,
-    path: &Path,
-    world: World,
-) -> Result<String, String> {
-    let bytes = crate::plugin::read_component(path, crate::plugin::DEFAULT_MAX_PLUGIN_SIZE)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plugin".to_owned());
-    let origin = path.display().to_string();
-    let compiled = tokio::task::spawn_blocking({
-        let host = host.clone();
-        let name = name.clone();
-        move || host.compile(&name, &origin, &bytes, world)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
-    let plugin = compiled.plugin(
-        &name,
-        crate::plugin::Limits::new(),
-        "{}".to_owned(),
-        Arc::default(),
-    );
-    plugin
-        .smoke_test()
-        .await
-        .map_err(|e| format!("refused by the smoke test: {e}"))?;
-    Ok(compiled.sha256().to_string())
 }
