@@ -1,6 +1,7 @@
 //! The CORS stages: answer preflights before anything else, decorate every response.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -46,8 +47,9 @@ pub async fn preflight(
 /// Applies the policy's headers to a response. A request without `Origin` is not a CORS
 /// request: the policy is not called and the response only gets `Vary: Origin`. If the
 /// plugin fails, the response goes out without CORS headers (browsers then block it).
-/// With a [`CorsCache`] on, the policy is asked once per origin, method and path within
-/// the cache's lifetime.
+/// The policy is asked once per origin, method and path within a lifetime when it says
+/// its answers may be reused (`host.cacheable`), or when the operator says so
+/// (`[api] cors_cache`, which wins).
 pub async fn decorate<B>(
     policy: &CorsPlugin,
     cache: &CorsCache,
@@ -59,8 +61,8 @@ pub async fn decorate<B>(
             .append(header::VARY, HeaderValue::from_static("origin"));
         return;
     };
-    if !cache.ttl.is_zero() {
-        return decorate_cached(policy, cache, origin.clone(), head, resp).await;
+    if let Some(ttl) = cache.lifetime() {
+        return decorate_cached(policy, cache, ttl, origin.clone(), head, resp).await;
     }
     let original = resp.headers();
     let pairs = headers_to_pairs(original);
@@ -68,7 +70,10 @@ pub async fn decorate<B>(
         .decorate(&wit_head(head), &pairs)
         .await
         .map_err(GatewayError::PluginFailed)
-        .and_then(|out| pairs_to_headers(&out, policy.name()));
+        .and_then(|(out, cache_for)| {
+            cache.learn(cache_for);
+            pairs_to_headers(&out, policy.name())
+        });
     match result {
         Ok(mut headers) => {
             restore_raw_values(&mut headers, original);
@@ -86,6 +91,7 @@ pub async fn decorate<B>(
 async fn decorate_cached<B>(
     policy: &CorsPlugin,
     cache: &CorsCache,
+    ttl: Duration,
     origin: HeaderValue,
     head: &Parts,
     resp: &mut Response<B>,
@@ -102,14 +108,17 @@ async fn decorate_cached<B>(
             .decorate(&wit_head(head), &[])
             .await
             .map_err(GatewayError::PluginFailed)
-            .and_then(|out| pairs_to_headers(&out, policy.name()))
+            .and_then(|(out, cache_for)| {
+                cache.learn(cache_for);
+                pairs_to_headers(&out, policy.name())
+            })
             .map(|out| {
                 let added: Added = out
                     .iter()
                     .filter(|(n, _)| *n != header::VARY)
                     .map(|(n, v)| (n.clone(), v.clone()))
                     .collect();
-                cache.entries.put(key, added.clone(), now + cache.ttl);
+                cache.entries.put(key, added.clone(), now + ttl);
                 added
             }),
     };
@@ -161,19 +170,43 @@ pub struct CorsKey {
     path: String,
 }
 
-/// The headers a CORS policy adds, per origin, method and path (`[api] cors_cache`).
+/// The headers a CORS policy adds, per origin, method and path: for as long as the
+/// operator set (`[api] cors_cache`), else for as long as the policy last said its
+/// answers may be reused (`host.cacheable`); off when neither did.
 #[derive(Default)]
 pub struct CorsCache {
+    /// `[api] cors_cache` (zero: the policy decides).
     ttl: Duration,
+    /// What the policy's last call declared, in seconds (0: not reusable). One gateway
+    /// snapshot has one policy version, so this is that version's word.
+    declared: AtomicU64,
     entries: TtlCache<CorsKey, Added>,
 }
 
 impl CorsCache {
-    /// A cache whose entries live `ttl` (zero: off).
+    /// A cache whose entries live `ttl` (zero: as long as the policy says).
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            declared: AtomicU64::new(0),
             entries: TtlCache::default(),
+        }
+    }
+
+    /// How long an answer may be reused, if at all.
+    fn lifetime(&self) -> Option<Duration> {
+        if !self.ttl.is_zero() {
+            return Some(self.ttl);
+        }
+        let secs = self.declared.load(Ordering::Relaxed);
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
+
+    /// Records what the policy's last call said about reuse.
+    fn learn(&self, cache_for: Option<Duration>) {
+        let secs = cache_for.map_or(0, |d| d.as_secs());
+        if self.declared.load(Ordering::Relaxed) != secs {
+            self.declared.store(secs, Ordering::Relaxed);
         }
     }
 }

@@ -64,7 +64,7 @@ pub use types::*;
 
 mod host;
 
-pub use host::{config, config_json, log};
+pub use host::{cacheable, config, config_json, log};
 
 pub mod json;
 

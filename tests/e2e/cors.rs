@@ -181,10 +181,18 @@ async fn simple_requests_are_decorated_and_backend_cors_headers_replaced() {
 async fn cached_policy_headers_match_the_uncached_ones_with_one_call_per_key() {
     let up = Upstream::start().await;
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n";
-    let plain = weir(&format!("{admin}{}", config(&up)));
-    let cached = weir(&format!(
+    // The policy says its answers may not be reused: asked for every response.
+    let never = config(&up).replace(
+        "allow_credentials = true",
+        "allow_credentials = true, cache_seconds = 0",
+    );
+    let plain = weir(&format!("{admin}{never}"));
+    // The shipped policy declares its answers reusable (host.cacheable): once per key.
+    let declared = weir(&format!("{admin}{}", config(&up)));
+    // The operator forces a lifetime on a policy that declares none.
+    let forced = weir(&format!(
         "{admin}{}",
-        config(&up).replace("cors = \"cors\"", "cors = \"cors\"\ncors_cache = \"5m\"")
+        never.replace("cors = \"cors\"", "cors = \"cors\"\ncors_cache = \"5m\"")
     ));
     let c = Client::default();
     let cors_headers = |r: &weir_tests::Reply| {
@@ -208,13 +216,14 @@ async fn cached_policy_headers_match_the_uncached_ones_with_one_call_per_key() {
     for _ in 0..3 {
         for (method, path, origin) in requests {
             let mut replies = Vec::new();
-            for gw in [&plain, &cached] {
+            for gw in [&plain, &declared, &forced] {
                 let r = c
                     .send(method, &gw.url(path), &[("origin", origin)], Bytes::new())
                     .await;
                 replies.push((r.status, cors_headers(&r)));
             }
             assert_eq!(replies[0], replies[1], "{method} {path} from {origin}");
+            assert_eq!(replies[0], replies[2], "{method} {path} from {origin}");
             assert!(
                 replies[0]
                     .1
@@ -236,5 +245,7 @@ async fn cached_policy_headers_match_the_uncached_ones_with_one_call_per_key() {
         }
     };
     assert_eq!(calls(&plain).await, Some(15));
-    assert_eq!(calls(&cached).await, Some(5));
+    // The first call learns that answers may be reused; then one call per key.
+    assert_eq!(calls(&declared).await, Some(6));
+    assert_eq!(calls(&forced).await, Some(5));
 }

@@ -1,7 +1,7 @@
 // The example token authorizer in JavaScript: `Authorization: Bearer <token>` with the
 // tokens listed in the plugin's config (`tokens = { "<token>" = "<principal>" }`).
 // Same behaviour as examples/plugins/rust/authorizer.
-import { config, log } from 'weir:plugin/host@0.1.1';
+import { config, log } from 'weir:plugin/host@0.1.2';
 
 const deny = (status, message) => ({ tag: 'deny', val: { status, message } });
 

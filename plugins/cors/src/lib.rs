@@ -33,7 +33,15 @@ impl Cors for CorsPlugin {
 
     fn decorate(req: RequestHead, headers: Headers) -> Headers {
         match policy() {
-            Some(p) => p.decorate(&req, headers),
+            Some(p) => {
+                // The headers added depend on the origin alone: the gateway may reuse
+                // them for this origin, method and path.
+                let secs = p.cache_seconds();
+                if secs > 0 {
+                    weir_sdk::cacheable(secs);
+                }
+                p.decorate(&req, headers)
+            }
             None => policy::strip_cors(headers),
         }
     }

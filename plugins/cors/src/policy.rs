@@ -38,6 +38,9 @@ pub struct Policy {
     /// Whether credentials are allowed.
     #[serde(default)]
     pub allow_credentials: bool,
+    /// How long the gateway may reuse the headers `decorate` adds for one origin,
+    /// method and path, in seconds (default 300; 0: ask the policy every time).
+    pub cache_seconds: Option<u32>,
 }
 
 fn any(list: &[String]) -> bool {
@@ -45,6 +48,11 @@ fn any(list: &[String]) -> bool {
 }
 
 impl Policy {
+    /// Seconds the gateway may reuse `decorate`'s answer (see `cache_seconds`).
+    pub fn cache_seconds(&self) -> u32 {
+        self.cache_seconds.unwrap_or(300).min(3600)
+    }
+
     /// The value of `access-control-allow-origin` for `origin`, if it is allowed.
     fn allow_origin(&self, origin: &str) -> Option<String> {
         if self
@@ -188,7 +196,23 @@ mod tests {
             expose_headers: vec!["x-request-id".into()],
             max_age: Some(600),
             allow_credentials: false,
+            cache_seconds: None,
         }
+    }
+
+    #[test]
+    fn answers_are_reusable_for_five_minutes_unless_configured_otherwise() {
+        assert_eq!(policy().cache_seconds(), 300);
+        let never = Policy {
+            cache_seconds: Some(0),
+            ..policy()
+        };
+        assert_eq!(never.cache_seconds(), 0);
+        let long = Policy {
+            cache_seconds: Some(86_400),
+            ..policy()
+        };
+        assert_eq!(long.cache_seconds(), 3600);
     }
 
     fn head(pairs: &[(&str, &str)]) -> RequestHead {

@@ -17,6 +17,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
 use super::reuse::{Idle, Warm};
 use super::state::{GUEST_OUTPUT_CAP, State};
+use super::turns;
 use super::world::{AuthorizerWorld, CorsWorld, MapperWorld, WorldKind};
 use super::{
     AuthorizationRequest, Context, Decision, Limits, PluginError, Request, RequestHead,
@@ -394,12 +395,9 @@ impl<W: WorldKind> Plugin<W> {
             if started.elapsed() >= deadline {
                 Err(DeadlineExceeded.into())
             } else {
-                // tokio's yield lets the event loop poll its sockets before the guest
-                // runs on: a long call shares its worker with the connections on it.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
+                // The event loop polls its sockets, and other long calls take their
+                // turns, before the guest runs on (see `turns`).
+                Ok(UpdateDeadline::YieldCustom(1, Box::pin(turns::next_turn())))
             }
         });
         Call {
@@ -546,13 +544,21 @@ impl Plugin<CorsWorld> {
         call!(self, |g, store| g.call_preflight(store, req))
     }
 
-    /// `cors.decorate`.
+    /// `cors.decorate`: the headers, and how long the policy said they may be reused
+    /// for requests with the same origin, method and path (`host.cacheable`).
     pub async fn decorate(
         &self,
         req: &RequestHead,
         headers: &[(String, String)],
-    ) -> Result<Vec<(String, String)>, PluginError> {
+    ) -> Result<(Vec<(String, String)>, Option<std::time::Duration>), PluginError> {
         type W = CorsWorld;
-        call!(self, |g, store| g.call_decorate(store, req, headers))
+        call!(self, |g, store| async {
+            let out = g.call_decorate(&mut *store, req, headers).await?;
+            let cache_for = store.data().cache_for.filter(|s| *s > 0);
+            Ok((
+                out,
+                cache_for.map(|s| std::time::Duration::from_secs(s.into())),
+            ))
+        })
     }
 }

@@ -1,4 +1,4 @@
-//! The `json` interface (`weir:plugin@0.1.1`): strict JSON checking done natively for
+//! The `json` interface (`weir:plugin@0.1.1` and later): strict JSON checking done natively for
 //! guests. An interpreted guest (CPython, a JavaScript engine) spends most of a call
 //! turning a body into objects to check it; this returns the offsets of an object's
 //! top-level members instead, and the guest slices what it needs.

@@ -25,6 +25,7 @@ pub(crate) mod json;
 mod reuse;
 mod source;
 mod state;
+mod turns;
 mod world;
 
 use std::sync::Arc;

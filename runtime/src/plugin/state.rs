@@ -21,6 +21,8 @@ const GUEST_LOG_CAP: usize = 4096;
 const LOG_LINES_PER_CALL: u32 = 100;
 /// Most bytes of `host.log` messages one call may write.
 const LOG_BYTES_PER_CALL: usize = 64 * 1024;
+/// Longest reuse `host.cacheable` may declare.
+const MAX_CACHE_SECONDS: u32 = 3600;
 
 /// The store data of one instance. (It names the plugin rather than holding its
 /// settings: idle instances live inside a plugin version, and must not keep it alive.)
@@ -39,6 +41,8 @@ pub struct State {
     log_lines: u32,
     log_bytes: usize,
     log_cut: bool,
+    /// What the call declared with `host.cacheable`, in seconds.
+    pub(super) cache_for: Option<u32>,
 }
 
 impl State {
@@ -83,6 +87,7 @@ impl State {
                 log_lines: 0,
                 log_bytes: 0,
                 log_cut: false,
+                cache_for: None,
             },
         );
         store.limiter(|s| &mut s.memory);
@@ -95,6 +100,7 @@ impl State {
         self.log_lines = 0;
         self.log_bytes = 0;
         self.log_cut = false;
+        self.cache_for = None;
     }
 
     /// Logs what the guest wrote to stdout and stderr since the last call (unless this
@@ -208,6 +214,10 @@ impl bindings::mapper::weir::plugin::host::Host for State {
 
     fn config(&mut self) -> String {
         self.config_json.to_string()
+    }
+
+    fn cacheable(&mut self, seconds: u32) {
+        self.cache_for = Some(seconds.min(MAX_CACHE_SECONDS));
     }
 }
 
