@@ -81,6 +81,13 @@ pub enum GatewayError {
     /// The upstream could not be reached or broke the exchange.
     #[error("upstream error: {0}")]
     BadGateway(String),
+    /// A function failed: it reported an error, its process crashed or could not
+    /// start, or its answer is malformed (AWS: `502 Internal Server Error`).
+    #[error("{0}")]
+    FunctionFailed(String),
+    /// Every process of the function is busy and its queue is full.
+    #[error("function `{0}` is at its concurrency and its queue is full")]
+    FunctionThrottled(Arc<str>),
     /// The integration did not answer in time.
     #[error("integration timed out after {0:?}")]
     IntegrationTimeout(std::time::Duration),
@@ -157,6 +164,10 @@ impl GatewayError {
                 (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
             }
             GatewayError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "Bad Gateway"),
+            GatewayError::FunctionFailed(_) => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
+            GatewayError::FunctionThrottled(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            }
             GatewayError::IntegrationTimeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")
             }

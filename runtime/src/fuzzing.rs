@@ -49,6 +49,7 @@ pub fn config(data: &[u8]) {
             BTreeMap::new(),
             Path::new(NO_DIR),
             &UsageState::default(),
+            &crate::lambda::Functions::default(),
             errors,
         )
         .err()

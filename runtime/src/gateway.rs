@@ -21,7 +21,8 @@ use crate::authorize::{AuthorizerCache, RouteAuthorizer};
 use crate::catalog::Catalog;
 use crate::config::{Config, FailurePolicy, MIN_TIMEOUT, World, check_timer};
 use crate::cors::CorsCache;
-use crate::integrate::Integration;
+use crate::integrate::{Integration, RouteContext};
+use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
 use crate::route::{RouteKey, RouteTable};
@@ -102,6 +103,8 @@ pub struct Gateway {
     pub websockets: WebSockets,
     /// Every plugin loaded, by name, whether a route uses it or not.
     pub plugins: BTreeMap<String, AnyPlugin>,
+    /// The functions of `[functions]` (their processes live in [`Functions`]).
+    pub functions: FunctionSet,
 }
 
 impl Gateway {
@@ -231,13 +234,15 @@ pub fn plugin_settings(
 }
 
 /// Compiles `config` around already loaded `plugins` (those of `[plugins]` that loaded,
-/// plus any loaded through the admin API), with limit state from `state`. `errors`
-/// holds problems found while loading, reported with the rest.
+/// plus any loaded through the admin API), with limit state from `state` and the
+/// running functions of `functions` (new ones are made, not started). `errors` holds
+/// problems found while loading, reported with the rest.
 pub fn assemble(
     config: &Config,
     plugins: BTreeMap<String, AnyPlugin>,
     base_dir: &Path,
     state: &UsageState,
+    functions: &Functions,
     load_errors: Vec<String>,
 ) -> Result<Gateway, ConfigErrors> {
     let mut errors = Vec::new();
@@ -287,6 +292,7 @@ pub fn assemble(
     {
         errors.push(e);
     }
+    let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
     let catalog = Catalog::new(config, plugins);
     let cors = config
         .api
@@ -310,7 +316,13 @@ pub fn assemble(
         canonical_keys.push(Some(key.to_string()));
         let at = format!("{at} (`{key}`)");
         let params = route_params(&key);
-        let integration = match Integration::compile(&r.integration, &params) {
+        let compile = RouteContext {
+            params: &params,
+            functions: &function_set,
+            request_mapped: r.request_mapping.is_some(),
+            response_mapped: r.response_mapping.is_some(),
+        };
+        let integration = match Integration::compile_route(&r.integration, &compile) {
             Ok(i) => Some(i),
             Err(e) => {
                 errors.push(format!("{at}.integration: {e}"));
@@ -382,6 +394,7 @@ pub fn assemble(
         usage,
         websockets,
         plugins: catalog.into_loaded(),
+        functions: function_set,
     })
 }
 

@@ -14,7 +14,8 @@ pub mod fuzzing;
 pub mod route;
 pub mod trace;
 pub mod ttl_cache;
-// Layer 1: the plugin host (wasmtime) and the limit state.
+// Layer 1: the plugin host (wasmtime), the function processes and the limit state.
+pub mod lambda;
 pub mod plugin;
 pub mod quota;
 pub mod throttle;

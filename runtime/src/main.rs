@@ -416,6 +416,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     metrics: metrics.clone(),
                     connections: connections.clone(),
                     api: Some(Arc::new(api)),
+                    functions: reloader.functions().clone(),
                 };
                 Some(tokio::spawn(weir::admin::serve(
                     listener,
@@ -461,6 +462,12 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 Err(_) => tracing::error!("worker panicked"),
             }
         }
+        // The requests have drained: the functions' processes finish what they run,
+        // then get SIGTERM (and SIGKILL after a grace).
+        reloader
+            .functions()
+            .shutdown(weir::lambda::STOP_GRACE + std::time::Duration::from_secs(2))
+            .await;
         housekeeping.abort();
         if let Some(watcher) = watcher {
             watcher.abort();

@@ -90,6 +90,9 @@ where
                 GatewayError::QuotaExceeded { .. } => {
                     metrics::counter!("weir_throttled_total", "level" => "quota").increment(1);
                 }
+                GatewayError::FunctionThrottled(_) => {
+                    metrics::counter!("weir_throttled_total", "level" => "function").increment(1);
+                }
                 _ => {}
             }
             respond::error(&e)
@@ -195,6 +198,7 @@ where
         max_response_body: gw.limits.max_response_body,
         client_path: head.uri.path(),
         client_host: host.as_ref(),
+        version: head.version,
     };
     let resp = integrate(upstream, exchange, req, ctx).await?;
 

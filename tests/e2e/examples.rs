@@ -93,3 +93,37 @@ fn upstream_example_validates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_example_serves_what_its_readme_shows() {
+    let rt = weir_tests::lambda::python_runtime(env!("CARGO_BIN_EXE_weir"));
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/lambda");
+    let text = std::fs::read_to_string(format!("{dir}/weir.toml")).unwrap();
+    let config = text
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("listen = \"127.0.0.1:9901\"", "listen = \"127.0.0.1:0\"")
+        .replace("\"python3\"", &format!("{:?}", rt.python))
+        .replace(
+            "dir = \"functions/orders\"",
+            &format!("dir = {:?}", format!("{dir}/functions/orders")),
+        )
+        .replace(
+            "PYTHONPATH = \".deps\"",
+            &format!("PYTHONPATH = {:?}", rt.site.display().to_string()),
+        );
+    let gw = weir(&config);
+    let c = Client::default();
+    let r = c
+        .send("PUT", &gw.url("/orders/7"), &[], r#"{"item":"tea"}"#)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["id"], "7");
+    let r = c.get(&gw.url("/orders/7")).await;
+    assert_eq!(r.json()["item"], "tea");
+    let r = c.get(&gw.url("/orders")).await;
+    assert_eq!(r.json()["table"], "orders");
+    let r = c.get(&gw.url("/orders/8")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "no order 8");
+    gw.wait_for_logs("function=\"orders\"", 1).await;
+}

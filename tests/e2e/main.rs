@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod isolation;
 mod jwt;
+mod lambda;
 mod limits;
 mod mapping;
 mod observability;

@@ -3,6 +3,7 @@
 
 pub mod faulty;
 pub mod jwt;
+pub mod lambda;
 pub mod ws;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! The admin listener (off unless `[admin] listen` is set): `GET /health` (liveness),
-//! `GET /ready` (config loaded and plugins compiled; false while draining) and
+//! `GET /ready` (config loaded, plugins compiled and every function's `min_warm`
+//! processes waiting for work; false while draining) and
 //! `GET /metrics` (Prometheus text format), all open, the WebSocket `@connections` API
 //! ([`connections`]), and `/admin/*` (plugins and reloads, behind a bearer token),
 //! answered by [`plugins`].
@@ -22,6 +23,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
 use crate::connections::ConnectionTable;
+use crate::lambda::Functions;
 use crate::respond::{self, Body};
 
 /// Latency buckets, in seconds, for every histogram.
@@ -49,6 +51,8 @@ pub struct AdminState {
     pub connections: Arc<dyn ConnectionTable>,
     /// The admin API under `/admin/` (off when `None`).
     pub api: Option<Arc<plugins::AdminApi>>,
+    /// The functions, whose warm processes readiness waits for.
+    pub functions: Arc<Functions>,
 }
 
 /// Serves the admin endpoints until `shutdown` resolves.
@@ -95,17 +99,25 @@ async fn answer(state: &AdminState, req: Request<Incoming>) -> Response<Body> {
             r#"{"status":"ok"}"#.to_owned(),
         ),
         (&Method::GET, "/ready") => {
-            if state.ready.load(Ordering::Relaxed) {
+            let cold = state.functions.not_warm();
+            if state.ready.load(Ordering::Relaxed) && cold.is_empty() {
                 (
                     StatusCode::OK,
                     "application/json",
                     r#"{"status":"ready"}"#.to_owned(),
                 )
-            } else {
+            } else if cold.is_empty() {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "application/json",
                     r#"{"status":"not ready"}"#.to_owned(),
+                )
+            } else {
+                let body = serde_json::json!({ "status": "not ready", "functions_starting": cold });
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    body.to_string(),
                 )
             }
         }

@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use super::server::default_true;
-use super::{DEFAULT_CONCURRENCY, World};
+use super::{DEFAULT_CONCURRENCY, PayloadFormat, World};
 
 /// `[plugins.NAME]`: one WebAssembly component.
 #[derive(Debug, Deserialize)]
@@ -239,6 +239,14 @@ pub enum Integration {
         /// Response body.
         #[serde(default)]
         body: String,
+    },
+    /// Invoke a function of `[functions]` through the Lambda Runtime API.
+    Lambda {
+        /// The function's name in `[functions]`.
+        function: String,
+        /// The event format (default 2.0).
+        #[serde(default)]
+        payload_format: PayloadFormat,
     },
 }
 

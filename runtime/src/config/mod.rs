@@ -4,6 +4,7 @@
 //! into the form the server runs.
 
 mod api;
+mod functions;
 mod server;
 mod websocket;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use api::*;
+pub use functions::*;
 pub use server::*;
 pub use websocket::*;
 
@@ -80,6 +82,9 @@ pub struct Config {
     /// WebSocket APIs by name.
     #[serde(default)]
     pub websocket: BTreeMap<String, WebSocketApi>,
+    /// Lambda functions by name (processes the gateway runs).
+    #[serde(default)]
+    pub functions: BTreeMap<String, Function>,
 }
 
 /// The kind of plugin, i.e. the WIT world it implements.

@@ -1,8 +1,10 @@
 //! The integrate stage, one for HTTP requests and WebSocket events alike: build the
 //! upstream request (URL template, forwarded headers, trace context, request id), call
-//! the integration — an HTTP upstream through the pooled client, or a fixed mock
-//! answer — and record its latency, status or error in the request's context.
+//! the integration — an HTTP upstream through the pooled client, a function through
+//! the Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its
+//! latency, status or error in the request's context.
 
+pub mod lambda;
 pub mod target;
 pub mod upstream;
 
@@ -17,7 +19,9 @@ use http_body_util::Full;
 use crate::config;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::lambda::FunctionSet;
 
+pub use lambda::LambdaTarget;
 pub use target::HttpTarget;
 pub use upstream::{Upstream, UpstreamTls, UpstreamTlsFiles};
 
@@ -33,6 +37,8 @@ pub enum Integration {
     Http(HttpTarget),
     /// A fixed response.
     Mock(Arc<MockResponse>),
+    /// Invoke a function.
+    Lambda(LambdaTarget),
 }
 
 /// A fixed response.
@@ -45,10 +51,50 @@ pub struct MockResponse {
     pub body: Bytes,
 }
 
+/// What an HTTP route's integration is compiled with, besides its table.
+pub struct RouteContext<'a> {
+    /// The parameters of the route key.
+    pub params: &'a [String],
+    /// The functions of `[functions]`.
+    pub functions: &'a FunctionSet,
+    /// Whether the route has a request mapper (a function's event is then its body).
+    pub request_mapped: bool,
+    /// Whether the route has a response mapper (it then sees a function's answer).
+    pub response_mapped: bool,
+}
+
 impl Integration {
-    /// Compiles an `integration = {...}` table for a route whose key has `params`.
+    /// Compiles an HTTP route's `integration = {...}` table.
+    pub fn compile_route(
+        spec: &config::Integration,
+        route: &RouteContext<'_>,
+    ) -> Result<Self, String> {
+        match spec {
+            config::Integration::Lambda {
+                function,
+                payload_format,
+            } => {
+                let function = route.functions.get(function).ok_or_else(|| {
+                    format!("function `{function}` is not defined in [functions]")
+                })?;
+                Ok(Integration::Lambda(LambdaTarget {
+                    function: function.clone(),
+                    format: *payload_format,
+                    raw_event: route.request_mapped,
+                    raw_answer: route.response_mapped,
+                }))
+            }
+            other => Self::compile(other, route.params),
+        }
+    }
+
+    /// Compiles an `integration = {...}` table for a route whose key has `params`
+    /// (functions serve HTTP routes only: see [`Integration::compile_route`]).
     pub fn compile(spec: &config::Integration, params: &[String]) -> Result<Self, String> {
         match spec {
+            config::Integration::Lambda { .. } => {
+                Err("lambda integrations serve HTTP API routes only".to_owned())
+            }
             config::Integration::Http { url } => {
                 HttpTarget::parse(url, params).map(Integration::Http)
             }
@@ -110,6 +156,8 @@ pub struct Exchange<'a> {
     pub client_path: &'a str,
     /// The client's `Host`, for `x-forwarded-host`.
     pub client_host: Option<&'a HeaderValue>,
+    /// The client's HTTP version (a function's event names it).
+    pub version: http::Version,
 }
 
 /// Calls the integration and records in `ctx` how long it took and how it ended. The
@@ -133,6 +181,7 @@ pub async fn integrate(
             Ok(resp)
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
+        Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
     };
     ctx.integration.latency = Some(started.elapsed());
     match &result {

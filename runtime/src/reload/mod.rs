@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
+use crate::lambda::Functions;
 use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
 use crate::usage::UsageState;
 
@@ -49,6 +50,8 @@ pub struct Reloader {
     config_path: PathBuf,
     base_dir: PathBuf,
     state: Arc<UsageState>,
+    /// The functions' processes, kept across reloads.
+    functions: Arc<Functions>,
     registry: tokio::sync::Mutex<Registry>,
     /// `limits.max_plugin_size` of the config in force: the largest upload read.
     max_plugin_size: std::sync::atomic::AtomicU64,
@@ -117,6 +120,7 @@ impl Reloader {
             config_path: config_path.to_owned(),
             base_dir,
             state,
+            functions: Arc::default(),
             registry: tokio::sync::Mutex::new(Registry {
                 config: None,
                 started: None,
@@ -136,8 +140,24 @@ impl Reloader {
         let (gateway, _, registry) = built?;
         self.publish(&registry);
         drop(registry);
+        self.functions.start(&gateway.functions);
+        self.functions.commit(&gateway.functions);
         self.live = Some(Arc::new(ArcSwap::from_pointee(gateway)));
         Ok(Arc::new(self))
+    }
+
+    /// The functions' processes (for readiness and shutdown).
+    pub fn functions(&self) -> &Arc<Functions> {
+        &self.functions
+    }
+
+    /// Swaps `gateway` in: its new functions start first, and those it no longer uses
+    /// stop after.
+    fn swap(&self, gateway: Gateway) {
+        let gateway = Arc::new(gateway);
+        self.functions.start(&gateway.functions);
+        self.live().store(gateway.clone());
+        self.functions.commit(&gateway.functions);
     }
 
     /// The snapshot the workers read.
@@ -168,7 +188,7 @@ impl Reloader {
         match result {
             Ok((gateway, outcome, registry)) => {
                 // Swapped while the registry is locked: reloads land in order.
-                self.live().store(Arc::new(gateway));
+                self.swap(gateway);
                 self.publish(&registry);
                 drop(registry);
                 tracing::info!(
@@ -295,8 +315,15 @@ impl Reloader {
             .iter()
             .map(|(n, e)| (n.clone(), e.plugin.clone()))
             .collect();
-        let gateway = gateway::assemble(&config, plugins, &self.base_dir, &self.state, errors)
-            .map_err(Refused::Config)?;
+        let gateway = gateway::assemble(
+            &config,
+            plugins,
+            &self.base_dir,
+            &self.state,
+            &self.functions,
+            errors,
+        )
+        .map_err(Refused::Config)?;
         let removed = registry
             .entries
             .keys()

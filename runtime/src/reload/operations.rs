@@ -2,7 +2,6 @@
 //! removal (`DELETE`), each compiled, checked and swapped in under the reload lock.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use std::collections::BTreeMap;
@@ -128,9 +127,16 @@ impl Reloader {
         let Some(config) = &registry.config else {
             return Err(Refused::Invalid("no config is loaded".to_owned()));
         };
-        let gateway = gateway::assemble(config, plugins, &self.base_dir, &self.state, Vec::new())
-            .map_err(Refused::Config)?;
-        self.live().store(Arc::new(gateway));
+        let gateway = gateway::assemble(
+            config,
+            plugins,
+            &self.base_dir,
+            &self.state,
+            &self.functions,
+            Vec::new(),
+        )
+        .map_err(Refused::Config)?;
+        self.swap(gateway);
         match entry {
             Some(e) => {
                 publish_info(name, registry.entries.get(name), &e);

@@ -96,6 +96,7 @@ pub(super) async fn send_event(
         max_response_body: api.limits.max_message as u64,
         client_path: &api.path,
         client_host: session.host.as_ref(),
+        version: http::Version::HTTP_11,
     };
     integrate(upstream, exchange, req, ctx).await
 }

@@ -1,0 +1,153 @@
+//! The runtime interface client the Lambda tests run: the real `awslambdaric` from
+//! PyPI, installed once under the target directory with `pip install --target` (into a
+//! temporary directory first, then renamed, so concurrent runs never see half of it).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The pinned package (`.ci/test` installs the same).
+pub const AWSLAMBDARIC: &str = "awslambdaric==4.2.2";
+
+/// A Python interpreter and the directory `awslambdaric` is installed in.
+pub struct PythonRuntime {
+    /// The interpreter (`sys.executable` of `python3`).
+    pub python: String,
+    /// The `--target` directory, for `PYTHONPATH`.
+    pub site: PathBuf,
+}
+
+/// The runtime, installed on first use next to `weir_bin`'s profile directory
+/// (`target/awslambdaric-4.2.2`).
+pub fn python_runtime(weir_bin: &str) -> &'static PythonRuntime {
+    static RUNTIME: OnceLock<PythonRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| install(Path::new(weir_bin)))
+}
+
+fn install(weir_bin: &Path) -> PythonRuntime {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 is needed for the Lambda tests");
+    assert!(out.status.success(), "python3 does not run");
+    let python = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let target = weir_bin
+        .parent()
+        .and_then(Path::parent)
+        .expect("the weir binary lives in target/PROFILE");
+    let version = AWSLAMBDARIC.split("==").nth(1).unwrap_or("latest");
+    let site = target.join(format!("awslambdaric-{version}"));
+    if !site.join("awslambdaric").is_dir() {
+        let tmp = target.join(format!("awslambdaric-{version}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let out = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&tmp)
+            .arg(AWSLAMBDARIC)
+            .output()
+            .expect("running pip");
+        assert!(
+            out.status.success(),
+            "pip install {AWSLAMBDARIC} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if std::fs::rename(&tmp, &site).is_err() {
+            // Another run installed it meanwhile.
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    PythonRuntime { python, site }
+}
+
+/// `tests/functions`, the handlers' directory.
+pub fn functions_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions")
+}
+
+impl PythonRuntime {
+    /// A `[functions.NAME]` table running `module.handler` from `tests/functions` with
+    /// awslambdaric; `env` is added to the environment table (`K = "V", …`), `extra`
+    /// after it (other keys).
+    pub fn function(&self, name: &str, handler: &str, env: &str, extra: &str) -> String {
+        let env = if env.is_empty() {
+            String::new()
+        } else {
+            format!(", {env}")
+        };
+        format!(
+            "[functions.{name}]\ncommand = [{python:?}, \"-m\", \"awslambdaric\", {handler:?}]\ndir = {dir:?}\nenv = {{ PYTHONPATH = {site:?}{env} }}\n{extra}\n",
+            python = self.python,
+            dir = functions_dir().display().to_string(),
+            site = self.site.display().to_string(),
+        )
+    }
+}
+
+/// The processes descended from `pid` (children, their children, …), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = std::collections::BTreeMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …; comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if let Some(ppid) = fields.get(1).and_then(|f| f.parse::<u32>().ok()) {
+            parents.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &child in parents.get(&p).map(Vec::as_slice).unwrap_or(&[]) {
+            out.push(child);
+            todo.push(child);
+        }
+    }
+    out
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Open descriptors and resident memory (KiB) of process `pid`.
+pub fn footprint(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    (fds, rss)
+}
