@@ -9,16 +9,14 @@
 //! when a request starts and when its response is handed over. The same deadline bounds
 //! the flush of a finished response to a client that stopped reading.
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::guarded::{Deadline, Guarded};
 
 /// What the service tells a connection's deadline.
 #[derive(Debug)]
@@ -82,97 +80,19 @@ impl Drop for InFlight {
     }
 }
 
-/// A socket whose reads and writes fail with `TimedOut` once its [`Watch`]'s deadline
-/// has passed.
-pub struct Watched<S> {
-    io: S,
-    watch: Arc<Watch>,
-    sleep: Pin<Box<Sleep>>,
-}
+/// A client socket whose reads and writes fail once its [`Watch`]'s deadline passes.
+pub type Watched<S> = Guarded<S, Arc<Watch>>;
 
-impl<S> Watched<S> {
-    /// Wraps `io`, watched by `watch`.
-    pub fn new(io: S, watch: Arc<Watch>) -> Self {
-        let first = watch.accepted + watch.timeout;
-        Self {
-            io,
-            watch,
-            sleep: Box::pin(tokio::time::sleep_until(first)),
-        }
+impl Deadline for Arc<Watch> {
+    fn deadline(&mut self) -> Option<Instant> {
+        Watch::deadline(self)
     }
 
-    /// Whether the deadline has passed; registers for a wake-up at it otherwise.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(deadline) = self.watch.deadline() else {
-            return false;
-        };
-        if self.sleep.deadline() != deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        self.sleep.as_mut().poll(cx).is_ready()
-    }
-}
-
-fn timed_out() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        "no complete request head within header_read_timeout",
-    )
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.expired(cx) {
-            return Poll::Ready(Err(timed_out()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            other => other,
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            other => other,
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(timed_out())),
-            other => other,
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+    fn error(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no complete request head within header_read_timeout",
+        )
     }
 }
 
@@ -185,7 +105,7 @@ mod tests {
     async fn an_idle_connection_times_out_from_accept_and_after_each_response() {
         let (client, server) = tokio::io::duplex(64);
         let watch = Watch::new(Duration::from_secs(10));
-        let mut server = Watched::new(server, watch.clone());
+        let mut server: Watched<_> = Guarded::new(server, watch.clone());
         let mut client = client;
         let mut buf = [0u8; 8];
 
@@ -198,7 +118,7 @@ mod tests {
         // A request in flight: no deadline, however long it takes.
         let (client2, server2) = tokio::io::duplex(64);
         let watch = Watch::new(Duration::from_secs(10));
-        let mut server = Watched::new(server2, watch.clone());
+        let mut server: Watched<_> = Guarded::new(server2, watch.clone());
         let mut client2 = client2;
         client2.write_all(b"GET").await.unwrap();
         assert_eq!(server.read(&mut buf).await.unwrap(), 3);

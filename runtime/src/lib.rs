@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod connections;
 pub mod context;
 pub mod error;
+pub mod guarded;
 pub mod respond;
 pub mod tls;
 pub mod usage;

@@ -58,21 +58,29 @@ fn smoke_context() -> Context {
     }
 }
 
+/// The parts of [`WorldKind`] that differ between worlds only in names: the world, its
+/// generated `…Pre` and guest types, pre-instantiation and instantiation.
+macro_rules! world_kind {
+    ($world:ident, $module:ident :: $pre:ident, $module2:ident :: $guest:ident) => {
+        const WORLD: World = World::$world;
+        type Pre = bindings::$module::$pre<State>;
+        type Guest = bindings::$module2::$guest;
+
+        fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+            bindings::$module::$pre::new(pre)
+        }
+
+        fn instantiate<'a>(
+            pre: &'a Self::Pre,
+            store: &'a mut Store<State>,
+        ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
+            pre.instantiate_async(store)
+        }
+    };
+}
+
 impl WorldKind for MapperWorld {
-    const WORLD: World = World::Mapper;
-    type Pre = bindings::mapper::MapperPre<State>;
-    type Guest = bindings::mapper::Mapper;
-
-    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
-        bindings::mapper::MapperPre::new(pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
-        pre.instantiate_async(store)
-    }
+    world_kind!(Mapper, mapper::MapperPre, mapper::Mapper);
 
     async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
         let req = Request {
@@ -90,20 +98,11 @@ impl WorldKind for MapperWorld {
 }
 
 impl WorldKind for AuthorizerWorld {
-    const WORLD: World = World::Authorizer;
-    type Pre = bindings::authorizer::AuthorizerPre<State>;
-    type Guest = bindings::authorizer::Authorizer;
-
-    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
-        bindings::authorizer::AuthorizerPre::new(pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
-        pre.instantiate_async(store)
-    }
+    world_kind!(
+        Authorizer,
+        authorizer::AuthorizerPre,
+        authorizer::Authorizer
+    );
 
     async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
         let req = AuthorizationRequest {
@@ -122,20 +121,7 @@ impl WorldKind for AuthorizerWorld {
 }
 
 impl WorldKind for CorsWorld {
-    const WORLD: World = World::Cors;
-    type Pre = bindings::cors::CorsPre<State>;
-    type Guest = bindings::cors::Cors;
-
-    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
-        bindings::cors::CorsPre::new(pre)
-    }
-
-    fn instantiate<'a>(
-        pre: &'a Self::Pre,
-        store: &'a mut Store<State>,
-    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
-        pre.instantiate_async(store)
-    }
+    world_kind!(Cors, cors::CorsPre, cors::Cors);
 
     async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
         let head = RequestHead {

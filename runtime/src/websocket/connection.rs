@@ -22,8 +22,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::Session;
 use super::api::Limits;
 use super::events::{disconnect, dispatch};
-use super::stall::Stall;
+use super::stall::{SendTimeout, Stall};
 use crate::connections::{Command, Connection};
+use crate::guarded::Guarded;
 use crate::worker::Shared;
 
 /// Messages read ahead of the one being dispatched; past it, reading pauses.
@@ -143,7 +144,10 @@ impl ConnectionTask {
             .max_write_buffer_size(self.limits.max_message + WRITE_BUFFER_SLACK)
             .max_message_size(Some(self.limits.max_message))
             .max_frame_size(Some(self.limits.max_frame));
-        let socket = Stall::new(TokioIo::new(upgraded), self.limits.send_timeout);
+        let socket = Guarded::new(
+            TokioIo::new(upgraded),
+            SendTimeout::new(self.limits.send_timeout),
+        );
         let mut ws = WebSocketStream::from_raw_socket(socket, Role::Server, Some(config)).await;
         let table = self.shared.connections.clone();
         table.insert(self.session.conn.clone());
@@ -268,7 +272,7 @@ impl ConnectionTask {
 /// Why a read or a send failed: the client stopped reading, went away, or the
 /// connection broke.
 fn failed(ws: &Ws, conn: &Connection, e: &WsError) -> CloseReason {
-    if ws.get_ref().stalled() {
+    if ws.get_ref().expired() {
         tracing::debug!(connection = %conn.id, "client read nothing within send_timeout; closing");
         return CloseReason::SendTimeout;
     }
