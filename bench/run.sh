@@ -13,6 +13,7 @@ command -v nginx >/dev/null || need+=(nginx-light)
 if ((${#need[@]})); then
     apt-get update -qq && apt-get install -y -qq "${need[@]}"
 fi
+rustup toolchain install >/dev/null 2>&1 || true  # the one rust-toolchain.toml pins
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 bash plugins/build.sh >/dev/null
 cargo build --release -p weir

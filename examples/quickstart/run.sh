@@ -3,6 +3,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
+rustup toolchain install >/dev/null 2>&1 || true  # the one rust-toolchain.toml pins
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 bash plugins/build.sh
 cargo build --release -p weir
