@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use weir::config::World;
-use weir::plugin::{AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead};
+use weir::plugin::{
+    AnyPlugin, AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead,
+};
 use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING, STAMP_V1};
 
 fn usage() -> ! {
@@ -77,6 +79,7 @@ fn main() {
         deadline: Duration::from_secs(1),
         max_memory: 64 << 20,
         reuse,
+        ..Limits::new()
     };
     let ctx = context();
     let req = Request {
@@ -108,9 +111,13 @@ fn main() {
         _ => usage(),
     };
     let path = std::env::var("PLUGIN_CALLS_COMPONENT").unwrap_or_else(|_| path.to_owned());
-    let plugin = host
-        .load(which, Path::new(&path), world, limits, config)
-        .unwrap();
+    let bytes = weir::plugin::read_component(Path::new(&path), u64::MAX).unwrap();
+    let plugin = host.compile(which, &path, &bytes, world).unwrap().plugin(
+        which,
+        limits,
+        config,
+        Default::default(),
+    );
     let token = weir_tests::jwt::sign_hs256(
         secret.as_bytes(),
         &serde_json::json!({"iss":"iss","aud":"aud","sub":"u","exp": weir_tests::jwt::now() + 3600}),
@@ -137,15 +144,15 @@ fn main() {
     let started = Instant::now();
     rt.block_on(async {
         for _ in 0..calls {
-            match world {
-                World::Mapper => {
-                    plugin.map_request(&req, &ctx).await.unwrap();
+            match &plugin {
+                AnyPlugin::Mapper(p) => {
+                    p.map_request(&req, &ctx).await.unwrap();
                 }
-                World::Authorizer => {
-                    plugin.authorize(&auth_req, &ctx).await.unwrap();
+                AnyPlugin::Authorizer(p) => {
+                    p.authorize(&auth_req, &ctx).await.unwrap();
                 }
-                World::Cors => {
-                    plugin.decorate(&head, &resp_headers).await.unwrap();
+                AnyPlugin::Cors(p) => {
+                    p.decorate(&head, &resp_headers).await.unwrap();
                 }
             }
         }
