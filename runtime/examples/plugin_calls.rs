@@ -154,6 +154,7 @@ fn main() {
                 AnyPlugin::Cors(p) => {
                     p.decorate(&head, &resp_headers).await.unwrap();
                 }
+                AnyPlugin::Function(_) => usage(),
             }
         }
     });

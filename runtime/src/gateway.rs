@@ -204,6 +204,20 @@ pub fn plugin_settings(
             ));
             ok = false;
         }
+        let allowed = match plugin::Allowed::parse(&spec.allow_outbound) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(format!("{at}.allow_outbound: {e}"));
+                ok = false;
+                plugin::Allowed::default()
+            }
+        };
+        if !allowed.is_empty() && spec.world != World::Function {
+            errors.push(format!(
+                "{at}.allow_outbound: only `function` plugins make outbound requests"
+            ));
+            ok = false;
+        }
         let config_json = match serde_json::to_string(&spec.config) {
             Ok(json) => json,
             Err(e) => {
@@ -223,6 +237,7 @@ pub fn plugin_settings(
                         max_memory: max_memory as usize,
                         reuse: spec.reuse,
                         concurrency: spec.concurrency,
+                        allowed,
                     },
                     config_json,
                     smoke_test: spec.smoke_test,
@@ -321,6 +336,8 @@ pub fn assemble(
             functions: &function_set,
             request_mapped: r.request_mapping.is_some(),
             response_mapped: r.response_mapping.is_some(),
+            catalog: &catalog,
+            at: &at,
         };
         let integration = match Integration::compile_route(&r.integration, &compile) {
             Ok(i) => Some(i),

@@ -87,6 +87,7 @@ enum WorldArg {
     Mapper,
     Authorizer,
     Cors,
+    Function,
 }
 
 impl From<WorldArg> for World {
@@ -95,6 +96,7 @@ impl From<WorldArg> for World {
             WorldArg::Mapper => World::Mapper,
             WorldArg::Authorizer => World::Authorizer,
             WorldArg::Cors => World::Cors,
+            WorldArg::Function => World::Function,
         }
     }
 }

@@ -8,6 +8,7 @@ mod cors;
 mod examples;
 mod exposure;
 mod faults;
+mod function;
 mod hostile;
 mod isolation;
 mod jwt;
@@ -104,6 +105,9 @@ macro_rules! used {
     };
     (ABI_0_1_0) => {
         abi::USES_ABI_0_1_0
+    };
+    (HELLO_FUNCTION) => {
+        function::USES_HELLO_FUNCTION
     };
 }
 macro_rules! check_used {

@@ -46,6 +46,11 @@ pub struct Plugin {
     /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
     #[serde(default)]
     pub failure: FailurePolicy,
+    /// Origins (`scheme://host[:port]`, a leading `*.` label allowed) the plugin may
+    /// send HTTP requests to; none by default. Only `function` components make
+    /// outbound requests today.
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
 }
 
 /// `[plugins.NAME] failure`.
@@ -239,6 +244,11 @@ pub enum Integration {
         /// Response body.
         #[serde(default)]
         body: String,
+    },
+    /// A `wasi:http` component of `[plugins]` (`world = "function"`) answers, in process.
+    Function {
+        /// The plugin's name in `[plugins]`.
+        plugin: String,
     },
     /// Invoke a function of `[functions]` through the Lambda Runtime API.
     Lambda {

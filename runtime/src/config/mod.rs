@@ -97,6 +97,8 @@ pub enum World {
     Authorizer,
     /// `weir:plugin/cors`
     Cors,
+    /// `wasi:http/proxy`: a component that answers requests (`type = "function"`).
+    Function,
 }
 
 impl World {
@@ -106,6 +108,7 @@ impl World {
             World::Mapper => "mapper",
             World::Authorizer => "authorizer",
             World::Cors => "cors",
+            World::Function => "function",
         }
     }
 }

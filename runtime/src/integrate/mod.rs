@@ -4,6 +4,7 @@
 //! the Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its
 //! latency, status or error in the request's context.
 
+pub mod function;
 pub mod lambda;
 pub mod target;
 pub mod upstream;
@@ -21,6 +22,7 @@ use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::lambda::FunctionSet;
 
+pub use function::FunctionTarget;
 pub use lambda::LambdaTarget;
 pub use target::HttpTarget;
 pub use upstream::{Upstream, UpstreamTls, UpstreamTlsFiles};
@@ -39,6 +41,8 @@ pub enum Integration {
     Mock(Arc<MockResponse>),
     /// Invoke a function.
     Lambda(LambdaTarget),
+    /// A `wasi:http` component answers in process.
+    Function(FunctionTarget),
 }
 
 /// A fixed response.
@@ -61,6 +65,10 @@ pub struct RouteContext<'a> {
     pub request_mapped: bool,
     /// Whether the route has a response mapper (it then sees a function's answer).
     pub response_mapped: bool,
+    /// The plugins, for `function` components.
+    pub catalog: &'a crate::catalog::Catalog<'a>,
+    /// Where errors about this route's integration are reported.
+    pub at: &'a str,
 }
 
 impl Integration {
@@ -84,6 +92,15 @@ impl Integration {
                     raw_answer: route.response_mapped,
                 }))
             }
+            config::Integration::Function { plugin } => {
+                let mut errors = Vec::new();
+                let at = format!("{}.integration.plugin", route.at);
+                match route.catalog.function(plugin, &at, &mut errors) {
+                    Some(plugin) => Ok(Integration::Function(FunctionTarget { plugin })),
+                    None if errors.is_empty() => Err(format!("plugin `{plugin}` did not load")),
+                    None => Err(errors.join("; ")),
+                }
+            }
             other => Self::compile(other, route.params),
         }
     }
@@ -94,6 +111,9 @@ impl Integration {
         match spec {
             config::Integration::Lambda { .. } => {
                 Err("lambda integrations serve HTTP API routes only".to_owned())
+            }
+            config::Integration::Function { .. } => {
+                Err("function integrations serve HTTP API routes only".to_owned())
             }
             config::Integration::Http { url } => {
                 HttpTarget::parse(url, params).map(Integration::Http)
@@ -182,6 +202,9 @@ pub async fn integrate(
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
+        Integration::Function(target) => {
+            function::call(target, upstream, &exchange, req, ctx).await
+        }
     };
     ctx.integration.latency = Some(started.elapsed());
     match &result {
