@@ -189,3 +189,49 @@ timeout = "5s"
         assert_eq!(r.status, 404, "{lang}");
     }
 }
+
+/// Calls in a row — one in 100 trapping — leave no descriptor or memory behind. The
+/// count is `WEIR_FUNCTION_CALLS` (default 2000; `bench/serverless.py` runs far more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_calls_leak_nothing() {
+    use weir_tests::lambda::footprint;
+    let total: usize = std::env::var("WEIR_FUNCTION_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up, ""));
+    let c = Client::default();
+    let run = async |n: usize| {
+        let per = n / 4;
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let (c, hello, trap) = (c.clone(), gw.url("/fn/hello"), gw.url("/fn/trap"));
+                tokio::spawn(async move {
+                    for j in 0..per {
+                        let trapping = i == 0 && j % 100 == 0;
+                        let r = c.get(if trapping { &trap } else { &hello }).await;
+                        assert_eq!(r.status, if trapping { 502 } else { 200 });
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    run(total / 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (fds_before, rss_before) = footprint(gw.pid());
+    run(total).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (fds_after, rss_after) = footprint(gw.pid());
+    eprintln!(
+        "{total} calls: fds {fds_before} -> {fds_after}, rss {rss_before} -> {rss_after} KiB"
+    );
+    assert!(fds_after <= fds_before + 4, "{fds_before} -> {fds_after}");
+    assert!(
+        rss_after <= rss_before + 8 * 1024,
+        "{rss_before} -> {rss_after} KiB"
+    );
+}
