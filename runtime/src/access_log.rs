@@ -128,7 +128,7 @@ pub fn write(
         integration_error: ctx.integration.error.as_deref(),
         principal_id: ctx.principal_id.as_deref(),
         authorizer_error: ctx.authorizer_error.as_deref(),
-        source_ip: ctx.peer.ip,
+        source_ip: ctx.peer.client,
         user_agent: line
             .as_ref()
             .and_then(|l| l.user_agent)

@@ -41,6 +41,9 @@ impl EventType {
 pub struct Peer {
     /// The address the connection came from.
     pub ip: IpAddr,
+    /// The client's address (`sourceIp`): `ip`, or behind trusted proxies the address
+    /// their `X-Forwarded-For` names.
+    pub client: IpAddr,
     /// Whether the connection is TLS.
     pub secure: bool,
 }
@@ -122,7 +125,7 @@ impl RequestContext {
             route_key: self.route_key.as_deref().unwrap_or("").to_owned(),
             stage: self.stage.to_string(),
             path_parameters: self.path_parameters.clone(),
-            source_ip: self.peer.ip.to_string(),
+            source_ip: self.peer.client.to_string(),
             principal_id: self.principal_id.as_deref().map(str::to_owned),
             authorizer_context: self.authorizer_context.clone(),
         }
@@ -211,7 +214,8 @@ mod tests {
             "r1".into(),
             "prod".into(),
             Peer {
-                ip: "10.0.0.7".parse().unwrap(),
+                ip: "10.0.0.1".parse().unwrap(),
+                client: "10.0.0.7".parse().unwrap(),
                 secure: false,
             },
             TraceContext::from_header(None),

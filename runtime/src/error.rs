@@ -38,6 +38,9 @@ pub enum GatewayError {
     /// No route matched.
     #[error("no route matches")]
     NotFound,
+    /// The client's address is refused by `ip_allow` / `ip_deny`.
+    #[error("client address {0} is not allowed")]
+    IpDenied(std::net::IpAddr),
     /// The body is larger than `limits.max_body`.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -174,6 +177,7 @@ impl GatewayError {
             GatewayError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
             GatewayError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
             GatewayError::ApiKey(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            GatewayError::IpDenied(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             GatewayError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "Upgrade Required"),
             GatewayError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
         }

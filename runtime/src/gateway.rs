@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, FailurePolicy, MIN_TIMEOUT, World, check_timer};
 use crate::cors::CorsCache;
 use crate::integrate::{Integration, RouteContext};
+use crate::ip_policy::{IpPolicy, TrustedProxies};
 use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
@@ -64,6 +65,8 @@ pub struct Route {
     pub response_mapping: Option<Mapper>,
     /// The integration timeout.
     pub timeout: Duration,
+    /// The route's own address lists, checked after the API's.
+    pub ip_policy: Option<IpPolicy>,
 }
 
 /// Request limits in force.
@@ -97,6 +100,10 @@ pub struct Gateway {
     pub cors_cache: CorsCache,
     /// Which access-log fields to write.
     pub access_log: AccessLogFormat,
+    /// Who may call the API at all (`[api] ip_allow`, `ip_deny`).
+    pub ip_policy: Option<IpPolicy>,
+    /// Whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Throttle levels, API keys, usage plans and quotas.
     pub usage: Usage,
     /// WebSocket APIs.
@@ -370,6 +377,10 @@ pub fn assemble(
             .response_mapping
             .as_deref()
             .and_then(|name| mapper(name, "response_mapping", &mut errors));
+        let ip_policy = IpPolicy::new(&r.ip_allow, &r.ip_deny).unwrap_or_else(|e| {
+            errors.push(format!("{at}.{e}"));
+            None
+        });
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -378,11 +389,21 @@ pub fn assemble(
                 request_mapping,
                 response_mapping,
                 timeout,
+                ip_policy,
             });
             keys.push(key);
         }
     }
     let usage = usage::compile(config, &canonical_keys, base_dir, state, &mut errors);
+    let ip_policy = IpPolicy::new(&config.api.ip_allow, &config.api.ip_deny).unwrap_or_else(|e| {
+        errors.push(format!("api.{e}"));
+        None
+    });
+    let trusted_proxies =
+        TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_else(|e| {
+            errors.push(format!("server.{e}"));
+            TrustedProxies::default()
+        });
     let websockets = websocket_api::compile(config, &catalog, state, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
@@ -408,6 +429,8 @@ pub fn assemble(
         auth_cache: AuthorizerCache::default(),
         cors_cache: CorsCache::new(config.api.cors_cache.unwrap_or_default()),
         access_log,
+        ip_policy,
+        trusted_proxies,
         usage,
         websockets,
         plugins: catalog.into_loaded(),

@@ -11,6 +11,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ip_policy;
 pub mod route;
 pub mod trace;
 pub mod ttl_cache;

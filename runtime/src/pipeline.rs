@@ -22,6 +22,7 @@ use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
 use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
+use crate::ip_policy::IpPolicy;
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
 use crate::route::RouteMatch;
@@ -56,6 +57,7 @@ where
     let trace = TraceContext::from_header(trace::single_header(&head.headers, &TRACEPARENT));
     let peer = Peer {
         ip: remote.ip(),
+        client: gw.trusted_proxies.client_ip(remote.ip(), &head.headers),
         secure,
     };
     let mut ctx = RequestContext::new(request_id(&head.headers), gw.stage.clone(), peer, trace);
@@ -67,7 +69,8 @@ where
         .cors
         .as_ref()
         .filter(|_| websocket.is_none() && cors::is_preflight(&head));
-    let result = match (accept(&head, &gw.limits), websocket, preflight) {
+    let accepted = accept(&head, &gw.limits).and_then(|()| admit(gw.ip_policy.as_ref(), &ctx));
+    let result = match (accepted, websocket, preflight) {
         (Err(e), _, _) => Err(e),
         (Ok(()), Some(api), _) => websocket::handshake(shared, gw, api, &mut head, &mut ctx).await,
         (Ok(()), None, Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
@@ -130,6 +133,14 @@ where
     resp
 }
 
+/// Whether the client's address may come in under `policy` (403 if not).
+fn admit(policy: Option<&IpPolicy>, ctx: &RequestContext) -> Result<(), GatewayError> {
+    match policy {
+        Some(p) if !p.permits(ctx.peer.client) => Err(GatewayError::IpDenied(ctx.peer.client)),
+        _ => Ok(()),
+    }
+}
+
 /// The stages after accept, for a request that is not a preflight.
 async fn serve<B>(
     gw: &Gateway,
@@ -153,6 +164,7 @@ where
     let route = &gw.routes[index];
     ctx.route_key = Some(route.key.clone());
     ctx.path_parameters = params;
+    admit(route.ip_policy.as_ref(), ctx)?;
 
     // Throttle, before any plugin runs: the API key from `x-api-key` (403), its quota
     // and plan bucket, then the route and account buckets (429).

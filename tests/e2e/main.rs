@@ -10,6 +10,7 @@ mod exposure;
 mod faults;
 mod function;
 mod hostile;
+mod ip_policy;
 mod isolation;
 mod jwt;
 mod lambda;

@@ -95,6 +95,12 @@ pub struct Api {
     /// The file quota counters are kept in, relative to the config file
     /// (default `weir-quotas.json`).
     pub quota_file: Option<PathBuf>,
+    /// Client addresses (or CIDR blocks) that may call the API; empty: all.
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// Client addresses (or CIDR blocks) that may not; checked before `ip_allow`.
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
 }
 
 /// Where API keys come from.
@@ -222,6 +228,12 @@ pub struct Route {
     /// Requests need a valid, enabled API key (else 403).
     #[serde(default)]
     pub api_key_required: bool,
+    /// This route's own client allow list, on top of `[api] ip_allow`.
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// This route's own client deny list, on top of `[api] ip_deny`.
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
 }
 
 /// A route's integration.

@@ -49,6 +49,11 @@ pub struct Server {
     pub tls_cert: Option<PathBuf>,
     /// The private key of `tls_cert` (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed: the
+    /// client of a request from one is the rightmost address in that header that is
+    /// not itself a trusted proxy. Empty (the default): the client is the peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Server {
@@ -66,6 +71,7 @@ impl Default for Server {
             upstream_client_key: None,
             tls_cert: None,
             tls_key: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn invoke(
             req.body
         }
     } else {
-        let source_ip = ctx.peer.ip.to_string();
+        let source_ip = ctx.peer.client.to_string();
         let protocol = format!("{:?}", exchange.version);
         let event = HttpEvent {
             method: req.method.as_str(),

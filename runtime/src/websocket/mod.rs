@@ -138,7 +138,7 @@ pub async fn handshake(
     let (conn, commands) = Connection::new(
         connection_id,
         api.name.clone(),
-        ctx.peer.ip,
+        ctx.peer.client,
         user_agent,
         api.limits.max_message,
         api.limits.outbound_queue,
