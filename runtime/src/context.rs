@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 
+use crate::listener_tls::ClientCert;
 use crate::plugin::Context;
 use crate::quota::QuotaLeft;
 use crate::trace::TraceContext;
@@ -93,6 +94,8 @@ pub struct RequestContext {
     pub connection_id: Option<Arc<str>>,
     /// For WebSocket traffic: which event this is.
     pub event_type: Option<EventType>,
+    /// The certificate the client presented (mutual TLS).
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 impl RequestContext {
@@ -115,6 +118,7 @@ impl RequestContext {
             quota: None,
             connection_id: None,
             event_type: None,
+            client_cert: None,
         }
     }
 

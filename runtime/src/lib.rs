@@ -26,6 +26,7 @@ pub mod connections;
 pub mod context;
 pub mod error;
 pub mod guarded;
+pub mod listener_tls;
 pub mod respond;
 pub mod tls;
 pub mod usage;

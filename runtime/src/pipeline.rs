@@ -23,6 +23,7 @@ use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
 use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
 use crate::ip_policy::IpPolicy;
+use crate::listener_tls::ClientCert;
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
 use crate::route::RouteMatch;
@@ -36,14 +37,15 @@ static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
-/// Serves one request, which came over TLS when `secure`. Never fails: every error
-/// becomes a response here. Generic over the body so that the stages can be driven in
+/// Serves one request, which came over TLS when `secure` (with the client certificate
+/// the handshake verified, if any). Never fails: every error becomes a response here. Generic over the body so that the stages can be driven in
 /// process, without a socket.
 pub async fn handle<B>(
     shared: &Arc<Shared>,
     req: Request<B>,
     remote: SocketAddr,
     secure: bool,
+    client_cert: Option<Arc<ClientCert>>,
 ) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -61,6 +63,7 @@ where
         secure,
     };
     let mut ctx = RequestContext::new(request_id(&head.headers), gw.stage.clone(), peer, trace);
+    ctx.client_cert = client_cert;
 
     // Accept: size limits; then a WebSocket API's handshake, or a CORS preflight
     // answered by the policy before routing and authorization.

@@ -16,6 +16,7 @@ mod jwt;
 mod lambda;
 mod limits;
 mod mapping;
+mod mtls;
 mod observability;
 mod reload;
 mod reuse;

@@ -301,6 +301,28 @@ impl Client {
         Self::with_tls(ca.client_config(), false)
     }
 
+    /// [`Client::trusting`] that presents a client certificate (`(chain PEM, key PEM)`,
+    /// as [`TestCa::client_cert`] makes them).
+    pub fn trusting_with_cert(ca: &TestCa, cert: &(String, String)) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert.0.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.ca_der.clone()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        Self::with_tls(tls, false)
+    }
+
     /// [`Client::trusting`] that speaks only HTTP/2 (negotiated by ALPN).
     pub fn trusting_http2(ca: &TestCa) -> Self {
         Self::with_tls(ca.client_config(), true)

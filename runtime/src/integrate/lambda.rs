@@ -62,6 +62,7 @@ pub(super) async fn invoke(
             time: ctx.received,
             principal_id: ctx.principal_id.as_deref(),
             authorizer_context: &ctx.authorizer_context,
+            client_cert: ctx.client_cert.as_deref().map(|c| c.to_json()),
         };
         Bytes::from(payload::event(target.format, &event))
     };
