@@ -49,6 +49,7 @@ pub(super) fn event_context(
     ctx.authorizer_context = session.authorizer_context.clone();
     ctx.connection_id = Some(conn.id.clone());
     ctx.event_type = Some(kind);
+    ctx.client_cert = session.client_cert.clone();
     ctx
 }
 

@@ -51,6 +51,8 @@ pub struct Session {
     trace: TraceContext,
     principal_id: Option<Arc<str>>,
     authorizer_context: Vec<(String, String)>,
+    /// The handshake's client certificate (mutual TLS).
+    client_cert: Option<Arc<crate::listener_tls::ClientCert>>,
 }
 
 /// A new connection id: 16 characters, unique in this process, hard to guess.
@@ -151,6 +153,7 @@ pub async fn handshake(
         trace: ctx.trace.clone(),
         principal_id: None,
         authorizer_context: Vec::new(),
+        client_cert: ctx.client_cert.clone(),
     };
     let mut protocol = None;
     if let Some(route) = &api.connect {
