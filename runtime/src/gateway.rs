@@ -219,9 +219,9 @@ pub fn plugin_settings(
                 plugin::Allowed::default()
             }
         };
-        if !allowed.is_empty() && spec.world != World::Function {
+        if !allowed.is_empty() && !matches!(spec.world, World::Function | World::Authorizer) {
             errors.push(format!(
-                "{at}.allow_outbound: only `function` plugins make outbound requests"
+                "{at}.allow_outbound: only `function` and `authorizer` plugins make outbound requests"
             ));
             ok = false;
         }

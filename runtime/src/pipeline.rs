@@ -175,7 +175,7 @@ where
 
     // Authorize; then the API key the authorizer returned, its quota and plan bucket.
     if let Some(auth) = &route.authorizer {
-        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx)
+        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx, upstream)
             .await
             .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
         ctx.principal_id = Some(allowed.principal_id.into());

@@ -45,6 +45,12 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
     ("JSON_INDEX", "tests/plugins", "json-index", "json_index"),
     ("ABI_0_1_0", "tests/plugins", "abi-0-1-0", "abi_0_1_0"),
     (
+        "OAUTH_INTROSPECTION",
+        "plugins",
+        "oauth-introspection",
+        "oauth_introspection",
+    ),
+    (
         "HELLO_FUNCTION",
         "tests/plugins",
         "hello-function",

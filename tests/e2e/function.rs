@@ -121,7 +121,7 @@ fn outbound_settings_are_checked() {
         (
             "allow_outbound = [\"http://127.0.0.1:9\"]",
             "mapper",
-            "only `function` plugins make outbound requests",
+            "only `function` and `authorizer` plugins make outbound requests",
         ),
     ] {
         std::fs::write(

@@ -10,6 +10,7 @@ mod exposure;
 mod faults;
 mod function;
 mod hostile;
+mod introspection;
 mod ip_policy;
 mod isolation;
 mod jwt;
@@ -110,6 +111,9 @@ macro_rules! used {
     };
     (HELLO_FUNCTION) => {
         function::USES_HELLO_FUNCTION
+    };
+    (OAUTH_INTROSPECTION) => {
+        introspection::USES_OAUTH_INTROSPECTION
     };
 }
 macro_rules! check_used {

@@ -606,6 +606,9 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
         headers: parts.headers.clone(),
         body: body.clone(),
     });
+    if path == "/introspect" {
+        return introspect(&parts.headers, &body);
+    }
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
@@ -643,6 +646,41 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
         resp.headers_mut()
             .insert("sec-websocket-protocol", p.clone());
     }
+    resp
+}
+
+/// An OAuth 2.0 introspection endpoint (RFC 7662) for client `gateway` / secret
+/// `s3cret:&`: tokens `good-NAME` are active for `NAME` with scope `read write`,
+/// `expired-NAME` are active but past `exp`, anything else is inactive; other client
+/// credentials are `401`.
+fn introspect(headers: &http::HeaderMap, body: &[u8]) -> Response<Full<Bytes>> {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("gateway:s3cret%3A%26");
+    let authorized = headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Basic {basic}").as_bytes());
+    let form = String::from_utf8_lossy(body);
+    let token = form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let json = if let Some(name) = token.strip_prefix("good-") {
+        serde_json::json!({"active": true, "sub": name, "scope": "read write", "client_id": "app", "exp": now + 3600})
+    } else if let Some(name) = token.strip_prefix("expired-") {
+        serde_json::json!({"active": true, "sub": name, "scope": "read", "exp": now - 10})
+    } else {
+        serde_json::json!({"active": false})
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    if !authorized {
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     resp
 }
 

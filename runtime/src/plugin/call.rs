@@ -363,6 +363,11 @@ impl<W: WorldKind> Plugin<W> {
         }
     }
 
+    /// Whether its `allow_outbound` lists any origin.
+    pub fn makes_outbound(&self) -> bool {
+        !self.inner.allowed.is_empty()
+    }
+
     /// The plugin's name from the config.
     pub fn name(&self) -> &Arc<str> {
         &self.inner.name
@@ -547,14 +552,26 @@ impl Plugin<MapperWorld> {
 }
 
 impl Plugin<AuthorizerWorld> {
-    /// `authorizer.authorize`.
+    /// `authorizer.authorize`; the plugin's outbound requests (if its `allow_outbound`
+    /// lists any origin) go through `sender`, within the call's deadline.
     pub async fn authorize(
         &self,
         req: &AuthorizationRequest,
         ctx: &Context,
+        sender: Option<Arc<dyn Sender>>,
     ) -> Result<Decision, PluginError> {
         type W = AuthorizerWorld;
-        call!(self, |g, store| g.call_authorize(store, req, ctx))
+        let hooks = (!self.inner.allowed.is_empty()).then(|| Hooks {
+            allowed: self.inner.allowed.clone(),
+            sender,
+            until: tokio::time::Instant::now() + self.inner.limits.deadline,
+        });
+        call!(self, |g, store| async {
+            if let Some(hooks) = hooks {
+                store.data_mut().hooks = hooks;
+            }
+            g.call_authorize(&mut *store, req, ctx).await
+        })
     }
 }
 

@@ -431,7 +431,11 @@ fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, String> {
         World::Mapper => {
             bindings::mapper::Mapper::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         }
+        // Authorizers may also ask a service (token introspection, a key set):
+        // wasi:http's outgoing handler, refused unless `allow_outbound` lists the origin.
         World::Authorizer => {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(|e| e.to_string())?;
             bindings::authorizer::Authorizer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         }
         World::Cors => bindings::cors::Cors::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),

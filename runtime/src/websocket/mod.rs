@@ -158,9 +158,16 @@ pub async fn handshake(
     let mut protocol = None;
     if let Some(route) = &api.connect {
         if let Some(auth) = &route.authorizer {
-            let allowed = authorize(auth, &gw.auth_cache, route.auth_slot, head, ctx)
-                .await
-                .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
+            let allowed = authorize(
+                auth,
+                &gw.auth_cache,
+                route.auth_slot,
+                head,
+                ctx,
+                &shared.upstream,
+            )
+            .await
+            .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
             let principal: Arc<str> = allowed.principal_id.into();
             ctx.principal_id = Some(principal.clone());
             ctx.authorizer_context = allowed.context.clone();
