@@ -378,11 +378,11 @@ impl SharedConnections {
 impl ConnectionTable for SharedConnections {
     fn insert(&self, conn: Arc<Connection>) {
         self.local.insert(conn.clone());
-        if self.cluster.is_up() {
-            if let Some(table) = self.me.upgrade() {
-                self.cluster
-                    .spawn(async move { table.register(vec![conn]).await });
-            }
+        if self.cluster.is_up()
+            && let Some(table) = self.me.upgrade()
+        {
+            self.cluster
+                .spawn(async move { table.register(vec![conn]).await });
         }
     }
 

@@ -134,6 +134,8 @@ impl ConnectionLike for Conn {
     }
 }
 
+/// How connections are made: to one server, or to a Redis Cluster.
+#[allow(clippy::large_enum_variant, reason = "one per process, made once")]
 enum Client {
     Single(redis::Client),
     Cluster(redis::cluster::ClusterClient),
@@ -287,7 +289,7 @@ impl Cluster {
             {
                 metrics::counter!("weir_cluster_store_errors_total", "kind" => "connection")
                     .increment(1);
-                self.mark_down(&e.category());
+                self.mark_down(e.category());
                 Err(StoreError::Connection)
             }
             Ok(Err(e)) => {
