@@ -25,10 +25,18 @@ async fn get(c: &Client, url: &str, key: Option<&str>) -> Reply {
     c.send("GET", url, &headers, Bytes::new()).await
 }
 
+/// Waits until `node` is connected to its store (a node starts serving without it
+/// when the first connection takes longer than a second, as on a busy machine).
+async fn connected(node: &Weir) {
+    node.wait_for_logs("cluster store up", 1).await;
+}
+
 /// Two nodes on one store, each with `config` after its own `[cluster]` table.
-fn two_nodes(redis: &Redis, extra: &str, config: &str) -> (Weir, Weir) {
+async fn two_nodes(redis: &Redis, extra: &str, config: &str) -> (Weir, Weir) {
     let a = weir(&format!("{}{config}", cluster(redis, "node-a", extra)));
     let b = weir(&format!("{}{config}", cluster(redis, "node-b", extra)));
+    connected(&a).await;
+    connected(&b).await;
     (a, b)
 }
 
@@ -48,6 +56,12 @@ async fn burst(a: &Weir, b: &Weir, path: &str) -> (usize, usize, Vec<u16>) {
     (on_a, on_b, other)
 }
 
+// A request whose store call misses `timeout` is decided on the node's own buckets
+// (`on_store_error = "local"`); tests run many processes on few cores, so they allow
+// the store a second rather than the default 5 ms.
+const EXACT: &str = "mode = \"exact\"\ntimeout = \"1s\"";
+const LEASE: &str = "mode = \"lease\"\ntimeout = \"1s\"";
+
 const LIMITED: &str = r#"
 [throttle]
 rate = 0.01
@@ -60,7 +74,7 @@ integration = { type = "mock", body = "ok" }
 #[tokio::test]
 async fn cluster_burst_across_two_nodes_admits_the_global_burst_exact_mode() {
     let redis = Redis::start();
-    let (a, b) = two_nodes(&redis, "mode = \"exact\"", LIMITED);
+    let (a, b) = two_nodes(&redis, EXACT, LIMITED).await;
     let (on_a, on_b, other) = burst(&a, &b, "/limited").await;
     assert!(other.is_empty(), "{other:?}");
     // One bucket of 20 for both nodes (0.01/s: nothing refills meanwhile).
@@ -71,7 +85,7 @@ async fn cluster_burst_across_two_nodes_admits_the_global_burst_exact_mode() {
 #[tokio::test]
 async fn cluster_burst_across_two_nodes_admits_the_global_burst_lease_mode() {
     let redis = Redis::start();
-    let (a, b) = two_nodes(&redis, "mode = \"lease\"", LIMITED);
+    let (a, b) = two_nodes(&redis, LEASE, LIMITED).await;
     let (on_a, on_b, other) = burst(&a, &b, "/limited").await;
     assert!(other.is_empty(), "{other:?}");
     // Never more than the one bucket; tokens a node leased and did not use (at most
@@ -100,7 +114,7 @@ integration = {{ type = "mock", body = "ok" }}
 api_key_required = true
 "#
     );
-    let (a, b) = two_nodes(&redis, "", &config);
+    let (a, b) = two_nodes(&redis, LEASE, &config).await;
     let c = Client::default();
     let url = |n: &Weir| n.url("/metered");
     for (node, left) in [(&a, "2"), (&b, "1"), (&a, "0")] {
@@ -140,7 +154,7 @@ route_response = true
 async fn cluster_connections_api_on_one_node_reaches_a_client_on_the_other() {
     let redis = Redis::start();
     let up = Upstream::start().await;
-    let (a, b) = two_nodes(&redis, "", &chat(&up));
+    let (a, b) = two_nodes(&redis, LEASE, &chat(&up)).await;
     let mut client = ws::connect(&format!("ws://{}/chat", a.addr), &[("user-agent", "t/1")])
         .await
         .expect("connects to node A");
@@ -240,7 +254,7 @@ throttle = { rate = 0.01, burst = 6 }
         cluster(
             &redis,
             "node-a",
-            "mode = \"exact\"\non_store_error = \"local\""
+            &format!("{EXACT}\non_store_error = \"local\"")
         )
     ));
     let b = weir(&format!(
@@ -248,9 +262,11 @@ throttle = { rate = 0.01, burst = 6 }
         cluster(
             &redis,
             "node-b",
-            "mode = \"exact\"\non_store_error = \"deny\""
+            &format!("{EXACT}\non_store_error = \"deny\"")
         )
     ));
+    connected(&a).await;
+    connected(&b).await;
     let c = Client::default();
     assert_eq!(get(&c, &a.url("/free"), None).await.status, 200);
     assert_eq!(get(&c, &b.url("/free"), None).await.status, 200);

@@ -18,6 +18,9 @@ use super::Cluster;
 /// How long leased tokens may go unused before they go back to the store.
 pub(crate) const TTL: Duration = Duration::from_secs(1);
 
+/// `granted_at` before the first grant.
+const NEVER: u64 = u64::MAX;
+
 /// What the lease in hand says to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Local {
@@ -66,7 +69,7 @@ impl Lease {
             touched: AtomicU64::new(0),
             empty_until: AtomicU64::new(0),
             used: AtomicU64::new(0),
-            granted_at: AtomicU64::new(0),
+            granted_at: AtomicU64::new(NEVER),
             demand: AtomicU64::new(0f64.to_bits()),
             last_want: AtomicU64::new(1),
             refilling: AtomicBool::new(false),
@@ -114,15 +117,18 @@ impl Lease {
     pub(crate) fn granted(&self, granted: u64, kept: u64, now: u64) {
         let since = self.granted_at.swap(now, Ordering::Relaxed);
         let used = self.used.swap(0, Ordering::Relaxed) + (granted - kept);
-        let elapsed = now.saturating_sub(since).max(1) as f64 / 1000.0;
-        let rate = used as f64 / elapsed;
-        let old = f64::from_bits(self.demand.load(Ordering::Relaxed));
-        let demand = if old == 0.0 {
-            rate
-        } else {
-            0.5 * old + 0.5 * rate
-        };
-        self.demand.store(demand.to_bits(), Ordering::Relaxed);
+        // The first grant has no interval to measure the demand over.
+        if since != NEVER {
+            let elapsed = now.saturating_sub(since).max(1) as f64 / 1000.0;
+            let rate = used as f64 / elapsed;
+            let old = f64::from_bits(self.demand.load(Ordering::Relaxed));
+            let demand = if old == 0.0 {
+                rate
+            } else {
+                0.5 * old + 0.5 * rate
+            };
+            self.demand.store(demand.to_bits(), Ordering::Relaxed);
+        }
         if kept > 0 {
             self.held.fetch_add(kept, Ordering::AcqRel);
         }
