@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::plugin::PluginError;
 use crate::quota::Exhausted;
-use crate::throttle::{Level, Throttled};
+use crate::throttle::{Level, Refusal, Throttled};
 
 /// What is wrong with a request's API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +119,19 @@ pub enum GatewayError {
     /// A plain request to a WebSocket API's path.
     #[error("a WebSocket API needs an upgrade request")]
     UpgradeRequired,
+    /// The cluster's shared store did not answer and the node refuses meanwhile
+    /// (`[cluster] on_store_error = "deny"`).
+    #[error("the cluster store did not answer")]
+    StoreUnavailable,
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Throttled(t) => t.into(),
+            Refusal::StoreUnavailable => GatewayError::StoreUnavailable,
+        }
+    }
 }
 
 impl From<Throttled> for GatewayError {
@@ -180,6 +193,9 @@ impl GatewayError {
             GatewayError::IpDenied(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             GatewayError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "Upgrade Required"),
             GatewayError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+            GatewayError::StoreUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+            }
         }
     }
 

@@ -314,6 +314,9 @@ pub fn assemble(
     {
         errors.push(e);
     }
+    if let Some(cluster) = &config.cluster {
+        cluster.check(&mut errors);
+    }
     let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
     let catalog = Catalog::new(config, plugins);
     let cors = config

@@ -22,6 +22,7 @@ pub mod quota;
 pub mod throttle;
 // Layer 2: what every request shares.
 pub mod catalog;
+pub mod cluster;
 pub mod connections;
 pub mod context;
 pub mod error;

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
+use weir::cluster;
 use weir::config::{Config, World};
 use weir::connections::{ConnectionTable, LocalConnections};
 use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
@@ -368,8 +369,21 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     // The main thread's runtime: the initial load, then signals, the admin listener,
     // file watching and every reload (compiles go to its blocking pool).
     let runtime = current_thread_runtime().context("starting the runtime")?;
+    // `[cluster]`: limits and connections shared through the store (the start waits
+    // for it a second at most; an unreachable store is retried in the background).
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let settings = cluster::Settings::of(c).map_err(|e| anyhow::anyhow!(e))?;
+            Some(cluster::Cluster::start(settings).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
+    let usage_state = match &cluster {
+        Some(c) => UsageState::with_cluster(c.clone()),
+        None => UsageState::default(),
+    };
     let reloader = runtime
-        .block_on(Reloader::new(path, host.clone(), Arc::new(UsageState::default())).start())
+        .block_on(Reloader::new(path, host.clone(), Arc::new(usage_state)).start())
         .map_err(|e| match e {
             Refused::Config(errors) => {
                 anyhow::anyhow!("invalid config {}:\n{errors}", path.display())
@@ -382,7 +396,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let gateway = live.load_full();
-    let connections: Arc<dyn ConnectionTable> = Arc::new(LocalConnections::default());
+    let connections: Arc<dyn ConnectionTable> = match &cluster {
+        Some(c) => cluster::connections::SharedConnections::start(c),
+        None => Arc::new(LocalConnections::default()),
+    };
     let quotas = gateway.usage.quotas().clone();
     match quotas.load(weir::quota::unix_now()) {
         Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),

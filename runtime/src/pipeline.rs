@@ -171,7 +171,7 @@ where
 
     // Throttle, before any plugin runs: the API key from `x-api-key` (403), its quota
     // and plan bucket, then the route and account buckets (429).
-    ctx.quota = gw.usage.before_authorize(index, &head.headers)?;
+    ctx.quota = gw.usage.before_authorize(index, &head.headers).await?;
 
     // Authorize; then the API key the authorizer returned, its quota and plan bucket.
     if let Some(auth) = &route.authorizer {
@@ -181,7 +181,7 @@ where
         ctx.principal_id = Some(allowed.principal_id.into());
         ctx.authorizer_context = allowed.context;
         let usage_key = allowed.usage_identifier_key.as_deref();
-        if let Some(left) = gw.usage.after_authorize(index, usage_key)? {
+        if let Some(left) = gw.usage.after_authorize(index, usage_key).await? {
             ctx.quota = Some(left);
         }
     }

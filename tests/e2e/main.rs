@@ -3,6 +3,7 @@
 
 mod abi;
 mod authorizer;
+mod cluster;
 mod conformance;
 mod cors;
 mod examples;

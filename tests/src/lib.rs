@@ -4,6 +4,7 @@
 pub mod faulty;
 pub mod jwt;
 pub mod lambda;
+pub mod redis;
 pub mod ws;
 
 use std::collections::BTreeMap;

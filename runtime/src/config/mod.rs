@@ -4,6 +4,7 @@
 //! into the form the server runs.
 
 mod api;
+mod cluster;
 mod functions;
 mod server;
 mod websocket;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use api::*;
+pub use cluster::*;
 pub use functions::*;
 pub use server::*;
 pub use websocket::*;
@@ -85,6 +87,8 @@ pub struct Config {
     /// Lambda functions by name (processes the gateway runs).
     #[serde(default)]
     pub functions: BTreeMap<String, Function>,
+    /// Several nodes as one gateway, through a shared store; off when absent.
+    pub cluster: Option<Cluster>,
 }
 
 /// The kind of plugin, i.e. the WIT world it implements.

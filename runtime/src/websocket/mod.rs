@@ -122,13 +122,8 @@ pub async fn handshake(
     ctx.event_type = Some(EventType::Connect);
     // The API's own connect rate first, then the account: a refusal by the first
     // takes nothing from the second.
-    api.connect_bucket
-        .take()
-        .map_err(|retry_after| GatewayError::Throttled {
-            level: Level::Connect,
-            retry_after,
-        })?;
-    gw.usage.throttle().admit_connection()?;
+    api.connect_bucket.take(Level::Connect).await?;
+    gw.usage.throttle().admit_connection().await?;
 
     let connection_id: Arc<str> = new_connection_id().into();
     ctx.connection_id = Some(connection_id.clone());
