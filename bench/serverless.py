@@ -9,7 +9,8 @@ build of Weir (`cargo build --release -p weir`); `wasmtime` (the CLI, for
    server process, from /proc) as ratios.
 2. lambda: a Python hello handler under the real awslambdaric as a `type = "lambda"`
    route at concurrency 2 (two processes, wrk -c2), against the same handler called by
-   a Python ThreadingHTTPServer directly; CPU includes the function processes.
+   a Python ThreadingHTTPServer directly; CPU includes the function processes ("own":
+   the gateway process alone).
 3. cold start: the first request to a function with `min_warm = 0` (a process is
    started, awslambdaric imported, the handler loaded) against the second, fresh
    gateways each time.
@@ -47,6 +48,10 @@ from bench_hello import handler
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per answer, sent at once: unbuffered writes and Nagle's algorithm
+    # would cost a delayed ACK (about 40 ms) per request.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     def do_GET(self):
         event = {"version": "2.0", "rawPath": self.path, "headers": dict(self.headers)}
         answer = handler(event, None)
@@ -60,7 +65,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # wrk resets its connections at the end of a run
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 '''
 
 
@@ -140,10 +149,12 @@ def footprint(pid):
 def wrk(port, path, conns, duration, pid):
     pids = [pid, *descendants(pid)]
     before = cpu_seconds(pids)
+    own_before = cpu_seconds([pid])
     out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency",
                           f"http://127.0.0.1:{port}{path}"],
                          capture_output=True, text=True, check=True).stdout
     cpu = cpu_seconds([pid, *descendants(pid)]) - before
+    own = cpu_seconds([pid]) - own_before
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors or "Socket errors" in out:
@@ -152,7 +163,7 @@ def wrk(port, path, conns, duration, pid):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)]
-    return rps, cpu / max(requests, 1) * 1e6, float(p99.group(1)) * scale, requests
+    return rps, cpu / max(requests, 1) * 1e6, float(p99.group(1)) * scale, requests, own / max(requests, 1) * 1e6
 
 
 def compare(title, targets, conns, args):
@@ -162,17 +173,18 @@ def compare(title, targets, conns, args):
     first = {}
     for rnd in range(args.rounds):
         for name, (pid, port, path, checked) in targets.items():
-            rps, cpu, p99, n = wrk(port, path, conns, args.duration, pid)
-            results[name].append((rps, cpu, p99))
+            rps, cpu, p99, n, own = wrk(port, path, conns, args.duration, pid)
+            results[name].append((rps, cpu, p99, own))
             served[name] += n
             if checked and rnd == 0:
                 first[name] = footprint(pid)
     print(f"\n{title} (wrk -t2 -c{conns}, {args.rounds} rounds x {args.duration} s, medians)")
-    print(f"  {'target':<22} {'req/s':>9} {'CPU µs/req':>11} {'p99 ms':>8}")
+    print(f"  {'target':<22} {'req/s':>9} {'CPU µs/req':>11} {'(own)':>8} {'p99 ms':>8}")
     med = {}
     for name, rows in results.items():
-        med[name] = tuple(statistics.median(r[i] for r in rows) for i in range(3))
-        print(f"  {name:<22} {med[name][0]:>9.0f} {med[name][1]:>11.1f} {med[name][2]:>8.2f}")
+        med[name] = tuple(statistics.median(r[i] for r in rows) for i in range(4))
+        print(f"  {name:<22} {med[name][0]:>9.0f} {med[name][1]:>11.1f} {med[name][3]:>8.1f} "
+              f"{med[name][2]:>8.2f}")
     names = list(targets)
     a, b = med[names[0]], med[names[1]]
     print(f"  {names[0]} / {names[1]}: req/s {a[0] / b[0]:.2f}x, CPU per request {a[1] / b[1]:.2f}x, "
