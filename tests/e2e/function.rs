@@ -102,6 +102,14 @@ async fn outbound_requests_reach_only_the_allowed_origins() {
     assert_eq!(r.header("x-fetched-status"), Some("200"));
     assert!(r.text().contains("/from-function"), "{}", r.text());
     assert_eq!(up.seen().len(), 1);
+    // An answer its origin lets be kept is fetched once for every call that asks.
+    let cacheable = format!("{}/cacheable", up.base());
+    for _ in 0..3 {
+        let r = c.get(&open.url(&format!("/fn/fetch?{cacheable}"))).await;
+        assert_eq!(r.header("x-fetched-status"), Some("200"));
+        assert!(r.text().contains("/cacheable"), "{}", r.text());
+    }
+    assert_eq!(up.seen().len(), 2, "the second and third came from the cache");
     // Another port on the same host is another origin.
     let other = format!("http://127.0.0.1:{}/x", weir_tests::closed_port());
     let r = c.get(&open.url(&format!("/fn/fetch?{other}"))).await;

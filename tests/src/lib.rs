@@ -643,6 +643,10 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
         resp.headers_mut()
             .insert("access-control-allow-origin", "*".parse().unwrap());
     }
+    if path == "/cacheable" {
+        resp.headers_mut()
+            .insert("cache-control", "public, max-age=60".parse().unwrap());
+    }
     if let Some(p) = parts.headers.get("x-choose-protocol") {
         resp.headers_mut()
             .insert("sec-websocket-protocol", p.clone());

@@ -562,6 +562,7 @@ impl Plugin<AuthorizerWorld> {
     ) -> Result<Decision, PluginError> {
         type W = AuthorizerWorld;
         let hooks = (!self.inner.allowed.is_empty()).then(|| Hooks {
+            plugin: self.inner.name.clone(),
             allowed: self.inner.allowed.clone(),
             sender,
             until: tokio::time::Instant::now() + self.inner.limits.deadline,
@@ -627,6 +628,7 @@ impl Plugin<FunctionWorld> {
         let allowed = self.inner.allowed.clone();
         call!(self, deadline, |g, store| async {
             store.data_mut().hooks = Hooks {
+                plugin: self.inner.name.clone(),
                 allowed,
                 sender: Some(sender),
                 until,

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -123,6 +123,8 @@ impl Allowed {
 
 /// The `wasi:http` hooks of one call: what may go out, how, and until when.
 pub(super) struct Hooks {
+    /// The plugin's name: answers are cached per plugin.
+    pub(super) plugin: Arc<str>,
     pub(super) allowed: Allowed,
     pub(super) sender: Option<Arc<dyn Sender>>,
     /// The end of the call: no request may outlive it.
@@ -132,6 +134,7 @@ pub(super) struct Hooks {
 impl Default for Hooks {
     fn default() -> Self {
         Self {
+            plugin: Arc::from(""),
             allowed: Allowed::default(),
             sender: None,
             until: tokio::time::Instant::now(),
@@ -156,6 +159,9 @@ impl WasiHttpHooks for Hooks {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let allowed = self.allowed.allows(request.uri());
         let sender = self.sender.clone();
+        let cache_key =
+            cacheable_request(&request).then(|| format!("{}\0{}", self.plugin, request.uri()));
+        let revalidate = wants_revalidation(request.headers());
         let left = self
             .until
             .saturating_duration_since(tokio::time::Instant::now());
@@ -163,6 +169,12 @@ impl WasiHttpHooks for Hooks {
             let (Some(sender), true) = (sender, allowed) else {
                 return Err(HttpError::HttpRequestDenied);
             };
+            if let Some(hit) = cache_key
+                .as_deref()
+                .and_then(|k| CACHE.lookup(k, revalidate, Instant::now()))
+            {
+                return Ok(answer(hit));
+            }
             let (parts, body) = request.into_parts();
             let body = Limited::new(body, MAX_OUTBOUND_BODY)
                 .collect()
@@ -172,11 +184,10 @@ impl WasiHttpHooks for Hooks {
             let req = http::Request::from_parts(parts, body);
             match sender.send(req, left, MAX_OUTBOUND_BODY).await {
                 Ok(resp) => {
-                    let resp =
-                        resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
-                    let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
-                        Box::new(async { Ok(()) });
-                    Ok((resp, done))
+                    if let (Some(key), Some(ttl)) = (cache_key, freshness(&resp)) {
+                        CACHE.store(key, &resp, ttl, Instant::now());
+                    }
+                    Ok(answer(resp))
                 }
                 Err(e) => Err(match e {
                     OutboundError::Refused => HttpError::ConnectionRefused,
@@ -188,6 +199,129 @@ impl WasiHttpHooks for Hooks {
             }
         })
     }
+}
+
+/// The guest's view of an answer.
+fn answer(
+    resp: http::Response<Bytes>,
+) -> (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+) {
+    let resp = resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
+    let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+    (resp, done)
+}
+
+/// Longest an answer is kept, whatever its `max-age`.
+const MAX_FRESH: Duration = Duration::from_secs(3600);
+/// A request with `Cache-Control: no-cache` fetches again at most this often per URL;
+/// more often it gets the kept answer (a plugin that sees an unknown key id cannot
+/// make the gateway hammer the key server).
+const REVALIDATE_EVERY: Duration = Duration::from_secs(30);
+/// Largest answer body kept, and all of them together.
+const MAX_CACHED_BODY: usize = 1 << 20;
+const MAX_CACHED_TOTAL: usize = 16 << 20;
+
+/// Answers to plain `GET`s that their origin allows to be kept (`Cache-Control:
+/// max-age`, not `no-store`, `no-cache` or `private`), per plugin and URL, shared by
+/// every worker: a plugin that is fresh on every call still fetches a key set once.
+static CACHE: std::sync::LazyLock<AnswerCache> = std::sync::LazyLock::new(AnswerCache::default);
+
+#[derive(Default)]
+struct AnswerCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, Kept>>,
+}
+
+struct Kept {
+    resp: http::Response<Bytes>,
+    fetched: Instant,
+    expires: Instant,
+}
+
+impl AnswerCache {
+    fn lookup(&self, key: &str, revalidate: bool, now: Instant) -> Option<http::Response<Bytes>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = entries.get(key).filter(|k| k.expires > now)?;
+        if revalidate && now.duration_since(kept.fetched) >= REVALIDATE_EVERY {
+            return None;
+        }
+        let mut resp = http::Response::new(kept.resp.body().clone());
+        *resp.status_mut() = kept.resp.status();
+        *resp.headers_mut() = kept.resp.headers().clone();
+        if let Ok(age) =
+            http::HeaderValue::try_from(now.duration_since(kept.fetched).as_secs().to_string())
+        {
+            resp.headers_mut().insert(http::header::AGE, age);
+        }
+        Some(resp)
+    }
+
+    fn store(&self, key: String, resp: &http::Response<Bytes>, ttl: Duration, now: Instant) {
+        if resp.body().len() > MAX_CACHED_BODY {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(&key);
+        let mut total: usize = entries.values().map(|k| k.resp.body().len()).sum();
+        if total + resp.body().len() > MAX_CACHED_TOTAL {
+            entries.retain(|_, k| k.expires > now);
+            total = entries.values().map(|k| k.resp.body().len()).sum();
+            if total + resp.body().len() > MAX_CACHED_TOTAL {
+                entries.clear();
+            }
+        }
+        let mut kept = http::Response::new(resp.body().clone());
+        *kept.status_mut() = resp.status();
+        *kept.headers_mut() = resp.headers().clone();
+        entries.insert(
+            key,
+            Kept {
+                resp: kept,
+                fetched: now,
+                expires: now + ttl.min(MAX_FRESH),
+            },
+        );
+    }
+}
+
+/// A `GET` without credentials: its answer does not depend on who asks.
+fn cacheable_request<B>(req: &http::Request<B>) -> bool {
+    req.method() == http::Method::GET
+        && !req.headers().contains_key(http::header::AUTHORIZATION)
+        && !req.headers().contains_key(http::header::COOKIE)
+}
+
+/// Whether the request asks for a fresh answer (`Cache-Control: no-cache`).
+fn wants_revalidation(headers: &http::HeaderMap) -> bool {
+    cache_directives(headers).any(|d| d.eq_ignore_ascii_case("no-cache"))
+}
+
+fn cache_directives(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
+/// How long a `200` may be kept, by its `Cache-Control: max-age` (none without one).
+fn freshness(resp: &http::Response<Bytes>) -> Option<Duration> {
+    if resp.status() != http::StatusCode::OK || resp.headers().contains_key(http::header::VARY) {
+        return None;
+    }
+    let mut max_age = None;
+    for d in cache_directives(resp.headers()) {
+        let lower = d.to_ascii_lowercase();
+        if matches!(lower.as_str(), "no-store" | "no-cache" | "private") {
+            return None;
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            max_age = v.trim_matches('"').parse::<u64>().ok();
+        }
+    }
+    max_age.filter(|s| *s > 0).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -233,5 +367,69 @@ mod tests {
             let e = Allowed::parse(&[bad.to_owned()]).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    fn answer_with(cache_control: &str) -> http::Response<Bytes> {
+        let mut r = http::Response::new(Bytes::from_static(b"{\"keys\":[]}"));
+        if !cache_control.is_empty() {
+            r.headers_mut()
+                .insert(http::header::CACHE_CONTROL, cache_control.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn answers_are_kept_as_their_origin_allows() {
+        assert_eq!(
+            freshness(&answer_with("public, max-age=600")),
+            Some(Duration::from_secs(600))
+        );
+        for no in [
+            "",
+            "max-age=0",
+            "no-store",
+            "max-age=60, private",
+            "no-cache",
+        ] {
+            assert_eq!(freshness(&answer_with(no)), None, "{no}");
+        }
+        let cache = AnswerCache::default();
+        let t0 = Instant::now();
+        cache.store(
+            "p\0u".into(),
+            &answer_with("max-age=7200"),
+            Duration::from_secs(7200),
+            t0,
+        );
+        assert!(
+            cache
+                .lookup("p\0u", false, t0 + Duration::from_secs(3599))
+                .is_some()
+        );
+        // Kept at most an hour, whatever max-age says.
+        assert!(
+            cache
+                .lookup("p\0u", false, t0 + Duration::from_secs(3601))
+                .is_none()
+        );
+        // no-cache refetches, but not more than once per 30 s.
+        assert!(
+            cache
+                .lookup("p\0u", true, t0 + Duration::from_secs(10))
+                .is_some()
+        );
+        assert!(
+            cache
+                .lookup("p\0u", true, t0 + Duration::from_secs(31))
+                .is_none()
+        );
+        assert!(cache.lookup("q\0u", false, t0).is_none());
+        let get = http::Request::get("http://x/").body(()).unwrap();
+        assert!(cacheable_request(&get));
+        let with_auth = http::Request::get("http://x/")
+            .header("authorization", "Bearer t")
+            .body(())
+            .unwrap();
+        assert!(!cacheable_request(&with_auth));
     }
 }
