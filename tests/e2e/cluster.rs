@@ -216,6 +216,27 @@ async fn cluster_connections_api_on_one_node_reaches_a_client_on_the_other() {
         .get(&b.admin_url("/@connections/0000000000000000"))
         .await;
     assert_eq!(unknown.status, 410);
+
+    // A node that dies takes its connections with it: its registrations outlive it (until
+    // `connection_ttl`), but nobody listens on its channel, so B answers 410 at once.
+    let mut second = ws::connect(&format!("ws://{}/chat", a.addr), &[])
+        .await
+        .expect("connects to node A");
+    let id = second.ask(r#"{"action":"whoami"}"#).await["headers"]["connectionid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_b = b.admin_url(&format!("/@connections/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http.get(&on_b).await.status != 200 {
+        assert!(Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a);
+    let started = Instant::now();
+    let r = http.send("POST", &on_b, &[], "to a dead node").await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// Requests `path` on `node` until it answers `want` (at most 10 s).
