@@ -1,5 +1,5 @@
 //! The connection table: every open WebSocket connection by id, so the `@connections`
-//! API can reach it from any thread (and, later, any node).
+//! API can reach it from any thread (and, with `[cluster]`, any node).
 //!
 //! [`ConnectionTable`] is the seam for a shared store: the table of a node in a
 //! cluster (`cluster::connections`) delivers a post for a connection held by another

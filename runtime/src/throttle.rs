@@ -1,5 +1,6 @@
 //! The throttle stage's token buckets: AWS's levels (API key, route, account) over GCRA
-//! rate limiters from `governor`, behind a [`ThrottleStore`] so a shared store can come.
+//! rate limiters from `governor`, behind a [`ThrottleStore`] (the shared one:
+//! `cluster::throttle`).
 //!
 //! A bucket holds `burst` tokens and refills at `rate` tokens per second; one request
 //! takes one token. GCRA is the same arithmetic without a refill timer: it keeps the

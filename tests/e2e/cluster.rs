@@ -131,13 +131,14 @@ api_key_required = true
     assert!(!a.dir.join("weir-quotas.json").exists());
 }
 
-fn chat(up: &Upstream) -> String {
+fn chat(up: &Upstream, limits: &str) -> String {
     format!(
         r#"
 [admin]
 listen = "127.0.0.1:0"
 [websocket.chat]
 path = "/chat"
+{limits}
 [[websocket.chat.routes]]
 key = "$connect"
 integration = {{ type = "http", url = "{base}/connect" }}
@@ -154,7 +155,7 @@ route_response = true
 async fn cluster_connections_api_on_one_node_reaches_a_client_on_the_other() {
     let redis = Redis::start();
     let up = Upstream::start().await;
-    let (a, b) = two_nodes(&redis, LEASE, &chat(&up)).await;
+    let (a, b) = two_nodes(&redis, LEASE, &chat(&up, "")).await;
     let mut client = ws::connect(&format!("ws://{}/chat", a.addr), &[("user-agent", "t/1")])
         .await
         .expect("connects to node A");
@@ -216,6 +217,27 @@ async fn cluster_connections_api_on_one_node_reaches_a_client_on_the_other() {
         .get(&b.admin_url("/@connections/0000000000000000"))
         .await;
     assert_eq!(unknown.status, 410);
+
+    // A node that dies takes its connections with it: its registrations outlive it (until
+    // `connection_ttl`), but nobody listens on its channel, so B answers 410 at once.
+    let mut second = ws::connect(&format!("ws://{}/chat", a.addr), &[])
+        .await
+        .expect("connects to node A");
+    let id = second.ask(r#"{"action":"whoami"}"#).await["headers"]["connectionid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_b = b.admin_url(&format!("/@connections/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while http.get(&on_b).await.status != 200 {
+        assert!(Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a);
+    let started = Instant::now();
+    let r = http.send("POST", &on_b, &[], "to a dead node").await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// Requests `path` on `node` until it answers `want` (at most 10 s).
@@ -303,4 +325,33 @@ throttle = { rate = 0.01, burst = 6 }
     assert!(metrics.contains("weir_cluster_store_up 1"), "{metrics}");
     // One line per change of state, not one per request.
     assert_eq!(a.count_logs("cluster store down"), 1, "{}", a.logs());
+}
+
+#[tokio::test]
+async fn cluster_websocket_connect_rate_is_one_bucket_for_both_nodes() {
+    let redis = Redis::start();
+    let up = Upstream::start().await;
+    let limits = "limits = { connect_rate = 1, connect_burst = 4 }";
+    let (a, b) = two_nodes(&redis, EXACT, &chat(&up, limits)).await;
+    let started = Instant::now();
+    let (mut open, mut refused) = (Vec::new(), 0);
+    for _ in 0..5 {
+        for node in [&a, &b] {
+            match ws::connect(&format!("ws://{}/chat", node.addr), &[]).await {
+                Ok(c) => open.push(c),
+                Err(r) => {
+                    assert_eq!(r.status, 429, "{}", r.body);
+                    refused += 1;
+                }
+            }
+        }
+    }
+    // A burst of 4 for both nodes, plus one a second.
+    let refills = started.elapsed().as_secs() as usize;
+    assert!(
+        (4..=4 + refills).contains(&open.len()),
+        "{} opened, {refused} refused in {:?}",
+        open.len(),
+        started.elapsed()
+    );
 }

@@ -1,13 +1,14 @@
-//! Leases: tokens of a shared bucket that this node took from the
-//! store in one call and hands out to its own requests without asking again.
+//! Leases: tokens of a shared bucket that this node took from the store in one call and
+//! hands out to its own requests without asking again.
 //!
 //! A leased token is a real token: the store counted it when it was granted, so leases
 //! never let the nodes together admit more than the limit. What a lease costs is the
 //! other way: tokens one node holds cannot serve another node's requests. So a lease is
 //! sized to the node's own demand (its recent rate times `[cluster] lease`, 50 ms by
-//! default), never more than a cap (a tenth of the bucket's burst), and tokens unused for [`TTL`] go back to the store. A node asks for the next
-//! lease in the background when half of the last one is used, so a steady stream of
-//! requests never waits for the store.
+//! default), never more than a cap (a tenth of the bucket's burst), and tokens unused
+//! for [`TTL`] go back to the store. A node asks for the next lease in the background
+//! when half of the last one is used, so a steady stream of requests never waits for
+//! the store.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -41,8 +41,8 @@ pub(super) struct Registry {
 
 /// The settings read only at start: the listeners, workers and connection handling of
 /// `[server]` (its `stage` and `body_read_timeout` are per request, so a reload applies
-/// them), `[admin]`, `[reload]`, `[plugin_cache]`, the quota file and
-/// `limits.compile_memory` and `[cluster]`. A reload that changes them applies everything else and
+/// them), `[admin]`, `[reload]`, `[plugin_cache]`, `[cluster]`, the quota file and
+/// `limits.compile_memory`. A reload that changes them applies everything else and
 /// names these (`restart_needed`).
 pub(super) struct StartOnly {
     pub(super) server: config::Server,
