@@ -181,3 +181,14 @@ fn introspect(config: &Config, token: &str) -> Result<Introspection, String> {
     }
     serde_json::from_slice(&data).map_err(|e| format!("answer is not introspection JSON: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::form_encode;
+
+    #[test]
+    fn values_are_form_encoded() {
+        assert_eq!(form_encode("abc-._*XYZ09"), "abc-._*XYZ09");
+        assert_eq!(form_encode("a b+c&d=e/é"), "a+b%2Bc%26d%3De%2F%C3%A9");
+    }
+}
