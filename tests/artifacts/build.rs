@@ -44,6 +44,7 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
     ),
     ("JSON_INDEX", "tests/plugins", "json-index", "json_index"),
     ("ABI_0_1_0", "tests/plugins", "abi-0-1-0", "abi_0_1_0"),
+    ("LOUD_TRAP", "tests/plugins", "loud-trap", "loud_trap"),
 ];
 
 fn main() {

@@ -2,6 +2,7 @@
 //! built from source by `weir-test-artifacts`.
 
 mod abi;
+mod authoring;
 mod authorizer;
 mod conformance;
 mod cors;
@@ -104,6 +105,9 @@ macro_rules! used {
     };
     (ABI_0_1_0) => {
         abi::USES_ABI_0_1_0
+    };
+    (LOUD_TRAP) => {
+        authoring::USES_LOUD_TRAP
     };
 }
 macro_rules! check_used {

@@ -15,6 +15,7 @@ use std::time::{Instant, SystemTime};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
+use super::output::{self, GuestOutput};
 use super::reuse::{Idle, Warm};
 use super::state::{GUEST_OUTPUT_CAP, State};
 use super::turns;
@@ -119,7 +120,7 @@ impl AnyPlugin {
     }
 
     /// See [`Plugin::smoke_test`].
-    pub async fn smoke_test(&self) -> Result<(), PluginError> {
+    pub async fn smoke_test(&self) -> Result<GuestOutput, PluginError> {
         each!(self, |p| p.smoke_test().await)
     }
 
@@ -417,20 +418,24 @@ impl<W: WorldKind> Plugin<W> {
         call.store.data_mut().log_output();
         let result = result.map_err(|e| {
             let plugin = self.inner.name.clone();
+            let output = Box::new(std::mem::take(&mut call.store.data_mut().transcript));
             if e.downcast_ref::<DeadlineExceeded>().is_some() {
                 PluginError::Deadline {
                     plugin,
                     deadline: self.inner.limits.deadline,
+                    output,
                 }
             } else if call.store.data().memory.hit {
                 PluginError::Memory {
                     plugin,
                     limit: self.inner.limits.max_memory,
+                    output,
                 }
             } else {
                 PluginError::Trap {
                     plugin,
-                    message: format!("{e:#}"),
+                    message: output::describe(&e),
+                    output,
                 }
             }
         });
@@ -487,9 +492,9 @@ impl<W: WorldKind> Plugin<W> {
 
     /// Instantiates this version and calls it once with a synthetic input (see
     /// [`WorldKind::smoke`]). Whatever the guest answers is fine; a trap, the deadline
-    /// or the memory cap is not. Guest output is dropped and the call is not counted in
-    /// metrics.
-    pub async fn smoke_test(&self) -> Result<(), PluginError> {
+    /// or the memory cap is not. Guest output is not logged but returned (with the
+    /// error, when it fails), and the call is not counted in metrics.
+    pub async fn smoke_test(&self) -> Result<GuestOutput, PluginError> {
         let started = Instant::now();
         let until = tokio::time::Instant::from_std(started) + self.inner.limits.deadline;
         let mut call = self.begin(true, started);
@@ -499,6 +504,11 @@ impl<W: WorldKind> Plugin<W> {
         })
         .await
         .unwrap_or_else(|_| Err(DeadlineExceeded.into()));
+        let result = result.map(|()| {
+            let state = call.store.data_mut();
+            state.log_output();
+            std::mem::take(&mut state.transcript)
+        });
         self.finish(call, result)
     }
 }
