@@ -16,6 +16,7 @@ mod lambda;
 mod limits;
 mod mapping;
 mod observability;
+mod plugin_new;
 mod reload;
 mod reuse;
 mod routing;
