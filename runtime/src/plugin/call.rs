@@ -204,14 +204,17 @@ pub struct CallCounts {
     busy: AtomicU64,
 }
 
-/// A reading of [`CallCounts`].
+/// A reading of [`CallCounts`]. Its JSON keys are the `outcome` labels of
+/// `weir_plugin_calls_total`: `ok`, `trap`, `timeout`, `memory`, `busy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CallTotals {
     /// Calls that returned.
     pub ok: u64,
     /// Calls that trapped.
+    #[serde(rename = "trap")]
     pub traps: u64,
     /// Calls past their deadline.
+    #[serde(rename = "timeout")]
     pub timeouts: u64,
     /// Calls past their memory cap.
     pub memory: u64,

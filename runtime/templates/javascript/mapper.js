@@ -19,7 +19,7 @@ function settings() {
 // Absent `option<T>` values (here `ctx.principalId` when no authorizer ran) are `null`
 // with this toolchain: test them with `== null`, which also covers `undefined`.
 export function mapRequest(req, ctx) {
-  console.log(`map-request ${req.method} ${req.path} (${ctx.routeKey})`);
+  console.log(`map-request ${req.method} ${req.path} (${ctx.routeKey}, principal ${ctx.principalId})`);
   const headers = [...req.headers, ['x-hello', settings().greeting]];
   if (ctx.principalId != null) headers.push(['x-principal', ctx.principalId]);
   return { tag: 'forward', val: { ...req, headers } };
