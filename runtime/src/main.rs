@@ -193,24 +193,7 @@ fn main() -> ExitCode {
                 LangArg::Js => weir::scaffold::Lang::JavaScript,
                 LangArg::Python => weir::scaffold::Lang::Python,
             };
-            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            match weir::scaffold::project(&name, world.into(), lang)
-                .and_then(|files| weir::scaffold::write(&dir, &files))
-            {
-                Ok(()) => {
-                    println!(
-                        "{}: a {} plugin in {}; see its README.md",
-                        dir.display(),
-                        World::from(world).name(),
-                        lang.name()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            weir::scaffold::run(&name, world.into(), lang, dir)
         }
         Command::Serve { config } => match serve(&config) {
             Ok(()) => ExitCode::SUCCESS,

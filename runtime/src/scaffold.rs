@@ -257,6 +257,27 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
         .collect())
 }
 
+/// `weir plugin new`: writes the project into `dir` (default `./NAME`) and says so;
+/// exit 2 for a bad name or a directory in use.
+pub fn run(name: &str, world: World, lang: Lang, dir: Option<PathBuf>) -> std::process::ExitCode {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    match project(name, world, lang).and_then(|files| write(&dir, &files)) {
+        Ok(()) => {
+            println!(
+                "{}: a {} plugin in {}; see its README.md",
+                dir.display(),
+                world.name(),
+                lang.name()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Writes the project into `dir` (which must not exist, or be empty).
 pub fn write(dir: &Path, files: &[ProjectFile]) -> Result<(), ScaffoldError> {
     let io = |path: &Path| {
