@@ -109,7 +109,8 @@ impl State {
         self.log_cut = false;
         self.cache_for = None;
         self.transcript.clear();
-        self.transcribed = self.output.contents().len();
+        // The last call's output was logged (and transcribed) up to here.
+        self.transcribed = self.logged;
     }
 
     /// Adds what the guest printed since the last look to the call's transcript, so
