@@ -118,6 +118,7 @@ enum LangArg {
     #[value(alias = "javascript")]
     Js,
     Python,
+    C,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,6 +193,7 @@ fn main() -> ExitCode {
                 LangArg::Rust => weir::scaffold::Lang::Rust,
                 LangArg::Js => weir::scaffold::Lang::JavaScript,
                 LangArg::Python => weir::scaffold::Lang::Python,
+                LangArg::C => weir::scaffold::Lang::C,
             };
             weir::scaffold::run(&name, world.into(), lang, dir)
         }

@@ -1,5 +1,6 @@
-//! `weir plugin new`: a project for a plugin of one's own, in one of the languages of
-//! `examples/plugins/`, from templates built into the binary (`runtime/templates/`).
+//! `weir plugin new`: a project for a plugin of one's own, in Rust, JavaScript, Python
+//! or C (languages of `examples/plugins/`), from templates built into the binary
+//! (`runtime/templates/`).
 //!
 //! A project builds as it is written: the WIT package is copied in, the tools are
 //! pinned to the versions the gateway is tested with (the Rust SDK and its
@@ -23,6 +24,8 @@ pub enum Lang {
     JavaScript,
     /// Python with componentize-py.
     Python,
+    /// C with wit-bindgen's C bindings, clang and wasi-libc.
+    C,
 }
 
 impl Lang {
@@ -32,6 +35,7 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::JavaScript => "javascript",
             Lang::Python => "python",
+            Lang::C => "c",
         }
     }
 }
@@ -52,6 +56,12 @@ mod pins {
     /// The pinned polyglot tools.
     pub const TOOLCHAINS: &str = include_str!("../../examples/plugins/toolchains.sh");
 }
+
+/// The C examples' JSON scanner (`json.c`, `json.h`), copied into each C project.
+const C_JSON: (&str, &str) = (
+    include_str!("../../examples/plugins/c/common/json.c"),
+    include_str!("../../examples/plugins/c/common/json.h"),
+);
 
 /// The Rust SDK's sources, copied into each Rust project.
 const SDK: &[(&str, &str)] = &[
@@ -234,6 +244,26 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
                 ),
             ]);
         }
+        Lang::C => {
+            let source = match world {
+                World::Mapper => template!("c/mapper.c"),
+                World::Authorizer => template!("c/authorizer.c"),
+                World::Cors => template!("c/cors.c"),
+            };
+            let config = template!("c/config.part").replace("WORLD", world_name);
+            files.extend([
+                (
+                    "plugin.c".into(),
+                    source.replace("@CONFIG@", &config),
+                    false,
+                ),
+                ("json.c".into(), C_JSON.0.into(), false),
+                ("json.h".into(), C_JSON.1.into(), false),
+                ("build.sh".into(), template!("c/build.sh").into(), true),
+                ("README.md".into(), template!("c/README.md").into(), false),
+                (".gitignore".into(), "/build\n/*.wasm\n".into(), false),
+            ]);
+        }
     }
     let wit_version = WIT
         .lines()
@@ -241,6 +271,13 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
         .map(|v| v.trim_end_matches(';'))
         .unwrap_or("?");
     let componentize_py = shell_pin(pins::TOOLCHAINS, "COMPONENTIZE_PY_VERSION");
+    let wit_bindgen = shell_pin(pins::TOOLCHAINS, "WIT_BINDGEN_VERSION");
+    let wasm_tools = shell_pin(pins::TOOLCHAINS, "WASM_TOOLS_VERSION");
+    // The C policy takes one origin (a string; the others take a list).
+    let load_example = match (lang, world) {
+        (Lang::C, World::Cors) => "config = { allow_origin = \"https://app.example\" }",
+        _ => load_example,
+    };
     Ok(files
         .into_iter()
         .map(|(path, text, executable)| ProjectFile {
@@ -250,7 +287,9 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
                 .replace("{{world}}", world_name)
                 .replace("{{wit_version}}", wit_version)
                 .replace("{{load_example}}", load_example)
-                .replace("{{componentize_py}}", &componentize_py),
+                .replace("{{componentize_py}}", &componentize_py)
+                .replace("{{wit_bindgen}}", &wit_bindgen)
+                .replace("{{wasm_tools}}", &wasm_tools),
             path,
             executable,
         })
@@ -367,7 +406,7 @@ mod tests {
 
     #[test]
     fn projects_are_filled_in_and_pinned() {
-        for lang in [Lang::Rust, Lang::JavaScript, Lang::Python] {
+        for lang in [Lang::Rust, Lang::JavaScript, Lang::Python, Lang::C] {
             for world in [World::Mapper, World::Authorizer, World::Cors] {
                 let files = project("my-plugin", world, lang).unwrap();
                 for f in &files {

@@ -1,6 +1,6 @@
 //! `weir plugin new`: each language's project, for each world, builds as it is written,
 //! passes its own first test where the language has a runner, and passes `weir plugin
-//! check` with its sample request. Rust always; JavaScript and Python unless
+//! check` with its sample request. Rust always; JavaScript, Python and C unless
 //! `WEIR_SKIP_POLYGLOT=1` (their toolchains come from `examples/plugins/toolchains.sh`).
 
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ fn run(mut cmd: Command, what: &str) -> String {
 /// Writes, builds, tests and checks one project; returns the plugin's answer to the
 /// project's own sample request, and what `weir plugin check` wrote on stderr.
 fn build_and_check(root: &Path, lang: &str, world: &str) -> (Value, String) {
-    let name = format!("{}-{world}", &lang[..2]);
+    let name = format!("{}-{world}", prefix(lang));
     let dir = root.join(&name);
     let mut new = command(env!("CARGO_BIN_EXE_weir"), root);
     new.args(["plugin", "new", &name, "--world", world, "--lang", lang]);
@@ -86,7 +86,7 @@ fn build_and_check(root: &Path, lang: &str, world: &str) -> (Value, String) {
         assert!(modules.is_dir(), "run bash examples/plugins/toolchains.sh");
         std::os::unix::fs::symlink(modules, dir.join("node_modules")).unwrap();
     }
-    if lang != "js" {
+    if lang == "rust" || lang == "python" {
         let mut test = command("bash", &dir);
         test.args(["build.sh", "test"]);
         run(test, &format!("{name}: bash build.sh test"));
@@ -114,17 +114,22 @@ fn build_and_check(root: &Path, lang: &str, world: &str) -> (Value, String) {
     (answer, stderr)
 }
 
+/// The start of a project's name in `lang`.
+fn prefix(lang: &str) -> &str {
+    &lang[..lang.len().min(2)]
+}
+
 #[test]
 fn new_projects_build_test_and_pass_plugin_check() {
     let root = weir_tests::test_dir();
     let mut langs = vec!["rust"];
     if POLYGLOT_SKIPPED.is_empty() {
-        langs.extend(["js", "python"]);
+        langs.extend(["js", "python", "c"]);
     } else {
         eprintln!("plugin new: WEIR_SKIP_POLYGLOT=1, checking Rust projects only");
     }
     for lang in langs {
-        let prefix = &lang[..2];
+        let prefix = prefix(lang);
         let (out, stderr) = build_and_check(&root, lang, "mapper");
         if lang == "js" {
             // `console.log` reaches the gateway's log, and an absent option (no
