@@ -119,6 +119,7 @@ enum LangArg {
     Js,
     Python,
     C,
+    Zig,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,6 +195,7 @@ fn main() -> ExitCode {
                 LangArg::Js => weir::scaffold::Lang::JavaScript,
                 LangArg::Python => weir::scaffold::Lang::Python,
                 LangArg::C => weir::scaffold::Lang::C,
+                LangArg::Zig => weir::scaffold::Lang::Zig,
             };
             weir::scaffold::run(&name, world.into(), lang, dir)
         }

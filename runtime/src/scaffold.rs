@@ -1,6 +1,6 @@
-//! `weir plugin new`: a project for a plugin of one's own, in Rust, JavaScript, Python
-//! or C (languages of `examples/plugins/`), from templates built into the binary
-//! (`runtime/templates/`).
+//! `weir plugin new`: a project for a plugin of one's own, in any language of
+//! `examples/plugins/` (Rust, JavaScript, Python, C, Zig), from templates built into
+//! the binary (`runtime/templates/`).
 //!
 //! A project builds as it is written: the WIT package is copied in, the tools are
 //! pinned to the versions the gateway is tested with (the Rust SDK and its
@@ -26,6 +26,8 @@ pub enum Lang {
     Python,
     /// C with wit-bindgen's C bindings, clang and wasi-libc.
     C,
+    /// Zig over the same C bindings.
+    Zig,
 }
 
 impl Lang {
@@ -36,6 +38,7 @@ impl Lang {
             Lang::JavaScript => "javascript",
             Lang::Python => "python",
             Lang::C => "c",
+            Lang::Zig => "zig",
         }
     }
 }
@@ -62,6 +65,9 @@ const C_JSON: (&str, &str) = (
     include_str!("../../examples/plugins/c/common/json.c"),
     include_str!("../../examples/plugins/c/common/json.h"),
 );
+
+/// The Zig examples' allocator, copied into each Zig project.
+const ZIG_HEAP: &str = include_str!("../../examples/plugins/zig/heap.zig");
 
 /// The Rust SDK's sources, copied into each Rust project.
 const SDK: &[(&str, &str)] = &[
@@ -264,6 +270,25 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
                 (".gitignore".into(), "/build\n/*.wasm\n".into(), false),
             ]);
         }
+        Lang::Zig => {
+            let source = match world {
+                World::Mapper => template!("zig/mapper.zig"),
+                World::Authorizer => template!("zig/authorizer.zig"),
+                World::Cors => template!("zig/cors.zig"),
+            };
+            let prelude = template!("zig/prelude.part").replace("WORLD", world_name);
+            files.extend([
+                (
+                    "plugin.zig".into(),
+                    source.replace("@PRELUDE@", &prelude),
+                    false,
+                ),
+                ("heap.zig".into(), ZIG_HEAP.into(), false),
+                ("build.sh".into(), template!("zig/build.sh").into(), true),
+                ("README.md".into(), template!("zig/README.md").into(), false),
+                (".gitignore".into(), "/build\n/*.wasm\n".into(), false),
+            ]);
+        }
     }
     let wit_version = WIT
         .lines()
@@ -273,9 +298,10 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
     let componentize_py = shell_pin(pins::TOOLCHAINS, "COMPONENTIZE_PY_VERSION");
     let wit_bindgen = shell_pin(pins::TOOLCHAINS, "WIT_BINDGEN_VERSION");
     let wasm_tools = shell_pin(pins::TOOLCHAINS, "WASM_TOOLS_VERSION");
+    let ziglang = shell_pin(pins::TOOLCHAINS, "ZIGLANG_VERSION");
     // The C policy takes one origin (a string; the others take a list).
     let load_example = match (lang, world) {
-        (Lang::C, World::Cors) => "config = { allow_origin = \"https://app.example\" }",
+        (Lang::C | Lang::Zig, World::Cors) => "config = { allow_origin = \"https://app.example\" }",
         _ => load_example,
     };
     Ok(files
@@ -289,7 +315,8 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
                 .replace("{{load_example}}", load_example)
                 .replace("{{componentize_py}}", &componentize_py)
                 .replace("{{wit_bindgen}}", &wit_bindgen)
-                .replace("{{wasm_tools}}", &wasm_tools),
+                .replace("{{wasm_tools}}", &wasm_tools)
+                .replace("{{ziglang}}", &ziglang),
             path,
             executable,
         })
@@ -406,7 +433,13 @@ mod tests {
 
     #[test]
     fn projects_are_filled_in_and_pinned() {
-        for lang in [Lang::Rust, Lang::JavaScript, Lang::Python, Lang::C] {
+        for lang in [
+            Lang::Rust,
+            Lang::JavaScript,
+            Lang::Python,
+            Lang::C,
+            Lang::Zig,
+        ] {
             for world in [World::Mapper, World::Authorizer, World::Cors] {
                 let files = project("my-plugin", world, lang).unwrap();
                 for f in &files {

@@ -1,6 +1,6 @@
 //! `weir plugin new`: each language's project, for each world, builds as it is written,
 //! passes its own first test where the language has a runner, and passes `weir plugin
-//! check` with its sample request. Rust always; JavaScript, Python and C unless
+//! check` with its sample request. Rust always; JavaScript, Python, C and Zig unless
 //! `WEIR_SKIP_POLYGLOT=1` (their toolchains come from `examples/plugins/toolchains.sh`).
 
 use std::path::{Path, PathBuf};
@@ -124,7 +124,7 @@ fn new_projects_build_test_and_pass_plugin_check() {
     let root = weir_tests::test_dir();
     let mut langs = vec!["rust"];
     if POLYGLOT_SKIPPED.is_empty() {
-        langs.extend(["js", "python", "c"]);
+        langs.extend(["js", "python", "c", "zig"]);
     } else {
         eprintln!("plugin new: WEIR_SKIP_POLYGLOT=1, checking Rust projects only");
     }

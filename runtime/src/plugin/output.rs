@@ -150,7 +150,8 @@ fn backtrace(bt: &wasmtime::WasmBacktrace) -> String {
     if !frames.iter().any(|f| f.func_name().is_some()) {
         out.push_str(
             "\n    (no function names: the component was built without a `name` section; \
-             for Rust, `strip = false` or `strip = \"debuginfo\"` in the release profile keeps them)",
+             for Rust, `strip = \"debuginfo\"` or `false` in the release profile keeps it; \
+             in other languages, build without stripping)",
         );
     }
     out

@@ -61,8 +61,11 @@ void exports_cors_decorate(cors_request_head_t *req, cors_list_header_t *headers
     *ret = *headers; // moved
     if (origin) {
         cors_header_t *out = malloc((ret->len + 2) * sizeof *out);
-        if (ret->len) memcpy(out, ret->ptr, ret->len * sizeof *out);
-        free(ret->ptr);
+        // An empty list's pointer need not come from malloc: only a filled one is freed.
+        if (ret->len) {
+            memcpy(out, ret->ptr, ret->len * sizeof *out); // moved
+            free(ret->ptr);
+        }
         set_header(&out[ret->len], "access-control-allow-origin", origin);
         set_header(&out[ret->len + 1], "vary", "Origin");
         ret->ptr = out;

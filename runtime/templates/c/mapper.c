@@ -14,8 +14,11 @@
 // `list` with one more header, `name: value` (copied).
 static void append_header(weir_plugin_types_list_header_t *list, const char *name, const char *value) {
     weir_plugin_types_header_t *out = malloc((list->len + 1) * sizeof *out);
-    if (list->len) memcpy(out, list->ptr, list->len * sizeof *out); // moved
-    free(list->ptr);
+    // An empty list's pointer need not come from malloc: only a filled one is freed.
+    if (list->len) {
+        memcpy(out, list->ptr, list->len * sizeof *out); // moved
+        free(list->ptr);
+    }
     mapper_string_dup(&out[list->len].f0, name);
     mapper_string_dup(&out[list->len].f1, value);
     list->ptr = out;
