@@ -423,6 +423,32 @@ fn npm_package(name: &str) -> String {
 mod tests {
     use super::*;
 
+    /// (name, version) of each registry package in a Cargo.lock.
+    fn registry_packages(lock: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for entry in lock.split("[[package]]").skip(1) {
+            let field = |key: &str| {
+                entry
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+                    .map(|v| v.trim_matches('"').to_owned())
+            };
+            if field("source").is_some() {
+                out.push((field("name").unwrap(), field("version").unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_rust_lock_pins_what_the_rust_examples_build_with() {
+        let examples = include_str!("../../examples/plugins/rust/Cargo.lock");
+        let template = registry_packages(template!("rust/Cargo.lock"));
+        assert!(template.len() > 10, "{template:?}");
+        assert_eq!(template, registry_packages(examples));
+    }
+
     #[test]
     fn names_must_name_a_package() {
         for bad in ["", "Foo", "1x", "a_b", "a b", &"x".repeat(65)] {
