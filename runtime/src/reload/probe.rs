@@ -194,8 +194,33 @@ impl Sample {
     }
 }
 
-/// Calls the plugin with the sample as its world says, and returns what it answered.
-pub async fn run(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, PluginError> {
+/// Calls the plugin with the sample as its world says, and returns what it answered
+/// (or why the call failed).
+pub async fn run(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, String> {
+    call(plugin, sample).await.map_err(|e| match e {
+        Unsupported::Plugin(e) => e.to_string(),
+        Unsupported::World(world) => {
+            format!("--request does not know how to call a `{world}` component")
+        }
+    })
+}
+
+/// Why [`call`] has no answer.
+enum Unsupported {
+    Plugin(PluginError),
+    /// A world without sample calls.
+    World(&'static str),
+}
+
+impl From<PluginError> for Unsupported {
+    fn from(e: PluginError) -> Self {
+        Unsupported::Plugin(e)
+    }
+}
+
+async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported> {
+    // A world added to the gateway has no sample call until it gets one here.
+    #[allow(unreachable_patterns)]
     match plugin {
         AnyPlugin::Mapper(p) => {
             let ctx = sample.context();
@@ -264,6 +289,7 @@ pub async fn run(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, PluginErr
                 "cacheable_seconds": cacheable.map(|d| d.as_secs()),
             }}))
         }
+        other => Err(Unsupported::World(other.world().name())),
     }
 }
 
