@@ -47,4 +47,5 @@ pub mod websocket;
 pub mod admin;
 pub mod idle;
 pub mod reload;
+pub mod scaffold;
 pub mod server;

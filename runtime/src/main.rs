@@ -65,14 +65,44 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Check a component offline as a load would (compile, world, smoke test); exit 1
-    /// naming the problem.
+    /// Check a component offline as a load would (compile, world, smoke test with its
+    /// real config) and, with --request, print what it answers a sample request (JSON
+    /// on stdout). Exit 0: passed; 1: refused, naming the problem with the guest's own
+    /// output; 2: bad arguments, config or sample.
     Check {
-        /// The component file.
-        file: PathBuf,
-        /// The world it must implement.
+        /// The component file (default with --from: the plugin's `file`).
+        file: Option<PathBuf>,
+        /// The world it must implement (default with --from: the plugin's `world`).
+        #[arg(long, value_enum)]
+        world: Option<WorldArg>,
+        /// The plugin's config, as JSON (what `host.config()` returns).
+        #[arg(long, conflicts_with = "from")]
+        config: Option<String>,
+        /// Take the config, limits and world from this weir.toml's [plugins.NAME]...
+        #[arg(long, requires = "plugin")]
+        from: Option<PathBuf>,
+        /// ... for this plugin.
+        #[arg(long, requires = "from")]
+        plugin: Option<String>,
+        /// A sample request (JSON, or TOML by its .toml name): method, path, query,
+        /// headers, body, context, identity, scopes, response. See docs/plugin-authoring.md.
+        #[arg(long)]
+        request: Option<PathBuf>,
+    },
+    /// Write a new plugin project that builds as it is: the WIT, pinned tools, a
+    /// build script, a README (build, check, load) and a first test.
+    New {
+        /// The plugin's name (lower-case letters, digits, `-`); also its directory.
+        name: String,
+        /// The world it implements.
         #[arg(long, value_enum)]
         world: WorldArg,
+        /// Its language.
+        #[arg(long, value_enum, default_value_t = LangArg::Rust)]
+        lang: LangArg,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Compile a component read on stdin and write the artifact on stdout: what
     /// `weir serve` runs in a child process for every compile.
@@ -82,6 +112,16 @@ enum PluginCommand {
         #[arg(long)]
         max_memory: Option<u64>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LangArg {
+    Rust,
+    #[value(alias = "javascript")]
+    Js,
+    Python,
+    C,
+    Zig,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,8 +168,41 @@ fn main() -> ExitCode {
         },
         Command::Validate { config } => validate(&config),
         Command::Plugin {
-            command: PluginCommand::Check { file, world },
-        } => check_plugin(&file, world.into()),
+            command:
+                PluginCommand::Check {
+                    file,
+                    world,
+                    config,
+                    from,
+                    plugin,
+                    request,
+                },
+        } => check_plugin(&reload::CheckArgs {
+            file,
+            world: world.map(Into::into),
+            config,
+            from,
+            plugin,
+            request,
+        }),
+        Command::Plugin {
+            command:
+                PluginCommand::New {
+                    name,
+                    world,
+                    lang,
+                    dir,
+                },
+        } => {
+            let lang = match lang {
+                LangArg::Rust => weir::scaffold::Lang::Rust,
+                LangArg::Js => weir::scaffold::Lang::JavaScript,
+                LangArg::Python => weir::scaffold::Lang::Python,
+                LangArg::C => weir::scaffold::Lang::C,
+                LangArg::Zig => weir::scaffold::Lang::Zig,
+            };
+            weir::scaffold::run(&name, world.into(), lang, dir)
+        }
         Command::Serve { config } => match serve(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -198,7 +271,13 @@ fn validate(path: &Path) -> ExitCode {
     let checked = current_thread_runtime()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
-            let host = Arc::new(PluginHost::new()?);
+            // The compiled cache `serve` uses: a second run compiles nothing, and what
+            // this run compiles `serve` finds ready. A config that does not parse is
+            // reported by the check below.
+            let cache = Config::load(path)
+                .ok()
+                .and_then(|config| plugin_cache(path, &config));
+            let host = Arc::new(PluginHost::with_cache(cache)?);
             let reloader = Reloader::new(path, host, Arc::default());
             let checked = runtime.block_on(reloader.check());
             if checked.is_ok() {
@@ -296,31 +375,36 @@ fn watch_listener_tls(tls: Arc<ListenerTls>) {
     }
 }
 
-fn check_plugin(file: &Path, world: World) -> ExitCode {
+fn check_plugin(args: &reload::CheckArgs) -> ExitCode {
+    let cache = args
+        .from
+        .as_deref()
+        .and_then(|p| Some((p, Config::load(p).ok()?)))
+        .and_then(|(p, config)| plugin_cache(p, &config));
     let checked = current_thread_runtime()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
-            let host = Arc::new(PluginHost::new()?);
-            Ok(runtime.block_on(reload::check_file(host, file, world)))
+            let host = Arc::new(PluginHost::with_cache(cache)?);
+            Ok(runtime.block_on(reload::check(host, args)))
         });
     match checked {
-        Ok(Ok(sha256)) => {
-            println!(
-                "{}: ok (world {}, sha256 {sha256})",
-                file.display(),
-                world.name()
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(Err(e)) => {
-            eprintln!("error: {}: {e}", file.display());
-            ExitCode::FAILURE
-        }
+        Ok(result) => reload::check::report(args, result),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `[plugin_cache]` of a config: where compiled plugins are kept (relative to the
+/// config file) and how large the cache may grow; `None` when it is off.
+fn plugin_cache(path: &Path, config: &Config) -> Option<(PathBuf, u64)> {
+    config.plugin_cache.enabled.then(|| {
+        (
+            base_dir(path).join(&config.plugin_cache.dir),
+            config.plugin_cache.max_size.as_u64(),
+        )
+    })
 }
 
 fn serve(path: &Path) -> anyhow::Result<()> {
@@ -357,12 +441,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let metrics = weir::admin::install_metrics()?;
-    let cache_dir = config.plugin_cache.enabled.then(|| {
-        (
-            base_dir(path).join(&config.plugin_cache.dir),
-            config.plugin_cache.max_size.as_u64(),
-        )
-    });
+    let cache_dir = plugin_cache(path, &config);
     let compiler = Compiler::child_of_self(config.limits.compile_memory.as_u64())
         .context("finding this executable")?;
     let host = Arc::new(PluginHost::with_cache(cache_dir)?.with_compiler(compiler));

@@ -56,6 +56,7 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
         "hello-function",
         "hello_function",
     ),
+    ("LOUD_TRAP", "tests/plugins", "loud-trap", "loud_trap"),
 ];
 
 fn main() {

@@ -2,6 +2,7 @@
 //! built from source by `weir-test-artifacts`.
 
 mod abi;
+mod authoring;
 mod authorizer;
 mod cluster;
 mod conformance;
@@ -20,6 +21,7 @@ mod limits;
 mod mapping;
 mod mtls;
 mod observability;
+mod plugin_new;
 mod reload;
 mod reuse;
 mod routing;
@@ -115,6 +117,9 @@ macro_rules! used {
     };
     (OAUTH_INTROSPECTION) => {
         introspection::USES_OAUTH_INTROSPECTION
+    };
+    (LOUD_TRAP) => {
+        authoring::USES_LOUD_TRAP
     };
 }
 macro_rules! check_used {

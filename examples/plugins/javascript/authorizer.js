@@ -3,6 +3,14 @@
 // Same behaviour as examples/plugins/rust/authorizer.
 import { config, log } from 'weir:plugin/host@0.1.2';
 
+// QuickJS components have no `console`: this one sends console.log/info/warn/error to
+// the gateway's log, tagged with the plugin's name (`plugin=NAME`).
+globalThis.console = Object.fromEntries(
+  [['log', 'info'], ['info', 'info'], ['debug', 'debug'], ['warn', 'warn'], ['error', 'error']].map(
+    ([fn, level]) => [fn, (...args) => log(level, args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '))],
+  ),
+);
+
 const deny = (status, message) => ({ tag: 'deny', val: { status, message } });
 
 function readTokens() {

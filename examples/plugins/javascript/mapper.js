@@ -4,6 +4,14 @@
 import { config, log } from 'weir:plugin/host@0.1.2';
 import { indexObject } from 'weir:plugin/json@0.1.2';
 
+// QuickJS components have no `console`: this one sends console.log/info/warn/error to
+// the gateway's log, tagged with the plugin's name (`plugin=NAME`).
+globalThis.console = Object.fromEntries(
+  [['log', 'info'], ['info', 'info'], ['debug', 'debug'], ['warn', 'warn'], ['error', 'error']].map(
+    ([fn, level]) => [fn, (...args) => log(level, args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '))],
+  ),
+);
+
 // ---- config ----------------------------------------------------------------------
 
 // A table of strings from the config as [key, value] pairs (in order), or throws.
@@ -87,7 +95,7 @@ export function setFields(body, fields) {
   // The gateway checks the body and finds its top-level members natively
   // (`weir:plugin/json`, since WIT 0.1.1): far cheaper than checking it in JavaScript.
   const index = indexObject(body);
-  if (index === undefined || index === null) return null;
+  if (index == null) return null;
   const { members, close: closeAt } = index;
   const edits = [];
   let added = '';
@@ -151,7 +159,7 @@ export function mapRequest(req, ctx) {
     log('error', `bad config: ${e.message}`);
     return { tag: 'respond', val: jsonResponse(500, 'plugin misconfigured') };
   }
-  log('info', `map-request ${req.method} ${req.path} (${req.body.length} body bytes)`);
+  console.log(`map-request ${req.method} ${req.path} (${req.body.length} body bytes)`);
 
   const headers = [];
   for (const [name, value] of req.headers) {
@@ -159,7 +167,8 @@ export function mapRequest(req, ctx) {
     headers.push([(rename ? rename[1] : name).toLowerCase(), value]);
   }
   for (const [name, value] of cfg.addHeaders) headers.push([name.toLowerCase(), value]);
-  if (ctx.principalId !== undefined && ctx.principalId !== null) {
+  // An absent option<string> is `null` with this toolchain; `!= null` covers undefined too.
+  if (ctx.principalId != null) {
     headers.push(['x-principal', ctx.principalId]);
   }
   headers.push(['x-body-bytes', String(req.body.length)]);

@@ -5,7 +5,7 @@
 //! | --- | --- |
 //! | `GET /admin/plugins` | 200 `{"plugins": [...]}`: name, world, sha256, source, loaded_at, used_by, calls |
 //! | `GET /admin/plugins/{name}` | 200 one of those, 404 |
-//! | `PUT /admin/plugins/{name}[?world=W]` | component bytes in the body: 201 created, 200 replaced; 400 not a component or a bad request, 413 too large, 422 refused by a check |
+//! | `PUT /admin/plugins/{name}[?world=W]` | component bytes in the body: 201 created, 200 replaced; 400 not a component or a bad request, 413 too large, 422 refused by a check (a failed smoke test adds `guest_output`: the guest's log and stdout/stderr lines of that call) |
 //! | `DELETE /admin/plugins/{name}` | 204; 404 unknown; 409 while a route uses it |
 //! | `POST /admin/reload` | re-read the config file: 200 `{"routes", "changed", "removed"}`, 422 with every problem |
 //!
@@ -202,7 +202,9 @@ fn query_world(query: Option<&str>) -> Result<Option<World>, String> {
 fn refused(e: &Refused) -> Response<Body> {
     let status = match e {
         Refused::BadRequest(_) | Refused::NotAComponent(_) => StatusCode::BAD_REQUEST,
-        Refused::Invalid(_) | Refused::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Refused::Invalid(_) | Refused::SmokeTest { .. } | Refused::Config(_) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         Refused::NotFound(_) => StatusCode::NOT_FOUND,
         Refused::InUse(_) => StatusCode::CONFLICT,
     };
@@ -210,6 +212,10 @@ fn refused(e: &Refused) -> Response<Body> {
         Refused::Config(errors) => json(
             status,
             &serde_json::json!({ "message": errors.to_string(), "errors": errors.0 }),
+        ),
+        Refused::SmokeTest { message, output } => json(
+            status,
+            &serde_json::json!({ "message": message, "guest_output": output }),
         ),
         e => error(status, &e.to_string()),
     }

@@ -16,6 +16,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
 use super::outbound::{Allowed, Hooks, Sender};
+use super::output::{self, GuestOutput};
 use super::reuse::{Idle, Warm};
 use super::state::{GUEST_OUTPUT_CAP, State};
 use super::turns;
@@ -125,7 +126,7 @@ impl AnyPlugin {
     }
 
     /// See [`Plugin::smoke_test`].
-    pub async fn smoke_test(&self) -> Result<(), PluginError> {
+    pub async fn smoke_test(&self) -> Result<GuestOutput, PluginError> {
         each!(self, |p| p.smoke_test().await)
     }
 
@@ -220,14 +221,17 @@ pub struct CallCounts {
     busy: AtomicU64,
 }
 
-/// A reading of [`CallCounts`].
+/// A reading of [`CallCounts`]. Its JSON keys are the `outcome` labels of
+/// `weir_plugin_calls_total`: `ok`, `trap`, `timeout`, `memory`, `busy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CallTotals {
     /// Calls that returned.
     pub ok: u64,
     /// Calls that trapped.
+    #[serde(rename = "trap")]
     pub traps: u64,
     /// Calls past their deadline.
+    #[serde(rename = "timeout")]
     pub timeouts: u64,
     /// Calls past their memory cap.
     pub memory: u64,
@@ -443,20 +447,24 @@ impl<W: WorldKind> Plugin<W> {
         call.store.data_mut().log_output();
         let result = result.map_err(|e| {
             let plugin = self.inner.name.clone();
+            let output = Box::new(std::mem::take(&mut call.store.data_mut().transcript));
             if e.downcast_ref::<DeadlineExceeded>().is_some() {
                 PluginError::Deadline {
                     plugin,
                     deadline: self.inner.limits.deadline,
+                    output,
                 }
             } else if call.store.data().memory.hit {
                 PluginError::Memory {
                     plugin,
                     limit: self.inner.limits.max_memory,
+                    output,
                 }
             } else {
                 PluginError::Trap {
                     plugin,
-                    message: format!("{e:#}"),
+                    message: output::describe(&e),
+                    output,
                 }
             }
         });
@@ -513,9 +521,9 @@ impl<W: WorldKind> Plugin<W> {
 
     /// Instantiates this version and calls it once with a synthetic input (see
     /// [`WorldKind::smoke`]). Whatever the guest answers is fine; a trap, the deadline
-    /// or the memory cap is not. Guest output is dropped and the call is not counted in
-    /// metrics.
-    pub async fn smoke_test(&self) -> Result<(), PluginError> {
+    /// or the memory cap is not. Guest output is not logged but returned (with the
+    /// error, when it fails), and the call is not counted in metrics.
+    pub async fn smoke_test(&self) -> Result<GuestOutput, PluginError> {
         let started = Instant::now();
         let until = tokio::time::Instant::from_std(started) + self.inner.limits.deadline;
         let mut call = self.begin(true, started);
@@ -525,6 +533,11 @@ impl<W: WorldKind> Plugin<W> {
         })
         .await
         .unwrap_or_else(|_| Err(DeadlineExceeded.into()));
+        let result = result.map(|()| {
+            let state = call.store.data_mut();
+            state.log_output();
+            std::mem::take(&mut state.transcript)
+        });
         self.finish(call, result)
     }
 }

@@ -23,6 +23,7 @@ mod compiler;
 mod engine;
 pub(crate) mod json;
 pub mod outbound;
+mod output;
 mod reuse;
 mod source;
 mod state;
@@ -41,6 +42,7 @@ pub use call::{AnyPlugin, CallCounts, CallTotals, Plugin};
 pub use compiler::{Compiler, precompile_stdio};
 pub use engine::{Compiled, PluginHost, return_freed_memory, versions_alive};
 pub use outbound::Allowed;
+pub use output::GuestOutput;
 pub use source::read_component;
 pub use state::escape_controls;
 pub use world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
@@ -108,20 +110,24 @@ pub enum LoadError {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     /// The call ran past its deadline and was interrupted.
-    #[error("plugin `{plugin}` exceeded its {deadline:?} deadline")]
+    #[error("plugin `{plugin}` exceeded its {deadline:?} deadline{output}")]
     Deadline {
         /// Plugin name.
         plugin: Arc<str>,
         /// The configured deadline.
         deadline: Duration,
+        /// What the guest wrote during the call.
+        output: Box<GuestOutput>,
     },
     /// The guest tried to grow its memory past the cap.
-    #[error("plugin `{plugin}` exceeded its memory limit of {limit} bytes")]
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit} bytes{output}")]
     Memory {
         /// Plugin name.
         plugin: Arc<str>,
         /// The cap.
         limit: usize,
+        /// What the guest wrote during the call.
+        output: Box<GuestOutput>,
     },
     /// Every one of the plugin's `concurrency` slots stayed taken for the whole
     /// deadline.
@@ -137,13 +143,28 @@ pub enum PluginError {
         deadline: Duration,
     },
     /// The guest trapped (panic, `unreachable`, out of bounds, ...) or could not start.
-    #[error("plugin `{plugin}` failed: {message}")]
+    #[error("plugin `{plugin}` failed: {message}{output}")]
     Trap {
         /// Plugin name.
         plugin: Arc<str>,
-        /// wasmtime's description.
+        /// The trap (or what the host refused) and the guest's backtrace.
         message: String,
+        /// What the guest wrote during the call: its log lines, and its stdout and
+        /// stderr, where a panic or an uncaught exception is reported.
+        output: Box<GuestOutput>,
     },
+}
+
+impl PluginError {
+    /// What the guest wrote during the failed call (empty for [`PluginError::Busy`]).
+    pub fn guest_output(&self) -> Option<&GuestOutput> {
+        match self {
+            PluginError::Deadline { output, .. }
+            | PluginError::Memory { output, .. }
+            | PluginError::Trap { output, .. } => Some(output),
+            PluginError::Busy { .. } => None,
+        }
+    }
 }
 
 /// Per-plugin settings.

@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::Limits;
 use super::bindings;
 use super::outbound::Hooks;
+use super::output::GuestOutput;
 
 /// Most bytes of guest stdout/stderr kept per call.
 pub(super) const GUEST_OUTPUT_CAP: usize = 64 * 1024;
@@ -48,6 +49,10 @@ pub struct State {
     /// `wasi:http` (function components): the context, and what may go out.
     http: WasiHttpCtx,
     pub(super) hooks: Hooks,
+    /// This call's `host.log` lines and stdout/stderr, for the error if it fails, and
+    /// how much of the pipe it holds already.
+    pub(super) transcript: GuestOutput,
+    transcribed: usize,
 }
 
 impl State {
@@ -95,6 +100,8 @@ impl State {
                 cache_for: None,
                 http: WasiHttpCtx::new(),
                 hooks: Hooks::default(),
+                transcript: GuestOutput::default(),
+                transcribed: 0,
             },
         );
         store.limiter(|s| &mut s.memory);
@@ -108,11 +115,25 @@ impl State {
         self.log_bytes = 0;
         self.log_cut = false;
         self.cache_for = None;
+        self.transcript.clear();
+        // The last call's output was logged (and transcribed) up to here.
+        self.transcribed = self.logged;
+    }
+
+    /// Adds what the guest printed since the last look to the call's transcript, so
+    /// that it keeps the order of printed lines and `host.log` lines.
+    fn transcribe_stdio(&mut self) {
+        let output = self.output.contents();
+        if output.len() > self.transcribed {
+            self.transcript.push_stdio(&output[self.transcribed..]);
+            self.transcribed = output.len();
+        }
     }
 
     /// Logs what the guest wrote to stdout and stderr since the last call (unless this
     /// is a smoke test), one line per line, control characters escaped.
     pub(super) fn log_output(&mut self) {
+        self.transcribe_stdio();
         let output = self.output.contents();
         if output.len() <= self.logged {
             return;
@@ -192,15 +213,19 @@ impl bindings::mapper::weir::plugin::outcomes::Host for State {}
 
 impl bindings::mapper::weir::plugin::host::Host for State {
     fn log(&mut self, level: bindings::LogLevel, mut message: String) {
-        if self.quiet {
-            return;
-        }
         if message.len() > GUEST_LOG_CAP {
             let mut end = GUEST_LOG_CAP;
             while !message.is_char_boundary(end) {
                 end -= 1;
             }
             message.truncate(end);
+        }
+        // Kept for the error if this call fails (a smoke test's too, whose lines are
+        // not logged).
+        self.transcribe_stdio();
+        self.transcript.push(level_name(level), &message);
+        if self.quiet {
+            return;
         }
         let plugin = &*self.name;
         if self.log_lines >= LOG_LINES_PER_CALL
@@ -235,6 +260,17 @@ impl bindings::mapper::weir::plugin::host::Host for State {
 
     fn cacheable(&mut self, seconds: u32) {
         self.cache_for = Some(seconds.min(MAX_CACHE_SECONDS));
+    }
+}
+
+fn level_name(level: bindings::LogLevel) -> &'static str {
+    use bindings::LogLevel as L;
+    match level {
+        L::Trace => "trace",
+        L::Debug => "debug",
+        L::Info => "info",
+        L::Warn => "warn",
+        L::Error => "error",
     }
 }
 

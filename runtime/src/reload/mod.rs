@@ -18,12 +18,13 @@
 //! file changes on disk (the newer of the two wins). Uploads live in memory only: after
 //! a restart the files named in the config are loaded again.
 
-mod check;
+pub mod check;
 mod operations;
+mod probe;
 mod registry;
 pub mod watch;
 
-pub use check::check_file;
+pub use check::{CheckArgs, CheckError, CheckReport, check};
 use registry::{Entry, Registry, StartOnly, info, publish_info};
 pub use registry::{PluginInfo, Source};
 
@@ -69,9 +70,18 @@ pub enum Refused {
     /// The component is not a component (400).
     #[error("{0}")]
     NotAComponent(String),
-    /// The component failed a check: compile, world, smoke test (422).
+    /// The component failed a check: compile, world (422).
     #[error("{0}")]
     Invalid(String),
+    /// The component failed its smoke test (422): the reason, with what the guest
+    /// wrote during the call.
+    #[error("{message}")]
+    SmokeTest {
+        /// The whole reason, guest output included.
+        message: String,
+        /// The guest's lines (see [`crate::plugin::GuestOutput`]).
+        output: Vec<String>,
+    },
     /// No such plugin (404).
     #[error("{0}")]
     NotFound(String),
@@ -95,6 +105,17 @@ pub struct Reloaded {
     /// Settings the config now sets differently that take effect only after a restart;
     /// the running values stay until then.
     pub restart_needed: Vec<&'static str>,
+}
+
+/// The refusal of a version whose smoke test failed.
+pub(crate) fn smoke_refusal(e: &crate::plugin::PluginError) -> Refused {
+    Refused::SmokeTest {
+        message: format!("refused by the smoke test: {e}"),
+        output: e
+            .guest_output()
+            .map(|o| o.lines().map(str::to_owned).collect())
+            .unwrap_or_default(),
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> Arc<str> {
@@ -390,7 +411,7 @@ impl Reloader {
         settings: &PluginSettings,
         counts: Arc<CallCounts>,
         started: Instant,
-    ) -> Result<AnyPlugin, String> {
+    ) -> Result<AnyPlugin, Refused> {
         let plugin = compiled.plugin(
             name,
             settings.limits.clone(),
@@ -403,7 +424,7 @@ impl Reloader {
         {
             metrics::counter!("weir_plugin_loads_total", "plugin" => label, "result" => "refused")
                 .increment(1);
-            return Err(format!("refused by the smoke test: {e}"));
+            return Err(smoke_refusal(&e));
         }
         metrics::counter!("weir_plugin_loads_total", "plugin" => label.clone(), "result" => "ok")
             .increment(1);

@@ -69,7 +69,13 @@ impl Reloader {
         let plugin = self
             .bind(name, &compiled, &settings, counts.clone(), started)
             .await
-            .map_err(|e| Refused::Invalid(format!("plugin `{name}`: {e}")))?;
+            .map_err(|e| match e {
+                Refused::SmokeTest { message, output } => Refused::SmokeTest {
+                    message: format!("plugin `{name}`: {message}"),
+                    output,
+                },
+                e => Refused::Invalid(format!("plugin `{name}`: {e}")),
+            })?;
         let entry = Entry {
             compiled,
             plugin,
