@@ -114,6 +114,55 @@ impl ListenerTls {
         })
     }
 
+    /// The listener's TLS of `[server]` (`tls_cert`, `tls_key`, `client_ca_file`,
+    /// relative to `base`), if it has any; an error names the setting.
+    pub fn from_config(
+        server: &crate::config::Server,
+        base: &Path,
+    ) -> Result<Option<Self>, String> {
+        let (cert, key) = match (&server.tls_cert, &server.tls_key) {
+            (None, None) if server.client_ca_file.is_some() => {
+                return Err("client_ca_file needs tls_cert and tls_key".into());
+            }
+            (None, None) => return Ok(None),
+            (Some(cert), Some(key)) => (base.join(cert), base.join(key)),
+            (Some(_), None) => return Err("tls_cert needs tls_key".into()),
+            (None, Some(_)) => return Err("tls_key needs tls_cert".into()),
+        };
+        Self::load(ListenerFiles {
+            cert,
+            key,
+            client_ca: server.client_ca_file.as_ref().map(|f| base.join(f)),
+            client_auth: server.client_auth,
+        })
+        .map(Some)
+    }
+
+    /// Looks at the files every 2 s on a thread of its own, so a renewed certificate
+    /// or truststore serves the next handshake.
+    pub fn watch(self: Arc<Self>) {
+        let spawned = std::thread::Builder::new()
+            .name("weir-tls-files".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(2));
+                    match self.refresh() {
+                        Ok(true) => {
+                            tracing::info!("listener TLS files changed: new handshakes use them")
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(
+                            error = %e,
+                            "listener TLS files changed but cannot be used; the previous ones stay"
+                        ),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "listener TLS files will not be watched");
+        }
+    }
+
     /// What the next handshake uses.
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
         self.current.load_full()

@@ -19,7 +19,7 @@ use weir::cluster;
 use weir::config::{Config, World};
 use weir::connections::{ConnectionTable, LocalConnections};
 use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
-use weir::listener_tls::{ListenerFiles, ListenerTls};
+use weir::listener_tls::ListenerTls;
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
 use weir::server::{self, ServerSettings};
@@ -283,7 +283,7 @@ fn validate(path: &Path) -> ExitCode {
             if checked.is_ok() {
                 let config = Config::load(path)?;
                 upstream_tls(&config, path)?;
-                listener_tls(&config, path)?;
+                ListenerTls::from_config(&config.server, &base_dir(path)).map_err(|e| anyhow::anyhow!(e))?;
             }
             Ok(checked)
         });
@@ -324,55 +324,6 @@ fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
         client_key: client_key.as_deref(),
     })
     .map_err(|e| anyhow::anyhow!(e))
-}
-
-/// The listener's TLS (`[server] tls_cert`, `tls_key` and `client_ca_file`, relative to
-/// the config file), if set.
-fn listener_tls(config: &Config, path: &Path) -> anyhow::Result<Option<Arc<ListenerTls>>> {
-    let base = base_dir(path);
-    let server = &config.server;
-    let (cert, key) = match (&server.tls_cert, &server.tls_key) {
-        (None, None) => {
-            if server.client_ca_file.is_some() {
-                anyhow::bail!("client_ca_file needs tls_cert and tls_key");
-            }
-            return Ok(None);
-        }
-        (Some(cert), Some(key)) => (base.join(cert), base.join(key)),
-        (Some(_), None) => anyhow::bail!("tls_cert needs tls_key"),
-        (None, Some(_)) => anyhow::bail!("tls_key needs tls_cert"),
-    };
-    let files = ListenerFiles {
-        cert,
-        key,
-        client_ca: server.client_ca_file.as_ref().map(|f| base.join(f)),
-        client_auth: server.client_auth,
-    };
-    ListenerTls::load(files)
-        .map(|tls| Some(Arc::new(tls)))
-        .map_err(|e| anyhow::anyhow!(e))
-}
-
-/// Looks at the listener's TLS files every few seconds, so a renewed certificate or
-/// client truststore serves the next handshake.
-fn watch_listener_tls(tls: Arc<ListenerTls>) {
-    let spawned = std::thread::Builder::new()
-        .name("weir-tls-files".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(std::time::Duration::from_secs(2));
-                match tls.refresh() {
-                    Ok(true) => tracing::info!("listener TLS files changed: new handshakes use them"),
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "listener TLS files changed but cannot be used; the previous ones stay")
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "listener TLS files will not be watched");
-    }
 }
 
 fn check_plugin(args: &reload::CheckArgs) -> ExitCode {
@@ -418,9 +369,11 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         "certificates trusted for https upstreams"
     );
     let tls = Arc::new(tls);
-    let listener_tls = listener_tls(&config, path)?;
+    let listener_tls = ListenerTls::from_config(&config.server, &base_dir(path))
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map(Arc::new);
     if let Some(tls) = &listener_tls {
-        watch_listener_tls(tls.clone());
+        tls.clone().watch();
     }
     let workers = config
         .server

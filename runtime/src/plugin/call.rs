@@ -8,12 +8,13 @@
 //! Whatever the guest printed is logged; the outcome is counted.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
+use super::counts::{CallMetrics, Outcome};
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
 use super::outbound::{Allowed, Hooks, Sender};
 use super::output::{self, GuestOutput};
@@ -208,77 +209,6 @@ impl<W: WorldKind> Drop for Loaded<W> {
     fn drop(&mut self) {
         let alive = ALIVE.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
         metrics::gauge!(VERSIONS_ALIVE).set(alive as f64);
-    }
-}
-
-/// Calls of one plugin by outcome (relaxed atomics: no lock on the request path).
-#[derive(Debug, Default)]
-pub struct CallCounts {
-    ok: AtomicU64,
-    trap: AtomicU64,
-    timeout: AtomicU64,
-    memory: AtomicU64,
-    busy: AtomicU64,
-}
-
-/// A reading of [`CallCounts`]. Its JSON keys are the `outcome` labels of
-/// `weir_plugin_calls_total`: `ok`, `trap`, `timeout`, `memory`, `busy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct CallTotals {
-    /// Calls that returned.
-    pub ok: u64,
-    /// Calls that trapped.
-    #[serde(rename = "trap")]
-    pub traps: u64,
-    /// Calls past their deadline.
-    #[serde(rename = "timeout")]
-    pub timeouts: u64,
-    /// Calls past their memory cap.
-    pub memory: u64,
-    /// Calls that found no free slot within their deadline.
-    pub busy: u64,
-}
-
-impl CallCounts {
-    /// The counts now.
-    pub fn totals(&self) -> CallTotals {
-        CallTotals {
-            ok: self.ok.load(Ordering::Relaxed),
-            traps: self.trap.load(Ordering::Relaxed),
-            timeouts: self.timeout.load(Ordering::Relaxed),
-            memory: self.memory.load(Ordering::Relaxed),
-            busy: self.busy.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// How a call ended, as the metrics label it (the order of [`CallMetrics::calls`]).
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    Ok,
-    Timeout,
-    Memory,
-    Trap,
-    Busy,
-}
-
-/// `weir_plugin_calls_total` by outcome (ok, timeout, memory, trap, busy) and
-/// `weir_plugin_call_duration_seconds` for one plugin: looked up once, not per call.
-struct CallMetrics {
-    calls: [metrics::Counter; 5],
-    duration: metrics::Histogram,
-}
-
-impl CallMetrics {
-    fn new(name: &Arc<str>) -> Self {
-        let plugin = metrics::SharedString::from(name.clone());
-        let calls = ["ok", "timeout", "memory", "trap", "busy"].map(|outcome| {
-            metrics::counter!("weir_plugin_calls_total", "plugin" => plugin.clone(), "outcome" => outcome)
-        });
-        CallMetrics {
-            calls,
-            duration: metrics::histogram!("weir_plugin_call_duration_seconds", "plugin" => plugin),
-        }
     }
 }
 

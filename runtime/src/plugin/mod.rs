@@ -19,6 +19,7 @@
 mod bindings;
 mod cache;
 mod call;
+mod counts;
 mod compiler;
 mod engine;
 pub(crate) mod json;
@@ -38,7 +39,8 @@ pub use bindings::{
     Allow, AuthorizationRequest, Context, Decision, Deny, Request, RequestHead, RequestOutcome,
     Response,
 };
-pub use call::{AnyPlugin, CallCounts, CallTotals, Plugin};
+pub use call::{AnyPlugin, Plugin};
+pub use counts::{CallCounts, CallTotals};
 pub use compiler::{Compiler, precompile_stdio};
 pub use engine::{Compiled, PluginHost, return_freed_memory, versions_alive};
 pub use outbound::Allowed;
