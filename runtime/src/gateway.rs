@@ -181,7 +181,7 @@ pub fn plugin_settings(
     for (name, spec) in &config.plugins {
         let at = format!("plugins.{name}");
         let mut ok = true;
-        if spec.deadline.is_zero() || spec.deadline > Duration::from_secs(60) {
+        if spec.deadline().is_zero() || spec.deadline() > Duration::from_secs(60) {
             errors.push(format!("{at}.deadline: must be between 1ms and 60s"));
             ok = false;
         }
@@ -240,7 +240,7 @@ pub fn plugin_settings(
                     file: spec.file.clone(),
                     world: spec.world,
                     limits: plugin::Limits {
-                        deadline: spec.deadline,
+                        deadline: spec.deadline(),
                         max_memory: max_memory as usize,
                         reuse: spec.reuse,
                         concurrency: spec.concurrency,

@@ -18,9 +18,11 @@ pub struct Plugin {
     pub file: PathBuf,
     /// The world the component must implement.
     pub world: World,
-    /// Execution deadline of one call (default 100 ms).
-    #[serde(default = "default_deadline", with = "humantime_serde")]
-    pub deadline: Duration,
+    /// Execution deadline of one call (default 100 ms; for `function` components 30 s,
+    /// their served calls being bounded by the route's timeout instead): see
+    /// [`Plugin::deadline`].
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<Duration>,
     /// Linear-memory cap of one instance (default 64 MiB).
     #[serde(default = "default_max_memory")]
     pub max_memory: ByteSize,
@@ -67,8 +69,16 @@ pub enum FailurePolicy {
 fn default_concurrency() -> u32 {
     DEFAULT_CONCURRENCY
 }
-fn default_deadline() -> Duration {
-    Duration::from_millis(100)
+impl Plugin {
+    /// The deadline of one call, and of the smoke call: as set, or 100 ms for policies
+    /// and 30 s for `function` components (an interpreter's start-up fits in it; their
+    /// served calls run within the route's timeout).
+    pub fn deadline(&self) -> Duration {
+        self.deadline.unwrap_or(match self.world {
+            World::Function => Duration::from_secs(30),
+            _ => Duration::from_millis(100),
+        })
+    }
 }
 fn default_max_memory() -> ByteSize {
     ByteSize::mib(64)

@@ -10,7 +10,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
@@ -247,7 +247,7 @@ macro_rules! call {
         let started = Instant::now();
         let until = tokio::time::Instant::from_std(started) + $deadline;
         let _slot = $self.slot(until, started).await?;
-        let mut call = $self.begin(false, started);
+        let mut call = $self.begin(false, started, $deadline);
         let result = tokio::time::timeout_at(until, async {
             let guest = match call.guest.take() {
                 Some(g) => g,
@@ -332,7 +332,7 @@ impl<W: WorldKind> Plugin<W> {
     /// A store for one call: an idle instance's when the plugin reuses instances and one
     /// is free (never for a quiet smoke test), else a fresh one; either way with this
     /// call's deadline, counted from `started`.
-    fn begin(&self, quiet: bool, started: Instant) -> Call<W::Guest> {
+    fn begin(&self, quiet: bool, started: Instant, deadline: Duration) -> Call<W::Guest> {
         let warm = if quiet { None } else { self.inner.idle.take() };
         let (mut store, guest, calls) = match warm {
             Some(warm) => (warm.store, Some(warm.guest), warm.calls),
@@ -349,7 +349,6 @@ impl<W: WorldKind> Plugin<W> {
             }
         };
         store.data_mut().next_call();
-        let deadline = self.inner.limits.deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if started.elapsed() >= deadline {
@@ -456,7 +455,7 @@ impl<W: WorldKind> Plugin<W> {
     pub async fn smoke_test(&self) -> Result<GuestOutput, PluginError> {
         let started = Instant::now();
         let until = tokio::time::Instant::from_std(started) + self.inner.limits.deadline;
-        let mut call = self.begin(true, started);
+        let mut call = self.begin(true, started, self.inner.limits.deadline);
         let result = tokio::time::timeout_at(until, async {
             let guest = W::instantiate(&self.inner.pre, &mut call.store).await?;
             W::smoke(&guest, &mut call.store).await
