@@ -18,7 +18,7 @@ use weir::admin::AdminState;
 use weir::cluster;
 use weir::config::{Config, World};
 use weir::connections::{ConnectionTable, LocalConnections};
-use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
+use weir::integrate::{Upstream, UpstreamTls};
 use weir::listener_tls::ListenerTls;
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
@@ -282,8 +282,10 @@ fn validate(path: &Path) -> ExitCode {
             let checked = runtime.block_on(reloader.check());
             if checked.is_ok() {
                 let config = Config::load(path)?;
-                upstream_tls(&config, path)?;
-                ListenerTls::from_config(&config.server, &base_dir(path)).map_err(|e| anyhow::anyhow!(e))?;
+                UpstreamTls::from_config(&config.server, &base_dir(path))
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                ListenerTls::from_config(&config.server, &base_dir(path))
+                    .map_err(|e| anyhow::anyhow!(e))?;
             }
             Ok(checked)
         });
@@ -306,24 +308,6 @@ fn validate(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// How `https://` integrations are reached (`[server] upstream_*` files are relative to
-/// the config file).
-fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
-    let base = base_dir(path);
-    let resolve = |f: &Option<PathBuf>| f.as_ref().map(|f| base.join(f));
-    let (ca_file, client_cert, client_key) = (
-        resolve(&config.server.upstream_ca_file),
-        resolve(&config.server.upstream_client_cert),
-        resolve(&config.server.upstream_client_key),
-    );
-    UpstreamTls::load(&UpstreamTlsFiles {
-        ca_file: ca_file.as_deref(),
-        client_cert: client_cert.as_deref(),
-        client_key: client_key.as_deref(),
-    })
-    .map_err(|e| anyhow::anyhow!(e))
 }
 
 fn check_plugin(args: &reload::CheckArgs) -> ExitCode {
@@ -361,7 +345,8 @@ fn plugin_cache(path: &Path, config: &Config) -> Option<(PathBuf, u64)> {
 fn serve(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     // Before any plugin is compiled: a bad CA file is refused at once.
-    let tls = upstream_tls(&config, path)?;
+    let tls = UpstreamTls::from_config(&config.server, &base_dir(path))
+        .map_err(|e| anyhow::anyhow!(e))?;
     tracing::info!(
         system = tls.system_roots,
         file = tls.file_roots,

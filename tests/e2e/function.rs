@@ -109,7 +109,11 @@ async fn outbound_requests_reach_only_the_allowed_origins() {
         assert_eq!(r.header("x-fetched-status"), Some("200"));
         assert!(r.text().contains("/cacheable"), "{}", r.text());
     }
-    assert_eq!(up.seen().len(), 2, "the second and third came from the cache");
+    assert_eq!(
+        up.seen().len(),
+        2,
+        "the second and third came from the cache"
+    );
     // Another port on the same host is another origin.
     let other = format!("http://127.0.0.1:{}/x", weir_tests::closed_port());
     let r = c.get(&open.url(&format!("/fn/fetch?{other}"))).await;

@@ -1,6 +1,7 @@
 //! The pooled upstream client shared by every HTTP integration (plain HTTP, and HTTPS
 //! verified against [`UpstreamTls`]), and what it checks of every answer.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +73,21 @@ pub struct UpstreamTlsFiles<'a> {
 }
 
 impl UpstreamTls {
+    /// The `[server]` settings' files (`upstream_*`, relative to `base`), loaded.
+    pub fn from_config(server: &crate::config::Server, base: &Path) -> Result<Self, String> {
+        let resolve = |f: &Option<std::path::PathBuf>| f.as_ref().map(|f| base.join(f));
+        let (ca_file, client_cert, client_key) = (
+            resolve(&server.upstream_ca_file),
+            resolve(&server.upstream_client_cert),
+            resolve(&server.upstream_client_key),
+        );
+        Self::load(&UpstreamTlsFiles {
+            ca_file: ca_file.as_deref(),
+            client_cert: client_cert.as_deref(),
+            client_key: client_key.as_deref(),
+        })
+    }
+
     /// Trusts the system's certificates and every certificate in `files.ca_file`; with
     /// `files.client_cert` and `files.client_key`, presents that certificate. An error
     /// names the setting whose file cannot be read, holds nothing usable, or lacks its

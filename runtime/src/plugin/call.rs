@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use super::counts::{CallMetrics, Outcome};
+use super::counts::{CallCounts, CallMetrics, Outcome};
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
 use super::outbound::{Allowed, Hooks, Sender};
 use super::output::{self, GuestOutput};
@@ -30,7 +30,7 @@ use super::{
 /// One version of a plugin of world `W`, bound to its settings; cheap to clone,
 /// callable from any task.
 pub struct Plugin<W: WorldKind> {
-    inner: Arc<Loaded<W>>,
+    pub(super) inner: Arc<Loaded<W>>,
     engine: Engine,
     epoch: Arc<Epoch>,
 }
@@ -187,11 +187,11 @@ typed!(FunctionWorld, Function);
 
 /// One loaded version: its compiled component and settings, its idle instances, its
 /// slots and its counters.
-struct Loaded<W: WorldKind> {
-    name: Arc<str>,
-    limits: Limits,
+pub(super) struct Loaded<W: WorldKind> {
+    pub(super) name: Arc<str>,
+    pub(super) limits: Limits,
     config_json: Arc<str>,
-    pre: Arc<W::Pre>,
+    pub(super) pre: Arc<W::Pre>,
     sha256: Arc<str>,
     loaded_at: SystemTime,
     counts: Arc<CallCounts>,
@@ -199,7 +199,7 @@ struct Loaded<W: WorldKind> {
     /// One permit per call that may run at once (`limits.concurrency`).
     slots: tokio::sync::Semaphore,
     /// Where its outbound requests may go (`allow_outbound`).
-    allowed: Allowed,
+    pub(super) allowed: Allowed,
     /// The handles of this plugin's call metrics, made at its first call.
     metrics: OnceLock<CallMetrics>,
     _world: PhantomData<W>,
@@ -214,7 +214,7 @@ impl<W: WorldKind> Drop for Loaded<W> {
 
 /// The error a call that ran out of time ends with.
 #[derive(Debug)]
-struct DeadlineExceeded;
+pub(super) struct DeadlineExceeded;
 
 impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -226,9 +226,9 @@ impl std::error::Error for DeadlineExceeded {}
 
 /// One call's sandbox: a fresh store, or an idle instance's, and its guest once
 /// instantiated.
-struct Call<G> {
-    store: Store<State>,
-    guest: Option<G>,
+pub(super) struct Call<G> {
+    pub(super) store: Store<State>,
+    pub(super) guest: Option<G>,
     /// Calls the instance served before this one.
     calls: u32,
     started: Instant,
@@ -264,6 +264,7 @@ macro_rules! call {
         $self.finish(call, result)
     }};
 }
+pub(super) use call;
 
 impl<W: WorldKind> Plugin<W> {
     #[allow(clippy::too_many_arguments)]
@@ -308,7 +309,7 @@ impl<W: WorldKind> Plugin<W> {
     }
 
     /// One of the plugin's `concurrency` slots, waited for until `until`.
-    async fn slot(
+    pub(super) async fn slot(
         &self,
         until: tokio::time::Instant,
         started: Instant,
@@ -332,7 +333,12 @@ impl<W: WorldKind> Plugin<W> {
     /// A store for one call: an idle instance's when the plugin reuses instances and one
     /// is free (never for a quiet smoke test), else a fresh one; either way with this
     /// call's deadline, counted from `started`.
-    fn begin(&self, quiet: bool, started: Instant, deadline: Duration) -> Call<W::Guest> {
+    pub(super) fn begin(
+        &self,
+        quiet: bool,
+        started: Instant,
+        deadline: Duration,
+    ) -> Call<W::Guest> {
         let warm = if quiet { None } else { self.inner.idle.take() };
         let (mut store, guest, calls) = match warm {
             Some(warm) => (warm.store, Some(warm.guest), warm.calls),
@@ -368,7 +374,7 @@ impl<W: WorldKind> Plugin<W> {
         }
     }
 
-    fn finish<T>(
+    pub(super) fn finish<T>(
         &self,
         mut call: Call<W::Guest>,
         result: wasmtime::Result<T>,
@@ -540,75 +546,6 @@ impl Plugin<CorsWorld> {
                 out,
                 cache_for.map(|s| std::time::Duration::from_secs(s.into())),
             ))
-        })
-    }
-}
-
-/// The end of a function's answer: what the guest set with `response-outparam.set`.
-type Answer = Result<
-    hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
-    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
->;
-
-impl Plugin<FunctionWorld> {
-    /// `wasi:http/incoming-handler.handle`: the component answers `req`, within
-    /// `deadline` (the route's timeout) in wall-clock time and epochs, reaching out only
-    /// to its `allow_outbound` origins through `sender`; its answer's body is read whole,
-    /// at most `max_body` bytes.
-    pub async fn handle(
-        &self,
-        req: http::Request<bytes::Bytes>,
-        deadline: std::time::Duration,
-        max_body: usize,
-        sender: Arc<dyn Sender>,
-    ) -> Result<http::Response<bytes::Bytes>, PluginError> {
-        use http_body_util::{BodyExt, Full, Limited};
-        use wasmtime_wasi_http::WasiHttpView;
-        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
-        type W = FunctionWorld;
-        let until = tokio::time::Instant::now() + deadline;
-        let allowed = self.inner.allowed.clone();
-        call!(self, deadline, |g, store| async {
-            store.data_mut().hooks = Hooks {
-                plugin: self.inner.name.clone(),
-                allowed,
-                sender: Some(sender),
-                until,
-            };
-            let (tx, rx) = tokio::sync::oneshot::channel::<Answer>();
-            let mut http = store.data_mut().http();
-            let incoming = http.new_incoming_request(Scheme::Http, req.map(Full::new))?;
-            let out = http.new_response_outparam(tx)?;
-            // The answer is read while the guest runs: its body flows through a small
-            // buffer, and a guest writing more than it holds waits for the reader.
-            let read = async {
-                let resp = match rx.await {
-                    Ok(Ok(resp)) => resp,
-                    Ok(Err(code)) => wasmtime::bail!("the function answered an error: {code:?}"),
-                    Err(_) => wasmtime::bail!("the function returned without an answer"),
-                };
-                let (parts, body) = resp.into_parts();
-                let body = Limited::new(body, max_body)
-                    .collect()
-                    .await
-                    .map_err(|e| wasmtime::format_err!("reading the function's answer: {e}"))?
-                    .to_bytes();
-                Ok(http::Response::from_parts(parts, body))
-            };
-            let handled = g
-                .wasi_http_incoming_handler()
-                .call_handle(&mut *store, incoming, out);
-            tokio::pin!(read, handled);
-            tokio::select! {
-                biased;
-                answer = &mut read => answer,
-                handled = &mut handled => {
-                    // The guest returned: its answer is set (or never will be) and
-                    // its body written; what is left is buffered.
-                    handled?;
-                    read.await
-                }
-            }
         })
     }
 }

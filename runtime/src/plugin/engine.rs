@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::call::{AnyPlugin, CallCounts, Plugin};
+use super::call::{AnyPlugin, Plugin};
+use super::counts::CallCounts;
 use super::state::State;
 use super::world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
 use super::{

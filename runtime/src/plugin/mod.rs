@@ -19,9 +19,10 @@
 mod bindings;
 mod cache;
 mod call;
-mod counts;
 mod compiler;
+mod counts;
 mod engine;
+mod http;
 pub(crate) mod json;
 pub mod outbound;
 mod output;
@@ -40,8 +41,8 @@ pub use bindings::{
     Response,
 };
 pub use call::{AnyPlugin, Plugin};
-pub use counts::{CallCounts, CallTotals};
 pub use compiler::{Compiler, precompile_stdio};
+pub use counts::{CallCounts, CallTotals};
 pub use engine::{Compiled, PluginHost, return_freed_memory, versions_alive};
 pub use outbound::Allowed;
 pub use output::GuestOutput;

@@ -258,7 +258,7 @@ async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported>
                 identity,
                 scopes: sample.scopes.clone(),
             };
-            let decision = match p.authorize(&req, &sample.context()).await? {
+            let decision = match p.authorize(&req, &sample.context(), None).await? {
                 Decision::Allow(a) => json!({ "allow": {
                     "principal_id": a.principal_id,
                     "context": pairs_json(&a.context),
