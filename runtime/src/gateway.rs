@@ -24,6 +24,7 @@ use crate::cors::CorsCache;
 use crate::integrate::{Integration, RouteContext};
 use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
+use crate::pool::{PoolSet, Pools};
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
 use crate::route::{RouteKey, RouteTable};
 use crate::usage::{self, Usage, UsageState};
@@ -64,6 +65,8 @@ pub struct Route {
     pub response_mapping: Option<Mapper>,
     /// The integration timeout.
     pub timeout: Duration,
+    /// Whether the answer is passed on as it arrives (`stream = true`).
+    pub stream: bool,
 }
 
 /// Request limits in force.
@@ -105,6 +108,8 @@ pub struct Gateway {
     pub plugins: BTreeMap<String, AnyPlugin>,
     /// The functions of `[functions]` (their processes live in [`Functions`]).
     pub functions: FunctionSet,
+    /// The pools of `[upstreams]` (their health lives in [`Pools`]).
+    pub pools: PoolSet,
 }
 
 impl Gateway {
@@ -234,15 +239,16 @@ pub fn plugin_settings(
 }
 
 /// Compiles `config` around already loaded `plugins` (those of `[plugins]` that loaded,
-/// plus any loaded through the admin API), with limit state from `state` and the
-/// running functions of `functions` (new ones are made, not started). `errors` holds
-/// problems found while loading, reported with the rest.
+/// plus any loaded through the admin API), with limit state from `state`, the
+/// running functions of `functions` (new ones are made, not started) and the serving
+/// pools of `pools` (likewise). `errors` holds problems found while loading, reported
+/// with the rest.
 pub fn assemble(
     config: &Config,
     plugins: BTreeMap<String, AnyPlugin>,
     base_dir: &Path,
     state: &UsageState,
-    functions: &Functions,
+    (functions, pools): (&Functions, &Pools),
     load_errors: Vec<String>,
 ) -> Result<Gateway, ConfigErrors> {
     let mut errors = Vec::new();
@@ -293,6 +299,7 @@ pub fn assemble(
         errors.push(e);
     }
     let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
+    let pool_set = pools.prepare(config, &mut errors);
     let catalog = Catalog::new(config, plugins);
     let cors = config
         .api
@@ -319,6 +326,7 @@ pub fn assemble(
         let compile = RouteContext {
             params: &params,
             functions: &function_set,
+            pools: &pool_set,
             request_mapped: r.request_mapping.is_some(),
             response_mapped: r.response_mapping.is_some(),
         };
@@ -353,6 +361,14 @@ pub fn assemble(
             .response_mapping
             .as_deref()
             .and_then(|name| mapper(name, "response_mapping", &mut errors));
+        if r.stream && r.response_mapping.is_some() {
+            errors.push(format!(
+                "{at}.stream: a response mapper needs the whole answer; set `stream` or `response_mapping`, not both"
+            ));
+        }
+        if r.stream && !matches!(integration, None | Some(Integration::Http(_) | Integration::Pool(_))) {
+            errors.push(format!("{at}.stream: only http integrations stream"));
+        }
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -361,6 +377,7 @@ pub fn assemble(
                 request_mapping,
                 response_mapping,
                 timeout,
+                stream: r.stream,
             });
             keys.push(key);
         }
@@ -395,6 +412,7 @@ pub fn assemble(
         websockets,
         plugins: catalog.into_loaded(),
         functions: function_set,
+        pools: pool_set,
     })
 }
 

@@ -25,6 +25,7 @@ pub mod connections;
 pub mod context;
 pub mod error;
 pub mod guarded;
+pub mod pool;
 pub mod respond;
 pub mod tls;
 pub mod usage;

@@ -328,7 +328,11 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     // file watching and every reload (compiles go to its blocking pool).
     let runtime = current_thread_runtime().context("starting the runtime")?;
     let reloader = runtime
-        .block_on(Reloader::new(path, host.clone(), Arc::new(UsageState::default())).start())
+        .block_on(
+            Reloader::new(path, host.clone(), Arc::new(UsageState::default()))
+                .with_health_checks(Upstream::new(&tls))
+                .start(),
+        )
         .map_err(|e| match e {
             Refused::Config(errors) => {
                 anyhow::anyhow!("invalid config {}:\n{errors}", path.display())

@@ -21,7 +21,7 @@ use crate::authorize::authorize;
 use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
+use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate, stream};
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
 use crate::route::RouteMatch;
@@ -200,6 +200,11 @@ where
         client_host: host.as_ref(),
         version: head.version,
     };
+    // Streamed on as it arrives (`stream = true`, and gRPC without a response mapper),
+    // or read whole.
+    if route.stream || (route.response_mapping.is_none() && is_grpc(&head.headers)) {
+        return stream(upstream, exchange, req, ctx).await;
+    }
     let resp = integrate(upstream, exchange, req, ctx).await?;
 
     // Map response.
@@ -211,6 +216,13 @@ where
         }
         _ => Ok(resp.map(respond::full)),
     }
+}
+
+/// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, …).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn has_mapper(route: &Route) -> bool {

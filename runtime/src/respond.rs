@@ -10,9 +10,13 @@ use http_body_util::{BodyExt, Full};
 
 use crate::error::GatewayError;
 
-/// The body of every response the gateway sends (buffered today; boxed so that a
-/// streamed body can take its place without changing a signature).
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// The body of every response the gateway sends: bytes in memory, or an upstream's
+/// answer streamed on (`integrate::stream`), whose error resets the client's
+/// connection.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Why a streamed body broke off.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body of these bytes.
 pub fn full(body: Bytes) -> Body {

@@ -21,6 +21,7 @@ mod routing;
 mod throttle;
 mod tls;
 mod upstream;
+mod upstream_pool;
 mod validate;
 mod websocket;
 

@@ -1,6 +1,7 @@
 //! End-to-end test support: start the real `weir` binary on `127.0.0.1:0` with a config,
 //! start real upstream servers, send real HTTP requests, and sign real JWTs.
 
+pub mod backend;
 pub mod faulty;
 pub mod jwt;
 pub mod lambda;

@@ -6,6 +6,7 @@
 mod api;
 mod functions;
 mod server;
+mod upstreams;
 mod websocket;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 pub use api::*;
 pub use functions::*;
 pub use server::*;
+pub use upstreams::*;
 pub use websocket::*;
 
 /// Shortest integration timeout AWS allows.
@@ -85,6 +87,9 @@ pub struct Config {
     /// Lambda functions by name (processes the gateway runs).
     #[serde(default)]
     pub functions: BTreeMap<String, Function>,
+    /// Pools of upstream targets by name, for `integration = { upstream = NAME }`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamPool>,
 }
 
 /// The kind of plugin, i.e. the WIT world it implements.

@@ -4,7 +4,10 @@
 //! the Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its
 //! latency, status or error in the request's context.
 
+pub mod health;
 pub mod lambda;
+pub mod pool;
+pub mod stream;
 pub mod target;
 pub mod upstream;
 
@@ -20,8 +23,11 @@ use crate::config;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::lambda::FunctionSet;
+use crate::pool::PoolSet;
 
 pub use lambda::LambdaTarget;
+pub use pool::PoolRoute;
+pub use stream::stream;
 pub use target::HttpTarget;
 pub use upstream::{Upstream, UpstreamTls, UpstreamTlsFiles};
 
@@ -35,6 +41,8 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub enum Integration {
     /// Proxy to an upstream.
     Http(HttpTarget),
+    /// Proxy to a pool of upstream targets (`[upstreams.NAME]`).
+    Pool(PoolRoute),
     /// A fixed response.
     Mock(Arc<MockResponse>),
     /// Invoke a function.
@@ -57,6 +65,8 @@ pub struct RouteContext<'a> {
     pub params: &'a [String],
     /// The functions of `[functions]`.
     pub functions: &'a FunctionSet,
+    /// The pools of `[upstreams]`.
+    pub pools: &'a PoolSet,
     /// Whether the route has a request mapper (a function's event is then its body).
     pub request_mapped: bool,
     /// Whether the route has a response mapper (it then sees a function's answer).
@@ -84,6 +94,22 @@ impl Integration {
                     raw_answer: route.response_mapped,
                 }))
             }
+            config::Integration::Http {
+                upstream: Some(name),
+                url,
+                path,
+                retry_any_method,
+            } => {
+                if url.is_some() {
+                    return Err("set `url` or `upstream`, not both".to_owned());
+                }
+                let pool = route
+                    .pools
+                    .get(name)
+                    .ok_or_else(|| format!("upstream `{name}` is not defined in [upstreams]"))?;
+                PoolRoute::compile(pool.clone(), path.as_deref(), *retry_any_method, route.params)
+                    .map(Integration::Pool)
+            }
             other => Self::compile(other, route.params),
         }
     }
@@ -95,7 +121,19 @@ impl Integration {
             config::Integration::Lambda { .. } => {
                 Err("lambda integrations serve HTTP API routes only".to_owned())
             }
-            config::Integration::Http { url } => {
+            config::Integration::Http {
+                url,
+                upstream,
+                path,
+                retry_any_method,
+            } => {
+                if upstream.is_some() {
+                    return Err("upstream pools serve HTTP API routes only".to_owned());
+                }
+                if path.is_some() || *retry_any_method {
+                    return Err("`path` and `retry_any_method` go with `upstream`".to_owned());
+                }
+                let url = url.as_ref().ok_or("an http integration needs `url` or `upstream`")?;
                 HttpTarget::parse(url, params).map(Integration::Http)
             }
             config::Integration::Mock {
@@ -181,14 +219,24 @@ pub async fn integrate(
             Ok(resp)
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
+        Integration::Pool(route) => pool::buffered(upstream, route, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
     };
+    record(ctx, started, result.as_ref().map(|r| r.status()));
+    result
+}
+
+/// Records in `ctx` how long the integration took and how it ended.
+fn record(
+    ctx: &mut RequestContext,
+    started: Instant,
+    result: Result<StatusCode, &GatewayError>,
+) {
     ctx.integration.latency = Some(started.elapsed());
-    match &result {
-        Ok(resp) => ctx.integration.status = Some(resp.status().as_u16()),
+    match result {
+        Ok(status) => ctx.integration.status = Some(status.as_u16()),
         Err(e) => ctx.integration.error = Some(e.to_string()),
     }
-    result
 }
 
 async fn http(
@@ -198,6 +246,25 @@ async fn http(
     req: UpstreamRequest,
     ctx: &RequestContext,
 ) -> Result<Response<Bytes>, GatewayError> {
+    let method = req.method.clone();
+    let up = http_request(target, exchange, req, ctx)?;
+    let deadline = tokio::time::Instant::now() + exchange.timeout;
+    let resp = upstream.send(up, exchange.timeout).await?;
+    let (mut parts, body) = resp.into_parts();
+    upstream::response_headers(&mut parts.headers, &method);
+    let body =
+        upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
+            .await?;
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The request to a single-URL upstream.
+fn http_request(
+    target: &HttpTarget,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
     let uri = target.uri(
         exchange.client_path,
         req.path_override.as_deref(),
@@ -211,19 +278,11 @@ async fn http(
         headers.insert(TRACEPARENT.clone(), v);
     }
     headers.insert(header::HOST, target.authority().clone());
-    let method = req.method;
     let mut up = Request::new(Full::new(req.body));
-    *up.method_mut() = method.clone();
+    *up.method_mut() = req.method;
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
-    let deadline = tokio::time::Instant::now() + exchange.timeout;
-    let resp = upstream.send(up, exchange.timeout).await?;
-    let (mut parts, body) = resp.into_parts();
-    upstream::response_headers(&mut parts.headers, &method);
-    let body =
-        upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
-            .await?;
-    Ok(Response::from_parts(parts, body))
+    Ok(up)
 }
 
 /// `x-forwarded-for` (the request's chain, if any, then the client's address),
