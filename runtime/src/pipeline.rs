@@ -95,7 +95,11 @@ where
                 }
                 _ => {}
             }
-            respond::error(&e)
+            if is_grpc(&head.headers) {
+                respond::grpc_error(&e)
+            } else {
+                respond::error(&e)
+            }
         }
     };
     if let Some(policy) = &gw.cors

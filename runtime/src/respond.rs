@@ -72,6 +72,32 @@ pub fn error(e: &GatewayError) -> Response<Body> {
     resp
 }
 
+/// The response for a failed gRPC request: a trailers-only answer (`200`,
+/// `content-type: application/grpc`) whose `grpc-status` says what the HTTP status
+/// would (gRPC's HTTP-to-status mapping, with deadlines and limits named as such), and
+/// whose `grpc-message` is the message.
+pub fn grpc_error(e: &GatewayError) -> Response<Body> {
+    let (status, message) = e.status_and_message();
+    let code: u8 = match status.as_u16() {
+        401 => 16,             // UNAUTHENTICATED
+        403 => 7,              // PERMISSION_DENIED
+        404 => 12,             // UNIMPLEMENTED
+        408 | 504 => 4,        // DEADLINE_EXCEEDED
+        413 | 429 | 431 => 8,  // RESOURCE_EXHAUSTED
+        500 => 13,             // INTERNAL
+        502 | 503 => 14,       // UNAVAILABLE
+        _ => 2,                // UNKNOWN
+    };
+    let mut resp = Response::new(empty_body());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(message) {
+        h.insert("grpc-message", v);
+    }
+    resp
+}
+
 /// The text of an error frame for a WebSocket client, as AWS words them:
 /// `{"message", "connectionId", "requestId"}`.
 pub fn event_error(message: &str, connection_id: &str, request_id: &str) -> String {

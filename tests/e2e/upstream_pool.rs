@@ -27,7 +27,7 @@ async fn spread(url: &str, n: usize, concurrency: usize) -> BTreeMap<String, usi
                 let r = client.get(&url).await;
                 let who = match r.header("x-backend") {
                     Some(b) if r.status == 200 => b.to_owned(),
-                    _ => format!("status {}", r.status),
+                    _ => format!("status {}", r.status.as_u16()),
                 };
                 *seen.entry(who).or_insert(0) += 1;
             }
@@ -265,19 +265,36 @@ passive = {{ consecutive_failures = 3, eject = "300ms" }}"#,
         "",
     ));
     let url = gw.url("/pets/x");
-    let load = tokio::spawn(async move { spread(&url, 3000, 4).await });
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = BTreeMap::new();
+            let mut rounds = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (k, v) in spread(&url, 40, 4).await {
+                    *seen.entry(k).or_insert(0) += v;
+                }
+                rounds += 1;
+            }
+            (seen, rounds)
+        })
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.stop().await;
     let down_at = b.hits();
     tokio::time::sleep(Duration::from_millis(700)).await;
     b.restart().await;
-    let seen = load.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, rounds) = load.await.unwrap();
     let failed: usize = seen
         .iter()
         .filter(|(k, _)| k.starts_with("status"))
         .map(|(_, v)| v)
         .sum();
     assert_eq!(failed, 0, "{seen:?}");
+    assert!(rounds > 10, "the load ran throughout: {rounds} rounds");
     assert!(b.hits() > down_at, "b serves again after its restart: {seen:?}");
     let _ = (a, c);
 }
@@ -371,6 +388,46 @@ health = {{ path = "/health", interval = "100ms", timeout = "50ms" }}"#,
         seen.insert(echo["backend"].as_str().unwrap().to_owned());
     }
     assert_eq!(seen.len(), 2);
+}
+
+#[tokio::test]
+async fn grpc_passes_through_with_its_trailers() {
+    let up = Backend::start_h2c("grpc").await;
+    let gw = weir(&pool_config(
+        &format!("protocol = \"h2c\"\ntargets = [{{ url = \"{}\" }}]", up.base()),
+        "",
+    ));
+    let client = hyper_util::client::legacy::Client::builder(
+        hyper_util::rt::TokioExecutor::new(),
+    )
+    .http2_only(true)
+    .build_http::<http_body_util::Full<Bytes>>();
+    // One length-prefixed message, as a gRPC client frames it.
+    let message = Bytes::from_static(b"\0\0\0\0\x05hello");
+    for (path, status) in [("/pets/grpc", "0"), ("/pets/grpc", "5")] {
+        let req = http::Request::post(gw.url(path))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("x-grpc-status", status)
+            .body(http_body_util::Full::new(message.clone()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        let collected = resp.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned().expect("trailers are kept");
+        assert_eq!(trailers["grpc-status"], status);
+        assert_eq!(trailers["grpc-message"], "grpc");
+        assert_eq!(collected.to_bytes(), message);
+    }
+    // The gateway's own refusal of a gRPC request is a gRPC status.
+    let req = http::Request::post(gw.url("/nowhere"))
+        .header("content-type", "application/grpc")
+        .body(http_body_util::Full::new(message.clone()))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["grpc-status"], "12", "UNIMPLEMENTED for no route");
 }
 
 /// A GET whose body the caller reads frame by frame.

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A backend's answers: `GET /health` answers the health status (200 unless set);
+/// `/grpc` echoes the body and ends with `grpc-status` trailers (from `x-grpc-status`);
 /// `/events?n=N&gap=MS` streams N server-sent events `data: I`, MS apart; `/bytes?n=N`
 /// streams N zero bytes in 64 KiB chunks; anything else answers JSON
 /// `{"backend", "method", "path", "version"}` with the status set (200 unless set).
@@ -179,6 +180,27 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
         let mut resp = Response::new(StreamBody::new(events).boxed());
         resp.headers_mut()
             .insert("content-type", "text/event-stream".parse().unwrap());
+        return resp;
+    }
+    if path == "/grpc" {
+        // Echoes the request's messages, then trailers with the status asked for in
+        // `x-grpc-status` (0 unless set).
+        let status = req
+            .headers()
+            .get("x-grpc-status")
+            .cloned()
+            .unwrap_or_else(|| "0".parse().unwrap());
+        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", status);
+        trailers.insert("grpc-message", state.name.parse().unwrap());
+        let frames = futures_util::stream::iter([
+            Ok::<_, Infallible>(Frame::data(body)),
+            Ok(Frame::trailers(trailers)),
+        ]);
+        let mut resp = Response::new(StreamBody::new(frames).boxed());
+        resp.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
         return resp;
     }
     if path == "/bytes" {
