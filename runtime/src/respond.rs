@@ -78,7 +78,7 @@ pub fn error(e: &GatewayError) -> Response<Body> {
 /// whose `grpc-message` is the message.
 pub fn grpc_error(e: &GatewayError) -> Response<Body> {
     let (status, message) = e.status_and_message();
-    let code: u8 = match status.as_u16() {
+    let code: u16 = match status.as_u16() {
         401 => 16,             // UNAUTHENTICATED
         403 => 7,              // PERMISSION_DENIED
         404 => 12,             // UNIMPLEMENTED
