@@ -327,6 +327,7 @@ pub fn assemble(
             params: &params,
             functions: &function_set,
             pools: &pool_set,
+            upstream_tables: &config.upstreams,
             request_mapped: r.request_mapping.is_some(),
             response_mapped: r.response_mapping.is_some(),
         };

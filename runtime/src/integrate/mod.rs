@@ -65,8 +65,10 @@ pub struct RouteContext<'a> {
     pub params: &'a [String],
     /// The functions of `[functions]`.
     pub functions: &'a FunctionSet,
-    /// The pools of `[upstreams]`.
+    /// The pools of `[upstreams]` (those that compiled).
     pub pools: &'a PoolSet,
+    /// The `[upstreams]` tables as written.
+    pub upstream_tables: &'a std::collections::BTreeMap<String, config::UpstreamPool>,
     /// Whether the route has a request mapper (a function's event is then its body).
     pub request_mapped: bool,
     /// Whether the route has a response mapper (it then sees a function's answer).
@@ -103,10 +105,13 @@ impl Integration {
                 if url.is_some() {
                     return Err("set `url` or `upstream`, not both".to_owned());
                 }
-                let pool = route
-                    .pools
-                    .get(name)
-                    .ok_or_else(|| format!("upstream `{name}` is not defined in [upstreams]"))?;
+                let pool = route.pools.get(name).ok_or_else(|| {
+                    if route.upstream_tables.contains_key(name) {
+                        format!("upstream `{name}` is refused (see upstreams.{name})")
+                    } else {
+                        format!("upstream `{name}` is not defined in [upstreams]")
+                    }
+                })?;
                 PoolRoute::compile(pool.clone(), path.as_deref(), *retry_any_method, route.params)
                     .map(Integration::Pool)
             }
