@@ -430,6 +430,44 @@ async fn grpc_passes_through_with_its_trailers() {
     assert_eq!(resp.headers()["grpc-status"], "12", "UNIMPLEMENTED for no route");
 }
 
+#[tokio::test]
+async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let config = |target: &Backend| {
+        format!(
+            "[reload]\nwatch = false\n{}",
+            pool_config(&format!("targets = [{{ url = \"{}\" }}]", target.base()), "")
+        )
+    };
+    let gw = weir(&config(&a));
+    let slow = tokio::spawn({
+        let url = gw.url("/pets/x?ms=1000");
+        async move { Client::default().get(&url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = std::fs::read_to_string(gw.dir.join("weir.toml"))
+        .unwrap()
+        .replace(&a.base(), &b.base());
+    std::fs::write(gw.dir.join("weir.toml"), text).unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    gw.wait_for_logs("config reloaded", 1).await;
+    let client = Client::default();
+    let r = client.get(&gw.url("/pets/x")).await;
+    assert_eq!(r.header("x-backend"), Some("b"), "new requests go to the new target");
+    assert!(!slow.is_finished(), "the slow request is still in flight");
+    let r = slow.await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.header("x-backend")),
+        (200, Some("a")),
+        "the request in flight finishes on the old target"
+    );
+    assert_eq!(a.hits(), 1);
+}
+
 /// A GET whose body the caller reads frame by frame.
 async fn raw_get(url: &str) -> http::Response<hyper::body::Incoming> {
     let client = hyper_util::client::legacy::Client::builder(

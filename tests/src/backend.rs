@@ -21,7 +21,8 @@ use tokio::task::{JoinHandle, JoinSet};
 /// A backend's answers: `GET /health` answers the health status (200 unless set);
 /// `/grpc` echoes the body and ends with `grpc-status` trailers (from `x-grpc-status`);
 /// `/events?n=N&gap=MS` streams N server-sent events `data: I`, MS apart; `/bytes?n=N`
-/// streams N zero bytes in 64 KiB chunks; anything else answers JSON
+/// streams N zero bytes in 64 KiB chunks; anything else answers (after `?ms=N`
+/// milliseconds) JSON
 /// `{"backend", "method", "path", "version"}` with the status set (200 unless set).
 pub struct Backend {
     /// Its address (kept across restarts).
@@ -215,6 +216,10 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
             std::task::Poll::Ready(Some(Ok::<_, Infallible>(chunk)))
         });
         return Response::new(StreamBody::new(chunks).boxed());
+    }
+    let ms = query_number(&req, "ms");
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let json = serde_json::json!({
         "backend": state.name,
