@@ -58,13 +58,15 @@ integration = {{ type = "http", upstream = "pets", path = "/{{proxy+}}" }}
 }
 
 #[tokio::test]
-async fn weights_hold_within_two_percent_over_ten_thousand_requests() {
+async fn weights_hold_over_ten_thousand_requests() {
     let (a, b, c) = (
         Backend::start("a").await,
         Backend::start("b").await,
         Backend::start("c").await,
     );
-    for balance in ["round_robin", "least_request"] {
+    // Round robin is exact over every window; least request follows the loads it
+    // sees, which the weights set only on average.
+    for (balance, tolerance) in [("round_robin", 0.005), ("least_request", 0.04)] {
         let gw = weir(&pool_config(
             &format!(
                 r#"balance = "{balance}"
@@ -80,7 +82,7 @@ targets = [{{ url = "{}", weight = 5 }}, {{ url = "{}", weight = 3 }}, {{ url = 
         for (name, weight) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
             let share = seen.get(name).copied().unwrap_or(0) as f64 / n as f64;
             assert!(
-                (share - weight).abs() < 0.02,
+                (share - weight).abs() < tolerance,
                 "{balance}: {name} got {share:.3} of requests, weight says {weight}: {seen:?}"
             );
         }

@@ -103,9 +103,10 @@ fn the_budget_allows_a_share_of_first_attempts() {
 fn least_request_prefers_the_less_loaded() {
     let p = pool(&THREE.replace("[upstreams.p]", "[upstreams.p]\nbalance = \"least_request\""));
     let _busy: Vec<InFlight> = (0..50).flat_map(|_| [p.begin(0), p.begin(1)]).collect();
-    let idle = (0..100)
+    let idle = (0..1000)
         .filter(|_| p.pick(&HeaderMap::new(), &[]) == Some(2))
         .count();
-    // Target 2 wins every draw it is in (two of three pairs).
-    assert!(idle > 50, "{idle}");
+    // Target 2 (weight 1 of 6) wins every draw it is in: about 42% of picks, against
+    // its 17% share when loads are equal.
+    assert!(idle > 300, "{idle}");
 }
