@@ -24,8 +24,8 @@ use crate::cors::CorsCache;
 use crate::integrate::{Integration, RouteContext};
 use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
-use crate::pool::{PoolSet, Pools};
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
+use crate::pool::{PoolSet, Pools};
 use crate::route::{RouteKey, RouteTable};
 use crate::usage::{self, Usage, UsageState};
 use crate::websocket::api::{self as websocket_api, WebSocketApi, WebSockets};
@@ -367,7 +367,12 @@ pub fn assemble(
                 "{at}.stream: a response mapper needs the whole answer; set `stream` or `response_mapping`, not both"
             ));
         }
-        if r.stream && !matches!(integration, None | Some(Integration::Http(_) | Integration::Pool(_))) {
+        if r.stream
+            && !matches!(
+                integration,
+                None | Some(Integration::Http(_) | Integration::Pool(_))
+            )
+        {
             errors.push(format!("{at}.stream: only http integrations stream"));
         }
         if let Some(integration) = integration {

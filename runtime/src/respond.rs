@@ -79,18 +79,21 @@ pub fn error(e: &GatewayError) -> Response<Body> {
 pub fn grpc_error(e: &GatewayError) -> Response<Body> {
     let (status, message) = e.status_and_message();
     let code: u16 = match status.as_u16() {
-        401 => 16,             // UNAUTHENTICATED
-        403 => 7,              // PERMISSION_DENIED
-        404 => 12,             // UNIMPLEMENTED
-        408 | 504 => 4,        // DEADLINE_EXCEEDED
-        413 | 429 | 431 => 8,  // RESOURCE_EXHAUSTED
-        500 => 13,             // INTERNAL
-        502 | 503 => 14,       // UNAVAILABLE
-        _ => 2,                // UNKNOWN
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        404 => 12,            // UNIMPLEMENTED
+        408 | 504 => 4,       // DEADLINE_EXCEEDED
+        413 | 429 | 431 => 8, // RESOURCE_EXHAUSTED
+        500 => 13,            // INTERNAL
+        502 | 503 => 14,      // UNAVAILABLE
+        _ => 2,               // UNKNOWN
     };
     let mut resp = Response::new(empty_body());
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
     h.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::from_str(message) {
         h.insert("grpc-message", v);

@@ -113,7 +113,12 @@ targets = [{{ url = "{}" }}, {{ url = "{}" }}, {{ url = "{}" }}]"#,
         let mut backends = std::collections::BTreeSet::new();
         for _ in 0..5 {
             let r = client
-                .send("GET", &gw.url("/pets/x"), &[("x-user", &user)], Bytes::new())
+                .send(
+                    "GET",
+                    &gw.url("/pets/x"),
+                    &[("x-user", &user)],
+                    Bytes::new(),
+                )
                 .await;
             backends.insert(r.header("x-backend").unwrap().to_owned());
         }
@@ -158,11 +163,21 @@ health = {{ path = "/health", interval = "100ms", timeout = "50ms", unhealthy = 
     b.set_health(200);
     tokio::time::sleep(Duration::from_millis(600)).await;
     let seen = spread(&gw.url("/pets/x"), 40, 2).await;
-    assert_eq!(seen.get("b"), Some(&20), "back after two good checks: {seen:?}");
+    assert_eq!(
+        seen.get("b"),
+        Some(&20),
+        "back after two good checks: {seen:?}"
+    );
     let metrics = client.get(&gw.admin_url("/metrics")).await.text();
     for needle in [
-        format!("weir_upstream_requests_total{{upstream=\"pets\",target=\"{}\"}}", a.base()),
-        format!("weir_upstream_healthy{{upstream=\"pets\",target=\"{}\"}} 1", b.base()),
+        format!(
+            "weir_upstream_requests_total{{upstream=\"pets\",target=\"{}\"}}",
+            a.base()
+        ),
+        format!(
+            "weir_upstream_healthy{{upstream=\"pets\",target=\"{}\"}} 1",
+            b.base()
+        ),
     ] {
         assert!(metrics.contains(&needle), "{needle} in {metrics}");
     }
@@ -202,7 +217,11 @@ retries = {{ attempts = 0 }}"#,
         "",
     ));
     let seen = spread(&gw.url("/pets/x"), 50, 1).await;
-    assert_eq!(seen.get("status 502"), Some(&3), "three failures, then out: {seen:?}");
+    assert_eq!(
+        seen.get("status 502"),
+        Some(&3),
+        "three failures, then out: {seen:?}"
+    );
     assert_eq!(b.hits(), 3);
     assert_eq!(seen.get("a"), Some(&47));
 }
@@ -239,8 +258,15 @@ retries = {{ budget = "100%" }}"#,
             s => panic!("status {s}"),
         }
     }
-    assert!(refused >= 4, "a POST answered 503 is not sent again: {refused}");
-    assert_eq!(a.hits() - retried, refused, "each 503 came from one attempt on a");
+    assert!(
+        refused >= 4,
+        "a POST answered 503 is not sent again: {refused}"
+    );
+    assert_eq!(
+        a.hits() - retried,
+        refused,
+        "each 503 came from one attempt on a"
+    );
 
     for _ in 0..10 {
         let r = client.send("POST", &gw.url("/any/x"), &[], "order").await;
@@ -297,7 +323,10 @@ passive = {{ consecutive_failures = 3, eject = "300ms" }}"#,
         .sum();
     assert_eq!(failed, 0, "{seen:?}");
     assert!(rounds > 10, "the load ran throughout: {rounds} rounds");
-    assert!(b.hits() > down_at, "b serves again after its restart: {seen:?}");
+    assert!(
+        b.hits() > down_at,
+        "b serves again after its restart: {seen:?}"
+    );
     let _ = (a, c);
 }
 
@@ -329,7 +358,10 @@ max_response_body = "1MiB"
         base = up.base()
     ));
     // Five events 200 ms apart: the upstream finishes after 800 ms.
-    for (path, streamed) in [("/stream?n=5&gap=200", true), ("/buffered?n=5&gap=200", false)] {
+    for (path, streamed) in [
+        ("/stream?n=5&gap=200", true),
+        ("/buffered?n=5&gap=200", false),
+    ] {
         let started = Instant::now();
         let resp = raw_get(&gw.url(path)).await;
         assert_eq!(resp.status(), 200);
@@ -360,7 +392,10 @@ max_response_body = "1MiB"
     // Past max_response_body the streamed answer is cut off, never passed whole.
     let resp = raw_get(&gw.url("/limited?n=4000000")).await;
     assert_eq!(resp.status(), 200);
-    assert!(resp.into_body().collect().await.is_err(), "cut off at 1 MiB");
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "cut off at 1 MiB"
+    );
     let resp = raw_get(&gw.url("/limited?n=100000")).await;
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 100_000);
@@ -396,14 +431,15 @@ health = {{ path = "/health", interval = "100ms", timeout = "50ms" }}"#,
 async fn grpc_passes_through_with_its_trailers() {
     let up = Backend::start_h2c("grpc").await;
     let gw = weir(&pool_config(
-        &format!("protocol = \"h2c\"\ntargets = [{{ url = \"{}\" }}]", up.base()),
+        &format!(
+            "protocol = \"h2c\"\ntargets = [{{ url = \"{}\" }}]",
+            up.base()
+        ),
         "",
     ));
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .http2_only(true)
-    .build_http::<http_body_util::Full<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
     // One length-prefixed message, as a gRPC client frames it.
     let message = Bytes::from_static(b"\0\0\0\0\x05hello");
     for (path, status) in [("/pets/grpc", "0"), ("/pets/grpc", "5")] {
@@ -429,7 +465,11 @@ async fn grpc_passes_through_with_its_trailers() {
         .unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["grpc-status"], "12", "UNIMPLEMENTED for no route");
+    assert_eq!(
+        resp.headers()["grpc-status"],
+        "12",
+        "UNIMPLEMENTED for no route"
+    );
 }
 
 #[tokio::test]
@@ -438,7 +478,10 @@ async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
     let config = |target: &Backend| {
         format!(
             "[reload]\nwatch = false\n{}",
-            pool_config(&format!("targets = [{{ url = \"{}\" }}]", target.base()), "")
+            pool_config(
+                &format!("targets = [{{ url = \"{}\" }}]", target.base()),
+                ""
+            )
         )
     };
     let gw = weir(&config(&a));
@@ -459,7 +502,11 @@ async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
     gw.wait_for_logs("config reloaded", 1).await;
     let client = Client::default();
     let r = client.get(&gw.url("/pets/x")).await;
-    assert_eq!(r.header("x-backend"), Some("b"), "new requests go to the new target");
+    assert_eq!(
+        r.header("x-backend"),
+        Some("b"),
+        "new requests go to the new target"
+    );
     assert!(!slow.is_finished(), "the slow request is still in flight");
     let r = slow.await.unwrap();
     assert_eq!(
@@ -472,9 +519,7 @@ async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
 
 /// A GET whose body the caller reads frame by frame.
 async fn raw_get(url: &str) -> http::Response<hyper::body::Incoming> {
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http::<http_body_util::Empty<Bytes>>();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
     client.get(url.parse().unwrap()).await.unwrap()
 }

@@ -191,7 +191,12 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
             .get("x-grpc-status")
             .cloned()
             .unwrap_or_else(|| "0".parse().unwrap());
-        let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", status);
         trailers.insert("grpc-message", state.name.parse().unwrap());

@@ -112,8 +112,13 @@ impl Integration {
                         format!("upstream `{name}` is not defined in [upstreams]")
                     }
                 })?;
-                PoolRoute::compile(pool.clone(), path.as_deref(), *retry_any_method, route.params)
-                    .map(Integration::Pool)
+                PoolRoute::compile(
+                    pool.clone(),
+                    path.as_deref(),
+                    *retry_any_method,
+                    route.params,
+                )
+                .map(Integration::Pool)
             }
             other => Self::compile(other, route.params),
         }
@@ -138,7 +143,9 @@ impl Integration {
                 if path.is_some() || *retry_any_method {
                     return Err("`path` and `retry_any_method` go with `upstream`".to_owned());
                 }
-                let url = url.as_ref().ok_or("an http integration needs `url` or `upstream`")?;
+                let url = url
+                    .as_ref()
+                    .ok_or("an http integration needs `url` or `upstream`")?;
                 HttpTarget::parse(url, params).map(Integration::Http)
             }
             config::Integration::Mock {
@@ -232,11 +239,7 @@ pub async fn integrate(
 }
 
 /// Records in `ctx` how long the integration took and how it ended.
-fn record(
-    ctx: &mut RequestContext,
-    started: Instant,
-    result: Result<StatusCode, &GatewayError>,
-) {
+fn record(ctx: &mut RequestContext, started: Instant, result: Result<StatusCode, &GatewayError>) {
     ctx.integration.latency = Some(started.elapsed());
     match result {
         Ok(status) => ctx.integration.status = Some(status.as_u16()),

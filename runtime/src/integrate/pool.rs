@@ -136,7 +136,10 @@ pub async fn send(
                 let retryable = may_retry_answer
                     && ((status == 502 && retries.bad_gateway)
                         || (status == 503 && retries.unavailable));
-                match retryable.then(|| retry_target(pool, &headers, &tried)).flatten() {
+                match retryable
+                    .then(|| retry_target(pool, &headers, &tried))
+                    .flatten()
+                {
                     // The answer is dropped unread (its connection with it).
                     Some(n) => next = n,
                     None => {

@@ -59,7 +59,9 @@ pub async fn stream(
         let (mut parts, body) = response.into_parts();
         super::strip_hop_by_hop(&mut parts.headers);
         let limit = exchange.max_response_body;
-        if declared_length(&parts.headers).is_some_and(|n| n > limit) && method != http::Method::HEAD {
+        if declared_length(&parts.headers).is_some_and(|n| n > limit)
+            && method != http::Method::HEAD
+        {
             return Err(GatewayError::BadGateway(format!(
                 "the response body exceeds {limit} bytes"
             )));

@@ -69,7 +69,13 @@ impl HttpTarget {
         params: &[(String, String)],
         query: &str,
     ) -> Result<Uri, GatewayError> {
-        self.uri_at(&self.scheme_authority, client_path, path_override, params, query)
+        self.uri_at(
+            &self.scheme_authority,
+            client_path,
+            path_override,
+            params,
+            query,
+        )
     }
 
     /// [`HttpTarget::uri`] on another `scheme://host:port` (a pool's target).

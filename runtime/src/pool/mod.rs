@@ -126,10 +126,7 @@ impl Pool {
             .targets
             .iter()
             .map(|t| {
-                let labels = [
-                    ("upstream", name.to_string()),
-                    ("target", t.base.clone()),
-                ];
+                let labels = [("upstream", name.to_string()), ("target", t.base.clone())];
                 Target {
                     base: t.base.as_str().into(),
                     authority: t.authority.clone(),
@@ -236,13 +233,19 @@ impl Pool {
 
     /// What the active checks last concluded of target `i`.
     pub fn checked_healthy(&self, i: usize) -> bool {
-        self.targets[i].state.checked_healthy.load(Ordering::Relaxed)
+        self.targets[i]
+            .state
+            .checked_healthy
+            .load(Ordering::Relaxed)
     }
 
     /// Records an active check's verdict on target `i`.
     pub fn set_checked(&self, i: usize, healthy: bool) {
         let target = &self.targets[i];
-        let was = target.state.checked_healthy.swap(healthy, Ordering::Relaxed);
+        let was = target
+            .state
+            .checked_healthy
+            .swap(healthy, Ordering::Relaxed);
         if was != healthy {
             if healthy {
                 tracing::info!(upstream = %self.name, target = %target.base, "upstream target healthy");

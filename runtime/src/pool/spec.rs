@@ -152,7 +152,9 @@ impl PoolSpec {
                 ));
             }
             if h.unhealthy == 0 || h.healthy == 0 {
-                errors.push(format!("{at}: `unhealthy` and `healthy` must be at least 1"));
+                errors.push(format!(
+                    "{at}: `unhealthy` and `healthy` must be at least 1"
+                ));
             }
             (errors.len() == before).then(|| HealthSpec {
                 path: h.path.clone(),
@@ -226,7 +228,8 @@ fn target(url: &str, protocol: Protocol) -> Result<(String, HeaderValue), String
         .split_once("://")
         .ok_or_else(|| format!("`{url}` must start with http:// or https://"))?;
     match (scheme, protocol) {
-        ("http", Protocol::Http1 | Protocol::H2c) | ("https", Protocol::Http1 | Protocol::Http2) => {}
+        ("http", Protocol::Http1 | Protocol::H2c)
+        | ("https", Protocol::Http1 | Protocol::Http2) => {}
         ("http" | "https", _) => {
             return Err(format!(
                 "`{url}`: protocol {} needs {} targets",
@@ -264,13 +267,11 @@ fn balance(text: &str) -> Result<Balance, String> {
         "round_robin" => Ok(Balance::RoundRobin),
         "least_request" => Ok(Balance::LeastRequest),
         _ => {
-            let header = text
-                .strip_prefix("hash:$request.header.")
-                .ok_or_else(|| {
-                    format!(
-                        "`{text}`: expected round_robin, least_request or hash:$request.header.NAME"
-                    )
-                })?;
+            let header = text.strip_prefix("hash:$request.header.").ok_or_else(|| {
+                format!(
+                    "`{text}`: expected round_robin, least_request or hash:$request.header.NAME"
+                )
+            })?;
             HeaderName::try_from(header)
                 .map(Balance::Hash)
                 .map_err(|_| format!("`{header}` is not a header name"))
@@ -309,7 +310,10 @@ mod tests {
         assert_eq!(spec.targets[0].base, "http://10.0.0.1:9000");
         assert_eq!(spec.targets[0].weight, 3);
         assert_eq!(spec.targets[1].weight, 1);
-        assert_eq!(spec.balance, Balance::Hash(HeaderName::from_static("x-user")));
+        assert_eq!(
+            spec.balance,
+            Balance::Hash(HeaderName::from_static("x-user"))
+        );
         let h = spec.health.unwrap();
         assert_eq!((h.unhealthy, h.healthy), (3, 2));
         assert!(spec.retries.connect && spec.retries.unavailable);
@@ -320,7 +324,10 @@ mod tests {
     #[test]
     fn refuses_bad_pools_naming_the_key() {
         for (body, want) in [
-            ("targets = []", "upstreams.p.targets: a pool needs at least one target"),
+            (
+                "targets = []",
+                "upstreams.p.targets: a pool needs at least one target",
+            ),
             (
                 r#"targets = [{ url = "http://a:1/x" }]"#,
                 "upstreams.p.targets[0].url: `http://a:1/x`: a target is scheme://host:port only",

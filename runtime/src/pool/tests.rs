@@ -17,11 +17,16 @@ targets = [{ url = "http://a:1", weight = 3 }, { url = "http://b:1", weight = 2 
 #[test]
 fn round_robin_gives_each_target_exactly_its_weight_interleaved() {
     let p = pool(THREE);
-    let picks: Vec<usize> = (0..6).map(|_| p.pick(&HeaderMap::new(), &[]).unwrap()).collect();
+    let picks: Vec<usize> = (0..6)
+        .map(|_| p.pick(&HeaderMap::new(), &[]).unwrap())
+        .collect();
     let count = |t| picks.iter().filter(|&&i| i == t).count();
     assert_eq!((count(0), count(1), count(2)), (3, 2, 1));
     // Smooth: never all of a target's share in a row.
-    assert!(picks.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])), "{picks:?}");
+    assert!(
+        picks.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])),
+        "{picks:?}"
+    );
 }
 
 #[test]
@@ -43,14 +48,22 @@ fn a_retry_goes_to_another_target_and_unavailable_ones_are_skipped() {
 
 #[test]
 fn hash_keeps_a_key_on_its_target_and_moves_only_a_leaving_targets_keys() {
-    let p = pool(&THREE.replace("[upstreams.p]", "[upstreams.p]\nbalance = \"hash:$request.header.x-user\""));
+    let p = pool(&THREE.replace(
+        "[upstreams.p]",
+        "[upstreams.p]\nbalance = \"hash:$request.header.x-user\"",
+    ));
     let target = |user: &str| {
         let mut h = HeaderMap::new();
         h.insert("x-user", user.parse().unwrap());
         p.pick(&h, &[]).unwrap()
     };
     let before: Vec<usize> = (0..300).map(|u| target(&format!("user-{u}"))).collect();
-    assert_eq!(before, (0..300).map(|u| target(&format!("user-{u}"))).collect::<Vec<_>>());
+    assert_eq!(
+        before,
+        (0..300)
+            .map(|u| target(&format!("user-{u}")))
+            .collect::<Vec<_>>()
+    );
     for t in 0..3 {
         let n = before.iter().filter(|&&i| i == t).count();
         assert!(n > 20, "target {t} got {n} of 300 keys");
@@ -80,7 +93,10 @@ fn consecutive_failures_eject_within_the_share() {
     assert!(!p.targets[0].available());
     p.report(1, false);
     p.report(1, false);
-    assert!(p.targets[1].available(), "34% of three targets: one ejected at most");
+    assert!(
+        p.targets[1].available(),
+        "34% of three targets: one ejected at most"
+    );
 }
 
 #[test]
@@ -101,7 +117,10 @@ fn the_budget_allows_a_share_of_first_attempts() {
 
 #[test]
 fn least_request_prefers_the_less_loaded() {
-    let p = pool(&THREE.replace("[upstreams.p]", "[upstreams.p]\nbalance = \"least_request\""));
+    let p = pool(&THREE.replace(
+        "[upstreams.p]",
+        "[upstreams.p]\nbalance = \"least_request\"",
+    ));
     let _busy: Vec<InFlight> = (0..50).flat_map(|_| [p.begin(0), p.begin(1)]).collect();
     let idle = (0..1000)
         .filter(|_| p.pick(&HeaderMap::new(), &[]) == Some(2))

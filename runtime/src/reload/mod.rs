@@ -41,8 +41,8 @@ use crate::config::{Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
 use crate::integrate::Upstream;
 use crate::lambda::Functions;
-use crate::pool::Pools;
 use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
+use crate::pool::Pools;
 use crate::usage::UsageState;
 
 /// Builds gateway snapshots and swaps them in; see the module docs.
