@@ -402,6 +402,43 @@ max_response_body = "1MiB"
 }
 
 #[tokio::test]
+async fn a_long_download_streams_in_flat_memory() {
+    let up = Backend::start("files").await;
+    let gw = weir(&format!(
+        r#"
+[limits]
+max_response_body = "1GiB"
+
+[[routes]]
+key = "GET /download"
+integration = {{ type = "http", url = "{}/bytes" }}
+stream = true
+"#,
+        up.base()
+    ));
+    let peak = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap().to_owned();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    };
+    // Warm up (the first request grows the pools), then measure the peak around one
+    // download eight times larger than the growth allowed.
+    let _ = raw_get(&gw.url("/download?n=1000000")).await.into_body().collect().await;
+    let before = peak();
+    let size: u64 = 256 << 20;
+    let mut body = raw_get(&gw.url(&format!("/download?n={size}"))).await.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, size);
+    let grown = peak().saturating_sub(before);
+    assert!(grown < 32 << 20, "the gateway's peak memory grew by {} MiB", grown >> 20);
+}
+
+#[tokio::test]
 async fn h2c_targets_are_spoken_to_in_http2() {
     let (a, b) = (Backend::start_h2c("a").await, Backend::start_h2c("b").await);
     let gw = weir(&pool_config(
