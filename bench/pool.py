@@ -77,9 +77,11 @@ def wrk(url, seconds, connections):
     return rps, int(errors.group(1)) if errors else 0
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+def cpu_seconds(pid):
+    """User + system CPU time of `pid`."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -93,6 +95,9 @@ def main():
     big = os.path.join(work, "big.bin")
     with open(big, "wb") as f:
         f.write(os.urandom(8 << 20))
+    # nginx's workers run as another user.
+    os.chmod(work, 0o755)
+    os.chmod(big, 0o644)
     procs = []
     try:
         a, b, gw = free_port(), free_port(), free_port()
@@ -130,22 +135,48 @@ key = "GET /stream/{{proxy+}}"
 integration = {{ type = "http", url = "http://127.0.0.1:{a}/{{proxy+}}" }}
 stream = true
 """)
-        weir = subprocess.Popen([args.weir, "serve", "--config", config],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env={**os.environ, "RUST_LOG": "warn"})
-        procs.append(weir)
-        wait_port(gw)
+        def start_weir():
+            proc = subprocess.Popen([args.weir, "serve", "--config", config],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "RUST_LOG": "warn"})
+            procs.append(proc)
+            wait_port(gw)
+            return proc
+
+        def stop_weir(proc):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+            procs.remove(proc)
+
+        weir = None
 
         small = {"single": "/single/x", "pool1": "/pool1/x", "pool2": "/pool2/x"}
         large = {"buffered": "/buffered/big", "stream": "/stream/big"}
+        weir = start_weir()
+        for path in [*small.values(), *large.values()]:
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                  f"http://127.0.0.1:{gw}{path}"], capture_output=True, text=True)
+            if out.stdout != "200":
+                sys.exit(f"{path}: status {out.stdout}, not 200")
         results = {name: [] for name in [*small, *large]}
         rss = {name: [] for name in large}
+        cpu_per_request = {name: [] for name in small}
         for r in range(args.rounds):
+            if weir is None:
+                weir = start_weir()
             for name, path in small.items():
+                cpu = cpu_seconds(weir.pid)
                 rps, errors = wrk(f"http://127.0.0.1:{gw}{path}", args.duration, 64)
+                us = (cpu_seconds(weir.pid) - cpu) / (rps * args.duration) * 1e6
                 results[name].append(rps)
-                print(f"round {r + 1} {name:8} {rps:10.0f} req/s  non-2xx {errors}", flush=True)
+                cpu_per_request[name].append(us)
+                print(f"round {r + 1} {name:8} {rps:10.0f} req/s  {us:6.1f} us CPU/req"
+                      f"  non-2xx {errors}", flush=True)
+            stop_weir(weir)
+            weir = None
             for name, path in large.items():
+                # A fresh process each time: memory a process once used stays counted.
+                own = start_weir()
                 peak = [0]
                 sampler = subprocess.Popen(
                     [sys.executable, "-c",
@@ -155,22 +186,25 @@ stream = true
                      " s=open(f'/proc/{pid}/status').read()\n"
                      " m=max(m,int(re.search(r'VmRSS:\\s+(\\d+)',s).group(1)));time.sleep(0.05)\n"
                      "print(m)",
-                     str(weir.pid), str(args.duration)],
+                     str(own.pid), str(args.duration)],
                     stdout=subprocess.PIPE, text=True)
                 rps, errors = wrk(f"http://127.0.0.1:{gw}{path}", args.duration, 16)
                 peak[0] = int(sampler.communicate()[0])
                 results[name].append(rps)
                 rss[name].append(peak[0])
+                stop_weir(own)
                 print(f"round {r + 1} {name:8} {rps * 8:10.0f} MiB/s  peak RSS {peak[0] // 1024} MiB"
                       f"  non-2xx {errors}", flush=True)
         med = {k: statistics.median(v) for k, v in results.items()}
         print("\nmedians")
         for name in small:
-            print(f"{name:8} {med[name]:10.0f} req/s   {med[name] / med['single']:.2f}x single")
+            cpu = statistics.median(cpu_per_request[name])
+            base = statistics.median(cpu_per_request["single"])
+            print(f"{name:8} {med[name]:10.0f} req/s   {med[name] / med['single']:.2f}x single"
+                  f"   {cpu:6.1f} us CPU/req   {cpu / base:.2f}x single")
         for name in large:
             print(f"{name:8} {med[name] * 8:10.0f} MiB/s   {med[name] / med['buffered']:.2f}x buffered"
                   f"   peak RSS {statistics.median(rss[name]) // 1024} MiB")
-        print(f"idle RSS after the load: {rss_kib(weir.pid) // 1024} MiB")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

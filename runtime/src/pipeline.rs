@@ -68,7 +68,12 @@ where
         .as_ref()
         .filter(|_| websocket.is_none() && cors::is_preflight(&head));
     let result = match (accept(&head, &gw.limits), websocket, preflight) {
-        (Err(e), _, _) => Err(e),
+        (Err(e), _, _) => {
+            if let GatewayError::PayloadTooLarge { limit } = e {
+                linger(body, limit);
+            }
+            Err(e)
+        }
         (Ok(()), Some(api), _) => websocket::handshake(shared, gw, api, &mut head, &mut ctx).await,
         (Ok(()), None, Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
             .await
@@ -306,6 +311,35 @@ where
             "reading the request body: {e}"
         ))),
     }
+}
+
+/// Most time and bytes of a refused body read and thrown away after an early `413`.
+const LINGER: Duration = Duration::from_secs(5);
+const LINGER_FACTOR: u64 = 4;
+
+/// Reads and discards the body of a request refused with an early `413` (its declared
+/// length is over `max_body`), for at most [`LINGER`] and `LINGER_FACTOR × max_body`
+/// bytes, as nginx's lingering close does: a client that writes its whole body before
+/// it reads (Python's `http.client`, `requests`) then gets the `413` instead of a
+/// connection reset under its unread body.
+fn linger<B>(body: B, max_body: u64)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+{
+    let cap = max_body.saturating_mul(LINGER_FACTOR).max(1 << 20);
+    tokio::spawn(async move {
+        let mut body = std::pin::pin!(body);
+        let mut read = 0u64;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > cap {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
 }
 
 /// The client's `x-request-id` when it is sane, else a new one.

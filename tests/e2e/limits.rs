@@ -168,3 +168,27 @@ world = "mapper"
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_whole_body_first_still_reads_the_413() {
+    let gw = weir(
+        r#"
+[limits]
+max_body = "1MB"
+[[routes]]
+key = "POST /upload"
+integration = { type = "mock", body = "ok" }
+"#,
+    );
+    // As Python's http.client does: the whole (declared too large) body is written
+    // before the answer is read. Without a lingering close the gateway's close resets
+    // the connection under the unread body and the 413 is lost.
+    let body = 8_000_000;
+    let mut request =
+        format!("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: {body}\r\n\r\n").into_bytes();
+    request.resize(request.len() + body, b'a');
+    for _ in 0..3 {
+        let out = raw_exchange(gw.addr, &request, Duration::from_secs(10)).await;
+        assert!(out.starts_with("HTTP/1.1 413"), "{:?}", &out[..out.len().min(200)]);
+    }
+}
