@@ -70,7 +70,7 @@ where
     let result = match (accept(&head, &gw.limits), websocket, preflight) {
         (Err(e), _, _) => {
             if let GatewayError::PayloadTooLarge { limit } = e {
-                linger(body, limit);
+                drain_refused_body(&head.headers, body, limit).await;
             }
             Err(e)
         }
@@ -313,33 +313,28 @@ where
     }
 }
 
-/// Most time and bytes of a refused body read and thrown away after an early `413`.
-const LINGER: Duration = Duration::from_secs(5);
-const LINGER_FACTOR: u64 = 4;
+/// Longest wait for a refused body before its `413` goes out.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Largest refused body read, as a multiple of `max_body`.
+const DRAIN_FACTOR: u64 = 4;
 
-/// Reads and discards the body of a request refused with an early `413` (its declared
-/// length is over `max_body`), for at most [`LINGER`] and `LINGER_FACTOR × max_body`
-/// bytes, as nginx's lingering close does: a client that writes its whole body before
-/// it reads (Python's `http.client`, `requests`) then gets the `413` instead of a
-/// connection reset under its unread body.
-fn linger<B>(body: B, max_body: u64)
+/// Reads and discards the body of a request refused early with `413` (its declared
+/// `Content-Length` is over `max_body`) before the answer goes out, as long as it is at
+/// most `DRAIN_FACTOR × max_body` bytes and arrives within [`DRAIN_TIME`]: a client that
+/// writes its whole body before it reads (Python's `http.client`, `requests`) then gets
+/// the `413` instead of a broken pipe, and the connection stays open. A larger body, or
+/// one whose client waits for `100 Continue` (it is never asked for), is not read.
+async fn drain_refused_body<B>(headers: &HeaderMap, body: B, max_body: u64)
 where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes>,
 {
-    let cap = max_body.saturating_mul(LINGER_FACTOR).max(1 << 20);
-    tokio::spawn(async move {
-        let mut body = std::pin::pin!(body);
-        let mut read = 0u64;
-        let drain = async {
-            while let Some(Ok(frame)) = body.frame().await {
-                read += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if read > cap {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER, drain).await;
-    });
+    let cap = max_body.saturating_mul(DRAIN_FACTOR).max(1 << 20);
+    if headers.contains_key(header::EXPECT) || content_length(headers).is_none_or(|n| n > cap) {
+        return;
+    }
+    let mut body = std::pin::pin!(body);
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 /// The client's `x-request-id` when it is sane, else a new one.
