@@ -572,6 +572,44 @@ async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
     assert_eq!(a.hits(), 1);
 }
 
+#[tokio::test]
+async fn http2_over_tls_targets_negotiate_h2_and_carry_grpc() {
+    let ca = weir_tests::TestCa::new();
+    let up = Backend::start_h2_tls("tls", &ca).await;
+    assert!(up.base().starts_with("https://"));
+    let dir = weir_tests::test_dir();
+    let ca_file = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let gw = weir(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nupstream_ca_file = {}\n{}",
+        crate::toml_path(ca_file.to_str().unwrap()),
+        pool_config(
+            &format!(
+                "protocol = \"http2\"\ntargets = [{{ url = \"{}\" }}]",
+                up.base()
+            ),
+            "",
+        )
+    ));
+    let r = Client::default().get(&gw.url("/pets/cats")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["version"], "HTTP/2.0");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<Bytes>>();
+    let req = http::Request::post(gw.url("/pets/grpc"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-grpc-status", "7")
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"\0\0\0\0\x01x",
+        )))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let collected = resp.into_body().collect().await.unwrap();
+    assert_eq!(collected.trailers().unwrap()["grpc-status"], "7");
+}
+
 /// A GET whose body the caller reads frame by frame.
 async fn raw_get(url: &str) -> http::Response<hyper::body::Incoming> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -28,8 +28,17 @@ pub struct Backend {
     /// Its address (kept across restarts).
     pub addr: SocketAddr,
     state: Arc<State>,
-    h2c: bool,
+    mode: Mode,
     task: Option<JoinHandle<()>>,
+}
+
+/// How a backend speaks.
+#[derive(Clone)]
+enum Mode {
+    Http1,
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2Tls(tokio_rustls::TlsAcceptor),
 }
 
 struct State {
@@ -44,15 +53,21 @@ type Body = BoxBody<Bytes, Infallible>;
 impl Backend {
     /// An HTTP/1.1 backend.
     pub async fn start(name: &str) -> Backend {
-        Self::start_with(name, false).await
+        Self::start_with(name, Mode::Http1).await
     }
 
     /// An HTTP/2 backend with prior knowledge (h2c).
     pub async fn start_h2c(name: &str) -> Backend {
-        Self::start_with(name, true).await
+        Self::start_with(name, Mode::H2c).await
     }
 
-    async fn start_with(name: &str, h2c: bool) -> Backend {
+    /// An HTTP/2 backend over TLS with `ca`'s server certificate (ALPN `h2` only).
+    pub async fn start_h2_tls(name: &str, ca: &crate::TestCa) -> Backend {
+        let config = ca.server_config(&[b"h2"]);
+        Self::start_with(name, Mode::H2Tls(Arc::new(config).into())).await
+    }
+
+    async fn start_with(name: &str, mode: Mode) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut backend = Backend {
             addr: listener.local_addr().unwrap(),
@@ -62,7 +77,7 @@ impl Backend {
                 health: AtomicU16::new(200),
                 status: AtomicU16::new(200),
             }),
-            h2c,
+            mode,
             task: None,
         };
         backend.serve(listener);
@@ -71,7 +86,7 @@ impl Backend {
 
     fn serve(&mut self, listener: TcpListener) {
         let state = self.state.clone();
-        let h2c = self.h2c;
+        let mode = self.mode.clone();
         self.task = Some(tokio::spawn(async move {
             // Dropped with the task: every connection ends with it.
             let mut connections = JoinSet::new();
@@ -80,20 +95,27 @@ impl Backend {
                     continue;
                 };
                 let state = state.clone();
+                let mode = mode.clone();
                 connections.spawn(async move {
                     let svc = service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(answer(req, &state).await) }
                     });
-                    let io = TokioIo::new(stream);
-                    if h2c {
-                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, svc)
-                            .await;
-                    } else {
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, svc)
-                            .await;
+                    let h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    match mode {
+                        Mode::H2c => {
+                            let _ = h2.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Mode::H2Tls(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = h2.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        Mode::Http1 => {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        }
                     }
                 });
                 while connections.try_join_next().is_some() {}
@@ -101,9 +123,12 @@ impl Backend {
         }));
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` over TLS.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.mode {
+            Mode::H2Tls(_) => format!("https://{}", self.addr),
+            _ => format!("http://{}", self.addr),
+        }
     }
 
     /// Requests answered (health checks aside).

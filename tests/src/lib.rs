@@ -452,6 +452,19 @@ impl TestCa {
         tls_client_config(roots)
     }
 
+    /// A server configuration presenting the server certificate, offering `alpn`.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
+    }
+
     /// A client certificate this authority signs: `(certificate PEM, key PEM)`.
     pub fn client_cert(&self) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
