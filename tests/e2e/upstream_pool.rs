@@ -208,7 +208,7 @@ async fn passive_ejection_takes_a_failing_target_out() {
     let gw = weir(&pool_config(
         &format!(
             r#"targets = [{{ url = "{}" }}, {{ url = "{}" }}]
-passive = {{ consecutive_failures = 3, eject = "1h" }}
+passive = {{ consecutive_failures = 3, eject = "1s" }}
 retries = {{ attempts = 0 }}"#,
             a.base(),
             b.base()
@@ -223,6 +223,11 @@ retries = {{ attempts = 0 }}"#,
     );
     assert_eq!(b.hits(), 3);
     assert_eq!(seen.get("a"), Some(&47));
+    // Back after `eject`.
+    b.set_status(200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let seen = spread(&gw.url("/pets/x"), 20, 1).await;
+    assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
 }
 
 #[tokio::test]
