@@ -518,6 +518,27 @@ async fn grpc_passes_through_with_its_trailers() {
         assert_eq!(trailers["grpc-message"], "grpc");
         assert_eq!(collected.to_bytes(), message);
     }
+    // Server streaming: three messages 200 ms apart arrive one by one, then the status.
+    let req = http::Request::post(gw.url("/pets/grpc?n=3&gap=200"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(message.clone()))
+        .unwrap();
+    let started = Instant::now();
+    let mut body = client.request(req).await.unwrap().into_body();
+    let (mut messages, mut status) = (Vec::new(), None);
+    while let Some(frame) = body.frame().await {
+        match frame.unwrap().into_data() {
+            Ok(data) => messages.push((started.elapsed(), data)),
+            Err(frame) => status = frame.into_trailers().ok(),
+        }
+    }
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages[0].0 + Duration::from_millis(300) < messages[2].0,
+        "{messages:?}"
+    );
+    assert_eq!(status.unwrap()["grpc-status"], "0");
     // The gateway's own refusal of a gRPC request is a gRPC status.
     let req = http::Request::post(gw.url("/nowhere"))
         .header("content-type", "application/grpc")

@@ -19,7 +19,8 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// A backend's answers: `GET /health` answers the health status (200 unless set);
-/// `/grpc` echoes the body and ends with `grpc-status` trailers (from `x-grpc-status`);
+/// `/grpc?n=N&gap=MS` echoes the body N times (default 1), MS apart, then ends with
+/// `grpc-status` trailers (from `x-grpc-status`);
 /// `/events?n=N&gap=MS` streams N server-sent events `data: I`, MS apart; `/bytes?n=N`
 /// streams N zero bytes in 64 KiB chunks; anything else answers (after `?ms=N`
 /// milliseconds) JSON
@@ -209,13 +210,16 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
         return resp;
     }
     if path == "/grpc" {
-        // Echoes the request's messages, then trailers with the status asked for in
-        // `x-grpc-status` (0 unless set).
+        // Echoes the request's messages `n` times (a server stream, default once), `gap`
+        // ms apart, then trailers with the status asked for in `x-grpc-status` (0 unless
+        // set).
         let status = req
             .headers()
             .get("x-grpc-status")
             .cloned()
             .unwrap_or_else(|| "0".parse().unwrap());
+        let n = query_number(&req, "n").max(1);
+        let gap = Duration::from_millis(query_number(&req, "gap"));
         let body = req
             .into_body()
             .collect()
@@ -225,10 +229,22 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", status);
         trailers.insert("grpc-message", state.name.parse().unwrap());
-        let frames = futures_util::stream::iter([
-            Ok::<_, Infallible>(Frame::data(body)),
-            Ok(Frame::trailers(trailers)),
-        ]);
+        let frames = futures_util::stream::unfold(0, move |i| {
+            let body = body.clone();
+            let trailers = trailers.clone();
+            async move {
+                if i > n {
+                    return None;
+                }
+                if i == n {
+                    return Some((Ok::<_, Infallible>(Frame::trailers(trailers)), i + 1));
+                }
+                if i > 0 {
+                    tokio::time::sleep(gap).await;
+                }
+                Some((Ok(Frame::data(body)), i + 1))
+            }
+        });
         let mut resp = Response::new(StreamBody::new(frames).boxed());
         resp.headers_mut()
             .insert("content-type", "application/grpc".parse().unwrap());
