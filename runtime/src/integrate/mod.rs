@@ -1,8 +1,10 @@
 //! The integrate stage, one for HTTP requests and WebSocket events alike: build the
 //! upstream request (URL template, forwarded headers, trace context, request id), call
-//! the integration — an HTTP upstream through the pooled client, a function through
-//! the Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its
-//! latency, status or error in the request's context.
+//! the integration — an HTTP upstream through the pooled client, a pool of targets
+//! with health checks and retries ([`pool`], [`health`]), a function through the
+//! Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its latency,
+//! status or error in the request's context. Answers are read whole, or passed on as
+//! they arrive on streaming routes ([`stream`]).
 
 pub mod health;
 pub mod lambda;
