@@ -25,7 +25,7 @@ fi
 
 # Every component the two workspaces produce (artifact names use `_`).
 components=(
-    param_mapping jwt_authorizer cors
+    param_mapping jwt_authorizer cors oauth_introspection
     echo_mapper counting_authorizer trap spin hog trap_authorizer call_counter
     hostile stamp_v1 stamp_v2
 )

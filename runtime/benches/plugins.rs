@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
     };
     c.bench_function("authorizer/jwt-authorizer HS256 (fresh instance)", |b| {
         b.to_async(&rt)
-            .iter(|| async { authorizer.authorize(&auth_req, &ctx).await.unwrap() })
+            .iter(|| async { authorizer.authorize(&auth_req, &ctx, None).await.unwrap() })
     });
 
     let cors = host

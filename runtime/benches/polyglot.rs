@@ -209,7 +209,7 @@ fn main() {
             move || {
                 let p = p.clone();
                 async move {
-                    p.authorize(req, ctx).await.unwrap();
+                    p.authorize(req, ctx, None).await.unwrap();
                 }
             }
         };

@@ -149,11 +149,12 @@ fn main() {
                     p.map_request(&req, &ctx).await.unwrap();
                 }
                 AnyPlugin::Authorizer(p) => {
-                    p.authorize(&auth_req, &ctx).await.unwrap();
+                    p.authorize(&auth_req, &ctx, None).await.unwrap();
                 }
                 AnyPlugin::Cors(p) => {
                     p.decorate(&head, &resp_headers).await.unwrap();
                 }
+                AnyPlugin::Function(_) => usage(),
             }
         }
     });

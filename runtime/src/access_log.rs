@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use crate::context::{EventType, RequestContext};
 
 /// Every field the access log can carry, in output order.
-pub const FIELDS: [&str; 19] = [
+pub const FIELDS: [&str; 21] = [
     "requestId",
     "requestTime",
     "httpMethod",
@@ -38,6 +38,8 @@ pub const FIELDS: [&str; 19] = [
     "traceId",
     "connectionId",
     "eventType",
+    "identity.clientCert.subjectDN",
+    "identity.clientCert.serialNumber",
 ];
 
 /// Which fields are written (a bit per entry of [`FIELDS`]); `None` disables the log.
@@ -128,7 +130,7 @@ pub fn write(
         integration_error: ctx.integration.error.as_deref(),
         principal_id: ctx.principal_id.as_deref(),
         authorizer_error: ctx.authorizer_error.as_deref(),
-        source_ip: ctx.peer.ip,
+        source_ip: ctx.peer.client,
         user_agent: line
             .as_ref()
             .and_then(|l| l.user_agent)
@@ -137,6 +139,8 @@ pub fn write(
         trace_id: Some(&ctx.trace.trace_id),
         connection_id: ctx.connection_id.as_deref(),
         event_type: ctx.event_type.map(EventType::name),
+        cert_subject: ctx.client_cert.as_deref().map(|c| c.subject_dn.as_str()),
+        cert_serial: ctx.client_cert.as_deref().map(|c| c.serial_number.as_str()),
     }
     .write(format);
 }
@@ -173,6 +177,8 @@ struct Fields<'a> {
     trace_id: Option<&'a str>,
     connection_id: Option<&'a str>,
     event_type: Option<&'a str>,
+    cert_subject: Option<&'a str>,
+    cert_serial: Option<&'a str>,
 }
 
 impl Fields<'_> {
@@ -218,6 +224,8 @@ impl Fields<'_> {
             str_at(line, 16, self.trace_id);
             str_at(line, 17, self.connection_id);
             str_at(line, 18, self.event_type);
+            str_at(line, 19, self.cert_subject);
+            str_at(line, 20, self.cert_serial);
         });
     }
 }

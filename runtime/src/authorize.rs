@@ -1,6 +1,7 @@
 //! The authorize stage: identity sources, the authorizer call and its decision cache;
 //! and the compilation of a route's `authorizer = {...}` table.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::HeaderName;
@@ -10,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::config;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::integrate::Upstream;
 use crate::plugin::{AuthorizationRequest, AuthorizerPlugin, Decision};
 use crate::ttl_cache::TtlCache;
 
@@ -174,6 +176,7 @@ pub async fn authorize(
     slot: usize,
     head: &Parts,
     ctx: &RequestContext,
+    upstream: &Upstream,
 ) -> Result<Authorized, GatewayError> {
     let mut identity = Vec::with_capacity(auth.identity.len());
     for source in &auth.identity {
@@ -203,9 +206,13 @@ pub async fn authorize(
                 identity: key.identity.clone(),
                 scopes: auth.scopes.clone(),
             };
+            let sender = auth
+                .plugin
+                .makes_outbound()
+                .then(|| Arc::new(upstream.clone()) as Arc<dyn crate::plugin::outbound::Sender>);
             let d = auth
                 .plugin
-                .authorize(&req, &ctx.plugin_context())
+                .authorize(&req, &ctx.plugin_context(), sender)
                 .await
                 .map_err(GatewayError::AuthorizerFailed)?;
             if !auth.ttl.is_zero() {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, FailurePolicy, World};
-use crate::plugin::{AnyPlugin, AuthorizerPlugin, CorsPlugin, MapperPlugin};
+use crate::plugin::{AnyPlugin, AuthorizerPlugin, CorsPlugin, FunctionPlugin, MapperPlugin};
 
 /// The plugins of `[plugins]` that loaded, plus any loaded through the admin API.
 pub struct Catalog<'a> {
@@ -80,6 +80,18 @@ impl<'a> Catalog<'a> {
     /// The CORS policy `name` for `key`.
     pub fn cors(&self, name: &str, key: &str, errors: &mut Vec<String>) -> Option<CorsPlugin> {
         self.get(name, World::Cors, key, errors)?.as_cors().cloned()
+    }
+
+    /// The `wasi:http` component `name` for `key`.
+    pub fn function(
+        &self,
+        name: &str,
+        key: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<FunctionPlugin> {
+        self.get(name, World::Function, key, errors)?
+            .as_function()
+            .cloned()
     }
 
     /// Whether the plugin `name` is marked `failure = "fail_open"`.

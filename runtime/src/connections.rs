@@ -1,12 +1,15 @@
 //! The connection table: every open WebSocket connection by id, so the `@connections`
 //! API can reach it from any thread (and, later, any node).
 //!
-//! [`ConnectionTable`] is the seam for a shared store: a table backed by Redis (say)
-//! would deliver a post for a connection held by another node through that node.
+//! [`ConnectionTable`] is the seam for a shared store: the table of a node in a
+//! cluster (`cluster::connections`) delivers a post for a connection held by another
+//! node through that node ([`ConnectionTable::deliver`], [`ConnectionTable::describe`]).
 //! [`LocalConnections`] is the in-process table.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -39,7 +42,13 @@ pub enum PostError {
     /// The message is larger than the API's message limit.
     #[error("message exceeds {0} bytes")]
     TooLarge(usize),
+    /// Another node may hold the connection, and it could not be asked.
+    #[error("the node holding the connection could not be reached")]
+    Unreachable,
 }
+
+/// A future a connection table returns.
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What `GET /@connections/{id}` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +118,8 @@ impl Connection {
         self.started.elapsed()
     }
 
-    fn info(&self) -> ConnectionInfo {
+    /// What `GET /@connections/{id}` reports of it.
+    pub fn info(&self) -> ConnectionInfo {
         let last = Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed));
         ConnectionInfo {
             connected_at: self.connected_at,
@@ -153,6 +163,19 @@ pub trait ConnectionTable: Send + Sync + 'static {
     }
     /// Asks every connection to close (at shutdown).
     fn disconnect_all(&self);
+    /// [`ConnectionTable::send`] to a connection wherever it is (a shared table asks
+    /// the node that holds it).
+    fn deliver<'a>(&'a self, id: &'a str, command: Command) -> Answer<'a, Result<(), PostError>> {
+        Box::pin(std::future::ready(self.send(id, command)))
+    }
+    /// [`ConnectionTable::info`] of a connection wherever it is; `Err` when another
+    /// node may hold it and could not be asked.
+    fn describe<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> Answer<'a, Result<Option<ConnectionInfo>, PostError>> {
+        Box::pin(std::future::ready(Ok(self.info(id))))
+    }
 }
 
 /// The in-process connection table.
@@ -165,6 +188,12 @@ impl LocalConnections {
     fn get(&self, id: &str) -> Option<Arc<Connection>> {
         let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         conns.get(id).cloned()
+    }
+
+    /// Every open connection.
+    pub fn all(&self) -> Vec<Arc<Connection>> {
+        let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
+        conns.values().cloned().collect()
     }
 }
 
@@ -192,11 +221,7 @@ impl ConnectionTable for LocalConnections {
     }
 
     fn disconnect_all(&self) {
-        let conns: Vec<_> = {
-            let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
-            conns.values().cloned().collect()
-        };
-        for c in conns {
+        for c in self.all() {
             if c.send(Command::Shutdown) == Err(PostError::Full) {
                 // The queue is full of messages; the task will drain it and then see
                 // the shutdown through the gateway's own drain deadline.

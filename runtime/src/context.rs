@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 
+use crate::listener_tls::ClientCert;
 use crate::plugin::Context;
 use crate::quota::QuotaLeft;
 use crate::trace::TraceContext;
@@ -41,6 +42,9 @@ impl EventType {
 pub struct Peer {
     /// The address the connection came from.
     pub ip: IpAddr,
+    /// The client's address (`sourceIp`): `ip`, or behind trusted proxies the address
+    /// their `X-Forwarded-For` names.
+    pub client: IpAddr,
     /// Whether the connection is TLS.
     pub secure: bool,
 }
@@ -90,6 +94,8 @@ pub struct RequestContext {
     pub connection_id: Option<Arc<str>>,
     /// For WebSocket traffic: which event this is.
     pub event_type: Option<EventType>,
+    /// The certificate the client presented (mutual TLS).
+    pub client_cert: Option<Arc<ClientCert>>,
 }
 
 impl RequestContext {
@@ -112,6 +118,7 @@ impl RequestContext {
             quota: None,
             connection_id: None,
             event_type: None,
+            client_cert: None,
         }
     }
 
@@ -122,7 +129,7 @@ impl RequestContext {
             route_key: self.route_key.as_deref().unwrap_or("").to_owned(),
             stage: self.stage.to_string(),
             path_parameters: self.path_parameters.clone(),
-            source_ip: self.peer.ip.to_string(),
+            source_ip: self.peer.client.to_string(),
             principal_id: self.principal_id.as_deref().map(str::to_owned),
             authorizer_context: self.authorizer_context.clone(),
         }
@@ -211,7 +218,8 @@ mod tests {
             "r1".into(),
             "prod".into(),
             Peer {
-                ip: "10.0.0.7".parse().unwrap(),
+                ip: "10.0.0.1".parse().unwrap(),
+                client: "10.0.0.7".parse().unwrap(),
                 secure: false,
             },
             TraceContext::from_header(None),

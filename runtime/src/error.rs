@@ -8,7 +8,7 @@ use http::StatusCode;
 
 use crate::plugin::PluginError;
 use crate::quota::Exhausted;
-use crate::throttle::{Level, Throttled};
+use crate::throttle::{Level, Refusal, Throttled};
 
 /// What is wrong with a request's API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub enum GatewayError {
     /// No route matched.
     #[error("no route matches")]
     NotFound,
+    /// The client's address is refused by `ip_allow` / `ip_deny`.
+    #[error("client address {0} is not allowed")]
+    IpDenied(std::net::IpAddr),
     /// The body is larger than `limits.max_body`.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -119,6 +122,19 @@ pub enum GatewayError {
     /// A plain request to a WebSocket API's path.
     #[error("a WebSocket API needs an upgrade request")]
     UpgradeRequired,
+    /// The cluster's shared store did not answer and the node refuses meanwhile
+    /// (`[cluster] on_store_error = "deny"`).
+    #[error("the cluster store did not answer")]
+    StoreUnavailable,
+}
+
+impl From<Refusal> for GatewayError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Throttled(t) => t.into(),
+            Refusal::StoreUnavailable => GatewayError::StoreUnavailable,
+        }
+    }
 }
 
 impl From<Throttled> for GatewayError {
@@ -180,8 +196,12 @@ impl GatewayError {
             GatewayError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
             GatewayError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
             GatewayError::ApiKey(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            GatewayError::IpDenied(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             GatewayError::UpgradeRequired => (StatusCode::UPGRADE_REQUIRED, "Upgrade Required"),
             GatewayError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "Request Timeout"),
+            GatewayError::StoreUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
+            }
         }
     }
 

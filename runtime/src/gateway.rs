@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, FailurePolicy, MIN_TIMEOUT, World, check_timer};
 use crate::cors::CorsCache;
 use crate::integrate::{Integration, RouteContext};
+use crate::ip_policy::{IpPolicy, TrustedProxies};
 use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
@@ -67,6 +68,8 @@ pub struct Route {
     pub timeout: Duration,
     /// Whether the answer is passed on as it arrives (`stream = true`).
     pub stream: bool,
+    /// The route's own address lists, checked after the API's.
+    pub ip_policy: Option<IpPolicy>,
 }
 
 /// Request limits in force.
@@ -100,6 +103,10 @@ pub struct Gateway {
     pub cors_cache: CorsCache,
     /// Which access-log fields to write.
     pub access_log: AccessLogFormat,
+    /// Who may call the API at all (`[api] ip_allow`, `ip_deny`).
+    pub ip_policy: Option<IpPolicy>,
+    /// Whose `X-Forwarded-For` names the client (`[server] trusted_proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Throttle levels, API keys, usage plans and quotas.
     pub usage: Usage,
     /// WebSocket APIs.
@@ -209,6 +216,20 @@ pub fn plugin_settings(
             ));
             ok = false;
         }
+        let allowed = match plugin::Allowed::parse(&spec.allow_outbound) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(format!("{at}.allow_outbound: {e}"));
+                ok = false;
+                plugin::Allowed::default()
+            }
+        };
+        if !allowed.is_empty() && !matches!(spec.world, World::Function | World::Authorizer) {
+            errors.push(format!(
+                "{at}.allow_outbound: only `function` and `authorizer` plugins make outbound requests"
+            ));
+            ok = false;
+        }
         let config_json = match serde_json::to_string(&spec.config) {
             Ok(json) => json,
             Err(e) => {
@@ -228,6 +249,7 @@ pub fn plugin_settings(
                         max_memory: max_memory as usize,
                         reuse: spec.reuse,
                         concurrency: spec.concurrency,
+                        allowed,
                     },
                     config_json,
                     smoke_test: spec.smoke_test,
@@ -298,6 +320,9 @@ pub fn assemble(
     {
         errors.push(e);
     }
+    if let Some(cluster) = &config.cluster {
+        cluster.check(&mut errors);
+    }
     let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
     let pool_set = pools.prepare(config, &mut errors);
     let catalog = Catalog::new(config, plugins);
@@ -330,6 +355,8 @@ pub fn assemble(
             upstream_tables: &config.upstreams,
             request_mapped: r.request_mapping.is_some(),
             response_mapped: r.response_mapping.is_some(),
+            catalog: &catalog,
+            at: &at,
         };
         let integration = match Integration::compile_route(&r.integration, &compile) {
             Ok(i) => Some(i),
@@ -375,6 +402,10 @@ pub fn assemble(
         {
             errors.push(format!("{at}.stream: only http integrations stream"));
         }
+        let ip_policy = IpPolicy::new(&r.ip_allow, &r.ip_deny).unwrap_or_else(|e| {
+            errors.push(format!("{at}.{e}"));
+            None
+        });
         if let Some(integration) = integration {
             routes.push(Route {
                 key: key.to_string().into(),
@@ -384,11 +415,21 @@ pub fn assemble(
                 response_mapping,
                 timeout,
                 stream: r.stream,
+                ip_policy,
             });
             keys.push(key);
         }
     }
     let usage = usage::compile(config, &canonical_keys, base_dir, state, &mut errors);
+    let ip_policy = IpPolicy::new(&config.api.ip_allow, &config.api.ip_deny).unwrap_or_else(|e| {
+        errors.push(format!("api.{e}"));
+        None
+    });
+    let trusted_proxies =
+        TrustedProxies::parse(&config.server.trusted_proxies).unwrap_or_else(|e| {
+            errors.push(format!("server.{e}"));
+            TrustedProxies::default()
+        });
     let websockets = websocket_api::compile(config, &catalog, state, &mut errors);
     let table = match RouteTable::new(&keys) {
         Ok(t) => t,
@@ -414,6 +455,8 @@ pub fn assemble(
         auth_cache: AuthorizerCache::default(),
         cors_cache: CorsCache::new(config.api.cors_cache.unwrap_or_default()),
         access_log,
+        ip_policy,
+        trusted_proxies,
         usage,
         websockets,
         plugins: catalog.into_loaded(),

@@ -11,6 +11,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ip_policy;
 pub mod route;
 pub mod trace;
 pub mod ttl_cache;
@@ -21,10 +22,12 @@ pub mod quota;
 pub mod throttle;
 // Layer 2: what every request shares.
 pub mod catalog;
+pub mod cluster;
 pub mod connections;
 pub mod context;
 pub mod error;
 pub mod guarded;
+pub mod listener_tls;
 pub mod pool;
 pub mod respond;
 pub mod tls;

@@ -15,9 +15,11 @@ use anyhow::Context as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
+use weir::cluster;
 use weir::config::{Config, World};
 use weir::connections::{ConnectionTable, LocalConnections};
 use weir::integrate::{Upstream, UpstreamTls, UpstreamTlsFiles};
+use weir::listener_tls::{ListenerFiles, ListenerTls};
 use weir::plugin::{Compiler, PluginHost};
 use weir::reload::{self, Refused, Reloader};
 use weir::server::{self, ServerSettings};
@@ -87,6 +89,7 @@ enum WorldArg {
     Mapper,
     Authorizer,
     Cors,
+    Function,
 }
 
 impl From<WorldArg> for World {
@@ -95,6 +98,7 @@ impl From<WorldArg> for World {
             WorldArg::Mapper => World::Mapper,
             WorldArg::Authorizer => World::Authorizer,
             WorldArg::Cors => World::Cors,
+            WorldArg::Function => World::Function,
         }
     }
 }
@@ -243,17 +247,52 @@ fn upstream_tls(config: &Config, path: &Path) -> anyhow::Result<UpstreamTls> {
     .map_err(|e| anyhow::anyhow!(e))
 }
 
-/// The listener's TLS (`[server] tls_cert` and `tls_key`, relative to the config
-/// file), if set.
-fn listener_tls(config: &Config, path: &Path) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+/// The listener's TLS (`[server] tls_cert`, `tls_key` and `client_ca_file`, relative to
+/// the config file), if set.
+fn listener_tls(config: &Config, path: &Path) -> anyhow::Result<Option<Arc<ListenerTls>>> {
     let base = base_dir(path);
-    match (&config.server.tls_cert, &config.server.tls_key) {
-        (None, None) => Ok(None),
-        (Some(cert), Some(key)) => server::listener_tls(&base.join(cert), &base.join(key))
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!(e)),
+    let server = &config.server;
+    let (cert, key) = match (&server.tls_cert, &server.tls_key) {
+        (None, None) => {
+            if server.client_ca_file.is_some() {
+                anyhow::bail!("client_ca_file needs tls_cert and tls_key");
+            }
+            return Ok(None);
+        }
+        (Some(cert), Some(key)) => (base.join(cert), base.join(key)),
         (Some(_), None) => anyhow::bail!("tls_cert needs tls_key"),
         (None, Some(_)) => anyhow::bail!("tls_key needs tls_cert"),
+    };
+    let files = ListenerFiles {
+        cert,
+        key,
+        client_ca: server.client_ca_file.as_ref().map(|f| base.join(f)),
+        client_auth: server.client_auth,
+    };
+    ListenerTls::load(files)
+        .map(|tls| Some(Arc::new(tls)))
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Looks at the listener's TLS files every few seconds, so a renewed certificate or
+/// client truststore serves the next handshake.
+fn watch_listener_tls(tls: Arc<ListenerTls>) {
+    let spawned = std::thread::Builder::new()
+        .name("weir-tls-files".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                match tls.refresh() {
+                    Ok(true) => tracing::info!("listener TLS files changed: new handshakes use them"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "listener TLS files changed but cannot be used; the previous ones stay")
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "listener TLS files will not be watched");
     }
 }
 
@@ -296,6 +335,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     );
     let tls = Arc::new(tls);
     let listener_tls = listener_tls(&config, path)?;
+    if let Some(tls) = &listener_tls {
+        watch_listener_tls(tls.clone());
+    }
     let workers = config
         .server
         .workers
@@ -327,9 +369,22 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     // The main thread's runtime: the initial load, then signals, the admin listener,
     // file watching and every reload (compiles go to its blocking pool).
     let runtime = current_thread_runtime().context("starting the runtime")?;
+    // `[cluster]`: limits and connections shared through the store (the start waits
+    // for it a second at most; an unreachable store is retried in the background).
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let settings = cluster::Settings::of(c).map_err(|e| anyhow::anyhow!(e))?;
+            Some(cluster::Cluster::start(settings).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => None,
+    };
+    let usage_state = match &cluster {
+        Some(c) => UsageState::with_cluster(c.clone()),
+        None => UsageState::default(),
+    };
     let reloader = runtime
         .block_on(
-            Reloader::new(path, host.clone(), Arc::new(UsageState::default()))
+            Reloader::new(path, host.clone(), Arc::new(usage_state))
                 .with_health_checks(Upstream::new(&tls))
                 .start(),
         )
@@ -345,7 +400,10 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         None => None,
     };
     let gateway = live.load_full();
-    let connections: Arc<dyn ConnectionTable> = Arc::new(LocalConnections::default());
+    let connections: Arc<dyn ConnectionTable> = match &cluster {
+        Some(c) => cluster::connections::SharedConnections::start(c),
+        None => Arc::new(LocalConnections::default()),
+    };
     let quotas = gateway.usage.quotas().clone();
     match quotas.load(weir::quota::unix_now()) {
         Ok(n) if n > 0 => tracing::info!(keys = n, "quota counters restored"),

@@ -22,6 +22,8 @@ use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
 use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate, stream};
+use crate::ip_policy::IpPolicy;
+use crate::listener_tls::ClientCert;
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
 use crate::route::RouteMatch;
@@ -35,14 +37,15 @@ static X_QUOTA_LIMIT: HeaderName = HeaderName::from_static("x-quota-limit");
 static X_QUOTA_REMAINING: HeaderName = HeaderName::from_static("x-quota-remaining");
 static X_QUOTA_RESET: HeaderName = HeaderName::from_static("x-quota-reset");
 
-/// Serves one request, which came over TLS when `secure`. Never fails: every error
-/// becomes a response here. Generic over the body so that the stages can be driven in
+/// Serves one request, which came over TLS when `secure` (with the client certificate
+/// the handshake verified, if any). Never fails: every error becomes a response here. Generic over the body so that the stages can be driven in
 /// process, without a socket.
 pub async fn handle<B>(
     shared: &Arc<Shared>,
     req: Request<B>,
     remote: SocketAddr,
     secure: bool,
+    client_cert: Option<Arc<ClientCert>>,
 ) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -56,9 +59,11 @@ where
     let trace = TraceContext::from_header(trace::single_header(&head.headers, &TRACEPARENT));
     let peer = Peer {
         ip: remote.ip(),
+        client: gw.trusted_proxies.client_ip(remote.ip(), &head.headers),
         secure,
     };
     let mut ctx = RequestContext::new(request_id(&head.headers), gw.stage.clone(), peer, trace);
+    ctx.client_cert = client_cert;
 
     // Accept: size limits; then a WebSocket API's handshake, or a CORS preflight
     // answered by the policy before routing and authorization.
@@ -67,7 +72,8 @@ where
         .cors
         .as_ref()
         .filter(|_| websocket.is_none() && cors::is_preflight(&head));
-    let result = match (accept(&head, &gw.limits), websocket, preflight) {
+    let accepted = accept(&head, &gw.limits).and_then(|()| admit(gw.ip_policy.as_ref(), &ctx));
+    let result = match (accepted, websocket, preflight) {
         (Err(e), _, _) => {
             if let GatewayError::PayloadTooLarge { limit } = e {
                 drain_refused_body(&head.headers, body, limit).await;
@@ -139,6 +145,14 @@ where
     resp
 }
 
+/// Whether the client's address may come in under `policy` (403 if not).
+fn admit(policy: Option<&IpPolicy>, ctx: &RequestContext) -> Result<(), GatewayError> {
+    match policy {
+        Some(p) if !p.permits(ctx.peer.client) => Err(GatewayError::IpDenied(ctx.peer.client)),
+        _ => Ok(()),
+    }
+}
+
 /// The stages after accept, for a request that is not a preflight.
 async fn serve<B>(
     gw: &Gateway,
@@ -162,20 +176,21 @@ where
     let route = &gw.routes[index];
     ctx.route_key = Some(route.key.clone());
     ctx.path_parameters = params;
+    admit(route.ip_policy.as_ref(), ctx)?;
 
     // Throttle, before any plugin runs: the API key from `x-api-key` (403), its quota
     // and plan bucket, then the route and account buckets (429).
-    ctx.quota = gw.usage.before_authorize(index, &head.headers)?;
+    ctx.quota = gw.usage.before_authorize(index, &head.headers).await?;
 
     // Authorize; then the API key the authorizer returned, its quota and plan bucket.
     if let Some(auth) = &route.authorizer {
-        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx)
+        let allowed = authorize(auth, &gw.auth_cache, index, head, ctx, upstream)
             .await
             .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
         ctx.principal_id = Some(allowed.principal_id.into());
         ctx.authorizer_context = allowed.context;
         let usage_key = allowed.usage_identifier_key.as_deref();
-        if let Some(left) = gw.usage.after_authorize(index, usage_key)? {
+        if let Some(left) = gw.usage.after_authorize(index, usage_key).await? {
             ctx.quota = Some(left);
         }
     }

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::LiveGateway;
 use crate::idle::{InFlight, Watch, Watched};
+use crate::listener_tls::{ClientCert, ListenerTls};
 use crate::pipeline;
 use crate::respond::Body;
 use crate::worker::Shared;
@@ -43,27 +44,7 @@ pub struct ServerSettings {
     /// Most connections this worker holds at once.
     pub max_connections: usize,
     /// Serve HTTPS with this configuration (`[server] tls_cert`); plain HTTP without.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-/// The listener's TLS configuration from `[server] tls_cert` and `tls_key` (paths
-/// already resolved): TLS 1.2 and 1.3, HTTP/2 or HTTP/1.1 by ALPN. An error names the
-/// setting whose file cannot be used.
-pub fn listener_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain = crate::tls::pem_certificates("tls_cert", cert)?;
-    let key = crate::tls::pem_key("tls_key", key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("tls_cert and tls_key: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    pub tls: Option<Arc<ListenerTls>>,
 }
 
 /// Serves `shared` on `listener` until `shutdown` resolves, then drains connections.
@@ -91,7 +72,6 @@ pub async fn serve(
         .max_header_list_size(settings.max_header_bytes as u32 + 1024)
         .max_concurrent_streams(256);
     let builder = Arc::new(builder);
-    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
@@ -111,21 +91,8 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let watch = Watch::new(settings.header_read_timeout);
                 let stream = Watched::new(stream, watch.clone());
-                let shared = shared.clone();
-                let secure = acceptor.is_some();
-                let service = service_fn(move |req| {
-                    let shared = shared.clone();
-                    let watch = watch.clone();
-                    async move {
-                        let in_flight = watch.request();
-                        let resp = pipeline::handle(&shared, req, remote, secure).await;
-                        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                            watch.upgraded();
-                        }
-                        Ok::<_, Infallible>(resp.map(|body| Tracked { body, _in_flight: in_flight }))
-                    }
-                });
-                let Some(acceptor) = acceptor.clone() else {
+                let Some(tls) = &settings.tls else {
+                    let service = service(shared.clone(), watch, remote, false, None);
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
@@ -139,7 +106,9 @@ pub async fn serve(
                     continue;
                 };
                 // The handshake runs in the connection's own task, within the time a
-                // client has for its request head.
+                // client has for its request head, with the configuration in force now.
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let shared = shared.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let handshake_timeout = settings.header_read_timeout;
@@ -155,6 +124,15 @@ pub async fn serve(
                             return;
                         }
                     };
+                    // With mutual TLS, the certificate the handshake verified.
+                    let cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|der| ClientCert::from_der(der))
+                        .map(Arc::new);
+                    let service = service(shared, watch, remote, true, cert);
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned();
@@ -181,6 +159,37 @@ pub async fn serve(
     while shared.websockets() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The service of one connection: each request through the pipeline, counted in
+/// flight on the connection's watch.
+fn service(
+    shared: Arc<Shared>,
+    watch: Arc<Watch>,
+    remote: std::net::SocketAddr,
+    secure: bool,
+    cert: Option<Arc<ClientCert>>,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<Tracked>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<Tracked>, Infallible>> + Send,
+> + Send
++ 'static {
+    service_fn(move |req| {
+        let (shared, watch, cert) = (shared.clone(), watch.clone(), cert.clone());
+        async move {
+            let in_flight = watch.request();
+            let resp = pipeline::handle(&shared, req, remote, secure, cert).await;
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                watch.upgraded();
+            }
+            Ok::<_, Infallible>(resp.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            }))
+        }
+    })
 }
 
 /// A response body that keeps its request counted in flight on the connection until

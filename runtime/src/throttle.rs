@@ -12,10 +12,17 @@
 //! levels before N did give their token (as on AWS, a request throttled by the account
 //! still counted against its usage plan); there is no refund, because a refund would race
 //! with concurrent requests and could over-admit. Nothing here is hyper- or wasmtime-aware.
+//!
+//! **Shared stores.** A store answers [`Take`]: at once (the in-memory store always
+//! does), or with a future to await (a shared store that must ask the cluster), or
+//! [`Take::Unavailable`] when a shared store cannot answer and the node refuses rather
+//! than decide alone (`[cluster] on_store_error = "deny"`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -63,6 +70,16 @@ impl Limit {
         self.rate > other.rate || self.burst > other.burst
     }
 
+    /// The rate as a sane number (`check` refuses the others, but a bucket may be built
+    /// for a limit whose error is reported afterwards).
+    pub fn sane_rate(&self) -> f64 {
+        if self.rate.is_nan() {
+            MIN_RATE
+        } else {
+            self.rate.clamp(MIN_RATE, MAX_RATE)
+        }
+    }
+
     fn quota(&self) -> Quota {
         let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
         // `check` refuses NaN (TOML `nan`), but a bucket may be built for a limit whose
@@ -82,43 +99,47 @@ impl Limit {
 /// One bucket on its own, for a limit outside the request levels (a WebSocket API's
 /// new-connection rate).
 pub struct Bucket {
-    slot: Arc<Slot<DefaultClock>>,
-    clock: DefaultClock,
+    store: Box<dyn ThrottleStore>,
+    id: BucketId,
 }
 
 impl Bucket {
     /// A full bucket for `limit`.
     pub fn new(limit: Limit) -> Self {
-        let clock = DefaultClock::default();
-        Self {
-            slot: Arc::new(Slot::new(limit, BucketKind::Shared, clock.clone())),
-            clock,
-        }
+        let mut buckets = Buckets::default();
+        let id = buckets.add(limit, BucketKind::Shared);
+        Self::in_store(Box::new(MemoryStore::new(&buckets)), id)
     }
 
     /// The bucket `name` of `registry`: the same tokens for every gateway compiled
     /// with this name and limit (see [`BucketRegistry`]).
     pub fn named(registry: &BucketRegistry, name: &str, limit: Limit) -> Self {
-        Self {
-            slot: registry.slot(name, limit, BucketKind::Shared),
-            clock: DefaultClock::default(),
-        }
+        let mut buckets = Buckets::default();
+        let id = buckets.add_named(name.to_owned(), limit, BucketKind::Shared);
+        Self::in_store(Box::new(MemoryStore::with_registry(&buckets, registry)), id)
     }
 
-    /// Takes one token, or says how long until one is free. A refusal takes nothing.
-    pub fn take(&self) -> Result<(), Duration> {
-        match &self.slot.0 {
-            SlotKind::Shared(l) => l
-                .check()
-                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
-            SlotKind::PerKey(_) => Ok(()),
-        }
+    /// Bucket `id` of `store` (a shared store's, say).
+    pub fn in_store(store: Box<dyn ThrottleStore>, id: BucketId) -> Self {
+        Self { store, id }
+    }
+
+    /// Takes one token at `level`, or says why not. A refusal takes nothing.
+    pub async fn take(&self, level: Level) -> Result<(), Refusal> {
+        settle(level, self.store.take(self.id, None)).await
     }
 }
 
 /// A bucket in a [`ThrottleStore`], as handed out by [`Buckets`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BucketId(u32);
+
+impl BucketId {
+    /// Its position in [`Buckets::iter`].
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// An API key, by its index in the config; the key of per-key buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -138,6 +159,11 @@ pub enum BucketKind {
 pub struct Buckets(Vec<(Option<String>, Limit, BucketKind)>);
 
 impl Buckets {
+    /// Every bucket declared: its name (if any), limit and kind, by [`BucketId`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, Limit, BucketKind)> {
+        self.0.iter().map(|(n, l, k)| (n.as_deref(), *l, *k))
+    }
+
     /// Declares an anonymous bucket (never shared with another compiled gateway).
     pub fn add(&mut self, limit: Limit, kind: BucketKind) -> BucketId {
         self.0.push((None, limit, kind));
@@ -184,12 +210,36 @@ impl BucketRegistry {
     }
 }
 
+/// What a store says to a request for a token.
+pub enum Take<'a> {
+    /// A token was taken.
+    Taken,
+    /// The bucket is empty; a token is free after this long.
+    Empty(Duration),
+    /// A shared store cannot answer, and the node is set to refuse meanwhile.
+    Unavailable,
+    /// A shared store must be asked: await this (it never answers `Ask` again).
+    Ask(Pin<Box<dyn Future<Output = Take<'a>> + Send + 'a>>),
+}
+
+impl Take<'_> {
+    /// The answer of a store that decides at once (the in-memory one): `Ok` when a
+    /// token was taken, else the wait (`Duration::MAX` when the store did not decide).
+    pub fn now(self) -> Result<(), Duration> {
+        match self {
+            Take::Taken => Ok(()),
+            Take::Empty(wait) => Err(wait),
+            Take::Unavailable | Take::Ask(_) => Err(Duration::MAX),
+        }
+    }
+}
+
 /// Where bucket state lives. The in-memory [`MemoryStore`] serves one node; a shared
-/// store (e.g. Redis) implements the same calls for several.
+/// store (`[cluster]`, in Redis) implements the same calls for several.
 pub trait ThrottleStore: Send + Sync {
     /// Takes one token from `bucket` (the `key`'s own bucket when it is per key), or says
     /// how long until a token is free. A refusal takes nothing.
-    fn take(&self, bucket: BucketId, key: Option<KeyId>) -> Result<(), Duration>;
+    fn take(&self, bucket: BucketId, key: Option<KeyId>) -> Take<'_>;
     /// Forgets per-key buckets that have been idle long enough to be full again.
     fn evict_idle(&self);
     /// How many per-key buckets are held (for tests and metrics).
@@ -263,12 +313,10 @@ impl<C: Clock + Clone> MemoryStore<C> {
     }
 }
 
-impl<C> ThrottleStore for MemoryStore<C>
-where
-    C: Clock + Send + Sync,
-    C::Instant: Send + Sync,
-{
-    fn take(&self, bucket: BucketId, key: Option<KeyId>) -> Result<(), Duration> {
+impl<C: Clock> MemoryStore<C> {
+    /// Takes one token from `bucket` (the `key`'s own when it is per key), or says how
+    /// long until one is free.
+    pub fn check(&self, bucket: BucketId, key: Option<KeyId>) -> Result<(), Duration> {
         let outcome = match (self.slots.get(bucket.0 as usize).map(|s| &s.0), key) {
             (Some(SlotKind::Shared(l)), _) => l.check(),
             (Some(SlotKind::PerKey(l)), Some(key)) => l.check_key(&key),
@@ -276,6 +324,19 @@ where
             (Some(SlotKind::PerKey(_)), None) | (None, _) => return Ok(()),
         };
         outcome.map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+impl<C> ThrottleStore for MemoryStore<C>
+where
+    C: Clock + Send + Sync,
+    C::Instant: Send + Sync,
+{
+    fn take(&self, bucket: BucketId, key: Option<KeyId>) -> Take<'_> {
+        match self.check(bucket, key) {
+            Ok(()) => Take::Taken,
+            Err(wait) => Take::Empty(wait),
+        }
     }
 
     fn evict_idle(&self) {
@@ -332,6 +393,38 @@ pub struct Throttled {
     pub retry_after: Duration,
 }
 
+/// Why a token was not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A bucket was empty.
+    Throttled(Throttled),
+    /// The shared store could not answer and the node refuses meanwhile.
+    StoreUnavailable,
+}
+
+impl Refusal {
+    /// The level that refused, when a bucket did.
+    pub fn level(&self) -> Option<Level> {
+        match self {
+            Refusal::Throttled(t) => Some(t.level),
+            Refusal::StoreUnavailable => None,
+        }
+    }
+}
+
+/// A store's answer as the request sees it.
+async fn settle(level: Level, take: Take<'_>) -> Result<(), Refusal> {
+    let take = match take {
+        Take::Ask(asked) => asked.await,
+        decided => decided,
+    };
+    match take {
+        Take::Taken => Ok(()),
+        Take::Empty(retry_after) => Err(Refusal::Throttled(Throttled { level, retry_after })),
+        Take::Unavailable | Take::Ask(_) => Err(Refusal::StoreUnavailable),
+    }
+}
+
 /// The compiled throttle levels of one gateway.
 pub struct Throttle {
     store: Box<dyn ThrottleStore>,
@@ -357,26 +450,26 @@ impl Throttle {
     /// Takes a token from every level that applies, in AWS's order: the API key's bucket
     /// (when given), the route's (when it has one), the account's. Stops at the first
     /// empty bucket; see the module docs for what a refusal consumed.
-    pub fn admit(&self, key: Option<(BucketId, KeyId)>, route: usize) -> Result<(), Throttled> {
+    pub async fn admit(&self, key: Option<(BucketId, KeyId)>, route: usize) -> Result<(), Refusal> {
         if let Some((bucket, key)) = key {
-            self.take(Level::ApiKey, bucket, Some(key))?;
+            self.take(Level::ApiKey, bucket, Some(key)).await?;
         }
         if let Some(Some(bucket)) = self.routes.get(route) {
-            self.take(Level::Route, *bucket, None)?;
+            self.take(Level::Route, *bucket, None).await?;
         }
-        self.take(Level::Account, self.account, None)
+        self.take(Level::Account, self.account, None).await
     }
 
     /// Takes a token from an API key's bucket only (for keys known after the route and
     /// account levels were passed, i.e. from an authorizer).
-    pub fn admit_key(&self, bucket: BucketId, key: KeyId) -> Result<(), Throttled> {
-        self.take(Level::ApiKey, bucket, Some(key))
+    pub async fn admit_key(&self, bucket: BucketId, key: KeyId) -> Result<(), Refusal> {
+        self.take(Level::ApiKey, bucket, Some(key)).await
     }
 
     /// Takes an account-level token for something that is not an HTTP request: a
     /// WebSocket connection attempt or message counts against the account.
-    pub fn admit_connection(&self) -> Result<(), Throttled> {
-        self.take(Level::Account, self.account, None)
+    pub async fn admit_connection(&self) -> Result<(), Refusal> {
+        self.take(Level::Account, self.account, None).await
     }
 
     /// Forgets idle per-key buckets; call it on a timer.
@@ -389,10 +482,13 @@ impl Throttle {
         self.store.per_key_buckets()
     }
 
-    fn take(&self, level: Level, bucket: BucketId, key: Option<KeyId>) -> Result<(), Throttled> {
-        self.store
-            .take(bucket, key)
-            .map_err(|retry_after| Throttled { level, retry_after })
+    async fn take(
+        &self,
+        level: Level,
+        bucket: BucketId,
+        key: Option<KeyId>,
+    ) -> Result<(), Refusal> {
+        settle(level, self.store.take(bucket, key)).await
     }
 }
 

@@ -15,6 +15,9 @@
 //!
 //! Keys are only looked at on routes with `api_key_required = true`, as on AWS. A route
 //! without its own bucket and without a key costs one account-bucket check.
+//!
+//! With `[cluster]`, the buckets and quota counters are the store's
+//! ([`crate::cluster`]); the quota file is then neither read nor written.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,12 +25,16 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 
+use crate::cluster::Cluster;
+use crate::cluster::quota::{QuotaRefusal, SharedQuotas};
+use crate::cluster::throttle::SharedBuckets;
 use crate::config::{ApiKeySource, Config, ThrottleLimit};
 use crate::error::{ApiKeyProblem, GatewayError};
 use crate::quota::{QuotaLeft, QuotaRule, QuotaState, Quotas, unix_now};
 use crate::route::RouteKey;
 use crate::throttle::{
-    BucketId, BucketKind, BucketRegistry, Buckets, KeyId, Limit, MemoryStore, Throttle,
+    Bucket, BucketId, BucketKind, BucketRegistry, Buckets, KeyId, Limit, MemoryStore, Throttle,
+    ThrottleStore,
 };
 
 /// The header API keys are read from.
@@ -45,12 +52,36 @@ pub struct UsageState {
     quotas: Arc<QuotaState>,
     /// Per-key buckets are keyed by these ids, stable for a key name across reloads.
     key_ids: Mutex<HashMap<Arc<str>, KeyId>>,
+    /// The shared store, when this node is one of a cluster.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl UsageState {
+    /// State whose buckets and counters live in `cluster`'s store.
+    pub fn with_cluster(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..Self::default()
+        }
+    }
+
     /// The named buckets (also for limits outside the request levels).
     pub fn buckets(&self) -> &BucketRegistry {
         &self.buckets
+    }
+
+    /// The bucket `name` for a limit outside the request levels (a WebSocket API's
+    /// connect rate): shared by the nodes of a cluster, else by this process's gateways.
+    pub fn bucket(&self, name: &str, limit: Limit) -> Bucket {
+        match &self.cluster {
+            Some(cluster) => {
+                let mut buckets = Buckets::default();
+                let id = buckets.add_named(name.to_owned(), limit, BucketKind::Shared);
+                let store = SharedBuckets::new(cluster, &buckets, &self.buckets, HashMap::new());
+                Bucket::in_store(Box::new(store), id)
+            }
+            None => Bucket::named(&self.buckets, name, limit),
+        }
     }
 
     fn key_id(&self, name: &Arc<str>) -> KeyId {
@@ -85,13 +116,15 @@ pub struct Usage {
     by_value: HashMap<Box<str>, KeyId>,
     plans: Vec<Plan>,
     quotas: Arc<Quotas>,
+    /// The counters in the cluster's store, when there is one (then `quotas` is unused).
+    shared_quotas: Option<SharedQuotas>,
     quota_headers: bool,
 }
 
 impl Usage {
     /// The throttle stage: for keys from `x-api-key` everything below, otherwise the
     /// route and account buckets only. Returns the quota left when headers are wanted.
-    pub fn before_authorize(
+    pub async fn before_authorize(
         &self,
         route: usize,
         headers: &HeaderMap,
@@ -104,11 +137,11 @@ impl Usage {
         } else {
             None
         };
-        self.admit(key, route, true)
+        self.admit(key, route, true).await
     }
 
     /// The API key check after the authorizer, for keys the authorizer returned.
-    pub fn after_authorize(
+    pub async fn after_authorize(
         &self,
         route: usize,
         usage_key: Option<&str>,
@@ -117,7 +150,7 @@ impl Usage {
             return Ok(None);
         }
         let key = self.key(usage_key)?;
-        self.admit(Some(key), route, false)
+        self.admit(Some(key), route, false).await
     }
 
     /// The buckets, e.g. for [`Throttle::admit_connection`] and eviction.
@@ -157,7 +190,7 @@ impl Usage {
     }
 
     /// Quota check (counts nothing) → buckets → the quota counts the request.
-    fn admit(
+    async fn admit(
         &self,
         key: Option<KeyId>,
         route: usize,
@@ -166,7 +199,11 @@ impl Usage {
         let now = match key {
             Some(k) if self.quotas.any() => {
                 let now = unix_now();
-                self.quotas.check(k, now).map_err(GatewayError::from)?;
+                match &self.shared_quotas {
+                    Some(shared) => shared.check(k, now),
+                    None => self.quotas.check(k, now),
+                }
+                .map_err(GatewayError::from)?;
                 Some((k, now))
             }
             _ => None,
@@ -176,15 +213,21 @@ impl Usage {
             Some((self.key_bucket(k, route)?, bucket_key))
         });
         if route_and_account {
-            self.throttle.admit(key_bucket, route)?;
+            self.throttle.admit(key_bucket, route).await?;
         } else if let Some((bucket, k)) = key_bucket {
-            self.throttle.admit_key(bucket, k)?;
+            self.throttle.admit_key(bucket, k).await?;
         }
         let Some((k, now)) = now else {
             return Ok(None);
         };
         // A concurrent request may have taken the last unit since the check above.
-        let left = self.quotas.consume(k, now)?;
+        let left = match &self.shared_quotas {
+            Some(shared) => shared.consume(k, now).await.map_err(|r| match r {
+                QuotaRefusal::Exhausted(e) => GatewayError::from(e),
+                QuotaRefusal::StoreUnavailable => GatewayError::StoreUnavailable,
+            })?,
+            None => self.quotas.consume(k, now)?,
+        };
         Ok(left.filter(|_| self.quota_headers))
     }
 }
@@ -366,22 +409,39 @@ pub fn compile(
         });
     }
 
-    let file = base_dir.join(
-        config
-            .api
-            .quota_file
-            .as_deref()
-            .unwrap_or(Path::new(DEFAULT_QUOTA_FILE)),
-    );
-    let store = MemoryStore::with_registry(&buckets, &state.buckets);
+    // With a cluster the counters are the store's: no file.
+    let file = state.cluster.is_none().then(|| {
+        base_dir.join(
+            config
+                .api
+                .quota_file
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_QUOTA_FILE)),
+        )
+    });
+    let store: Box<dyn ThrottleStore> = match &state.cluster {
+        Some(cluster) => {
+            let names = keys
+                .iter()
+                .map(|k| (k.bucket_key, k.name.clone()))
+                .collect();
+            Box::new(SharedBuckets::new(cluster, &buckets, &state.buckets, names))
+        }
+        None => Box::new(MemoryStore::with_registry(&buckets, &state.buckets)),
+    };
+    let shared_quotas = state
+        .cluster
+        .as_ref()
+        .map(|cluster| SharedQuotas::new(cluster, &counters));
     Usage {
-        throttle: Throttle::new(Box::new(store), account_bucket, route_buckets),
+        throttle: Throttle::new(store, account_bucket, route_buckets),
         source,
         required,
         keys,
         by_value,
         plans,
-        quotas: Arc::new(Quotas::with_state(counters, Some(file), &state.quotas)),
+        quotas: Arc::new(Quotas::with_state(counters, file, &state.quotas)),
+        shared_quotas,
         quota_headers: config.api.quota_headers,
     }
 }

@@ -56,7 +56,7 @@ async fn send(
         req = req.header(*n, *v);
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
-    let resp = weir::pipeline::handle(shared, req, CLIENT, false).await;
+    let resp = weir::pipeline::handle(shared, req, CLIENT, false, None).await;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
     (

@@ -44,6 +44,18 @@ const PLUGINS: &[(&str, &str, &str, &str)] = &[
     ),
     ("JSON_INDEX", "tests/plugins", "json-index", "json_index"),
     ("ABI_0_1_0", "tests/plugins", "abi-0-1-0", "abi_0_1_0"),
+    (
+        "OAUTH_INTROSPECTION",
+        "plugins",
+        "oauth-introspection",
+        "oauth_introspection",
+    ),
+    (
+        "HELLO_FUNCTION",
+        "tests/plugins",
+        "hello-function",
+        "hello_function",
+    ),
 ];
 
 fn main() {
@@ -137,6 +149,7 @@ fn main() {
         names.iter().map(|n| format!("        $m!({n});\n")).collect::<String>()
     ));
     consts.push_str(&polyglot(&root, &target_dir));
+    consts.push_str(&functions(&root, &target_dir));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, consts).unwrap();
 }
@@ -231,6 +244,37 @@ fn polyglot(root: &Path, target_dir: &Path) -> String {
          pub const POLYGLOT: &[(&str, &str, &str)] = &[\n{rows}];\n\
          /// Languages whose examples were not built (`WEIR_SKIP_POLYGLOT=1`).\n\
          pub const POLYGLOT_SKIPPED: &[&str] = &{skipped:?};\n"
+    )
+}
+
+/// Builds the example `wasi:http` functions (`examples/function/build.sh`); returns
+/// the `EXAMPLE_FUNCTIONS` constant.
+fn functions(root: &Path, target_dir: &Path) -> String {
+    let dir = root.join("examples/function");
+    for file in ["build.sh", "rust/Cargo.toml", "rust/src", "python/app.py"] {
+        println!("cargo:rerun-if-changed={}", dir.join(file).display());
+    }
+    let out = target_dir.join("functions");
+    let status = Command::new("bash")
+        .arg(dir.join("build.sh"))
+        .arg(&out)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .status()
+        .unwrap_or_else(|e| panic!("running examples/function/build.sh: {e}"));
+    assert!(status.success(), "building the example functions failed");
+    let skip = std::env::var("WEIR_SKIP_POLYGLOT").is_ok_and(|v| v == "1");
+    let rows: String = ["rust", "python"]
+        .iter()
+        .filter(|lang| !skip || **lang == "rust")
+        .map(|lang| {
+            let wasm = out.join(format!("hello-{lang}.wasm"));
+            assert!(wasm.exists(), "{} was not produced", wasm.display());
+            format!("    ({lang:?}, {:?}),\n", wasm.display().to_string())
+        })
+        .collect();
+    format!(
+        "/// The example functions: (language, component).\n\
+         pub const EXAMPLE_FUNCTIONS: &[(&str, &str)] = &[\n{rows}];\n"
     )
 }
 

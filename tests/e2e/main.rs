@@ -3,17 +3,22 @@
 
 mod abi;
 mod authorizer;
+mod cluster;
 mod conformance;
 mod cors;
 mod examples;
 mod exposure;
 mod faults;
+mod function;
 mod hostile;
+mod introspection;
+mod ip_policy;
 mod isolation;
 mod jwt;
 mod lambda;
 mod limits;
 mod mapping;
+mod mtls;
 mod observability;
 mod reload;
 mod reuse;
@@ -105,6 +110,12 @@ macro_rules! used {
     };
     (ABI_0_1_0) => {
         abi::USES_ABI_0_1_0
+    };
+    (HELLO_FUNCTION) => {
+        function::USES_HELLO_FUNCTION
+    };
+    (OAUTH_INTROSPECTION) => {
+        introspection::USES_OAUTH_INTROSPECTION
     };
 }
 macro_rules! check_used {

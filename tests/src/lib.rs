@@ -5,6 +5,7 @@ pub mod backend;
 pub mod faulty;
 pub mod jwt;
 pub mod lambda;
+pub mod redis;
 pub mod ws;
 
 use std::collections::BTreeMap;
@@ -300,6 +301,28 @@ impl Client {
     /// A client that also trusts `ca` for `https://` URLs.
     pub fn trusting(ca: &TestCa) -> Self {
         Self::with_tls(ca.client_config(), false)
+    }
+
+    /// [`Client::trusting`] that presents a client certificate (`(chain PEM, key PEM)`,
+    /// as [`TestCa::client_cert`] makes them).
+    pub fn trusting_with_cert(ca: &TestCa, cert: &(String, String)) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert.0.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(cert.1.as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.ca_der.clone()).unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        Self::with_tls(tls, false)
     }
 
     /// [`Client::trusting`] that speaks only HTTP/2 (negotiated by ALPN).
@@ -598,6 +621,9 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
         headers: parts.headers.clone(),
         body: body.clone(),
     });
+    if path == "/introspect" {
+        return introspect(&parts.headers, &body);
+    }
     let mut status = StatusCode::OK;
     if let Some(ms) = path.strip_prefix("/slow/") {
         tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
@@ -635,6 +661,41 @@ async fn answer(req: Request<Incoming>, record: &Mutex<Vec<Seen>>) -> Response<F
         resp.headers_mut()
             .insert("sec-websocket-protocol", p.clone());
     }
+    resp
+}
+
+/// An OAuth 2.0 introspection endpoint (RFC 7662) for client `gateway` / secret
+/// `s3cret:&`: tokens `good-NAME` are active for `NAME` with scope `read write`,
+/// `expired-NAME` are active but past `exp`, anything else is inactive; other client
+/// credentials are `401`.
+fn introspect(headers: &http::HeaderMap, body: &[u8]) -> Response<Full<Bytes>> {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("gateway:s3cret%3A%26");
+    let authorized = headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Basic {basic}").as_bytes());
+    let form = String::from_utf8_lossy(body);
+    let token = form
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or("");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let json = if let Some(name) = token.strip_prefix("good-") {
+        serde_json::json!({"active": true, "sub": name, "scope": "read write", "client_id": "app", "exp": now + 3600})
+    } else if let Some(name) = token.strip_prefix("expired-") {
+        serde_json::json!({"active": true, "sub": name, "scope": "read", "exp": now - 10})
+    } else {
+        serde_json::json!({"active": false})
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    if !authorized {
+        *resp.status_mut() = StatusCode::UNAUTHORIZED;
+    }
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     resp
 }
 

@@ -20,6 +20,8 @@ pub(super) async fn answer(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let gone = || message(StatusCode::GONE, "Gone");
+    // A cluster's store (or the node holding the connection) did not answer.
+    let no_answer = || message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
     match *req.method() {
         Method::POST => {
             let binary = req
@@ -38,17 +40,18 @@ pub(super) async fn answer(
                 (false, Ok(text)) => Command::Text(text),
                 _ => Command::Binary(body),
             };
-            match table.send(id, command) {
+            match table.deliver(id, command).await {
                 Ok(()) => respond::with_type(StatusCode::OK, "application/json", Bytes::new()),
                 Err(PostError::Gone) => gone(),
                 Err(PostError::Full) => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
                 Err(PostError::TooLarge(_)) => {
                     message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
                 }
+                Err(PostError::Unreachable) => no_answer(),
             }
         }
-        Method::GET => match table.info(id) {
-            Some(info) => {
+        Method::GET => match table.describe(id).await {
+            Ok(Some(info)) => {
                 let time = |t| humantime::format_rfc3339_millis(t).to_string();
                 let body = serde_json::json!({
                     "connectedAt": time(info.connected_at),
@@ -60,11 +63,13 @@ pub(super) async fn answer(
                 });
                 respond::json_text(StatusCode::OK, body.to_string())
             }
-            None => gone(),
+            Ok(None) => gone(),
+            Err(_) => no_answer(),
         },
-        Method::DELETE => match table.send(id, Command::Disconnect) {
+        Method::DELETE => match table.deliver(id, Command::Disconnect).await {
             Ok(()) => respond::with_type(StatusCode::NO_CONTENT, "application/json", Bytes::new()),
             Err(PostError::Full) => message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+            Err(PostError::Unreachable) => no_answer(),
             Err(_) => gone(),
         },
         _ => message(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"),

@@ -192,8 +192,9 @@ fn query_world(query: Option<&str>) -> Result<Option<World>, String> {
         "mapper" => Ok(Some(World::Mapper)),
         "authorizer" => Ok(Some(World::Authorizer)),
         "cors" => Ok(Some(World::Cors)),
+        "function" => Ok(Some(World::Function)),
         other => Err(format!(
-            "unknown world `{other}`: expected mapper, authorizer or cors"
+            "unknown world `{other}`: expected mapper, authorizer, cors or function"
         )),
     }
 }

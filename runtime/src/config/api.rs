@@ -46,6 +46,11 @@ pub struct Plugin {
     /// answers 500; `fail_open` (mappers only) goes on as if the mapper were not there.
     #[serde(default)]
     pub failure: FailurePolicy,
+    /// Origins (`scheme://host[:port]`, a leading `*.` label allowed) the plugin may
+    /// send HTTP requests to; none by default. Only `function` components make
+    /// outbound requests today.
+    #[serde(default)]
+    pub allow_outbound: Vec<String>,
 }
 
 /// `[plugins.NAME] failure`.
@@ -90,6 +95,12 @@ pub struct Api {
     /// The file quota counters are kept in, relative to the config file
     /// (default `weir-quotas.json`).
     pub quota_file: Option<PathBuf>,
+    /// Client addresses (or CIDR blocks) that may call the API; empty: all.
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// Client addresses (or CIDR blocks) that may not; checked before `ip_allow`.
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
 }
 
 /// Where API keys come from.
@@ -221,6 +232,12 @@ pub struct Route {
     /// (HTTP integrations without a response mapper).
     #[serde(default)]
     pub stream: bool,
+    /// This route's own client allow list, on top of `[api] ip_allow`.
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// This route's own client deny list, on top of `[api] ip_deny`.
+    #[serde(default)]
+    pub ip_deny: Vec<String>,
 }
 
 /// A route's integration.
@@ -252,6 +269,11 @@ pub enum Integration {
         /// Response body.
         #[serde(default)]
         body: String,
+    },
+    /// A `wasi:http` component of `[plugins]` (`world = "function"`) answers, in process.
+    Function {
+        /// The plugin's name in `[plugins]`.
+        plugin: String,
     },
     /// Invoke a function of `[functions]` through the Lambda Runtime API.
     Lambda {

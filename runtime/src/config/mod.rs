@@ -4,6 +4,7 @@
 //! into the form the server runs.
 
 mod api;
+mod cluster;
 mod functions;
 mod server;
 mod upstreams;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use api::*;
+pub use cluster::*;
 pub use functions::*;
 pub use server::*;
 pub use upstreams::*;
@@ -90,6 +92,8 @@ pub struct Config {
     /// Pools of upstream targets by name, for `integration = { upstream = NAME }`.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamPool>,
+    /// Several nodes as one gateway, through a shared store; off when absent.
+    pub cluster: Option<Cluster>,
 }
 
 /// The kind of plugin, i.e. the WIT world it implements.
@@ -102,6 +106,8 @@ pub enum World {
     Authorizer,
     /// `weir:plugin/cors`
     Cors,
+    /// `wasi:http/proxy`: a component that answers requests (`type = "function"`).
+    Function,
 }
 
 impl World {
@@ -111,6 +117,7 @@ impl World {
             World::Mapper => "mapper",
             World::Authorizer => "authorizer",
             World::Cors => "cors",
+            World::Function => "function",
         }
     }
 }

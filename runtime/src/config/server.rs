@@ -49,6 +49,29 @@ pub struct Server {
     pub tls_cert: Option<PathBuf>,
     /// The private key of `tls_cert` (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is believed: the
+    /// client of a request from one is the rightmost address in that header that is
+    /// not itself a trusted proxy. Empty (the default): the client is the peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Mutual TLS: a PEM file of the authorities client certificates must chain to
+    /// (with `tls_cert`); relative to the config file, read again when it changes.
+    pub client_ca_file: Option<PathBuf>,
+    /// With `client_ca_file`: whether a client without a certificate is turned away
+    /// (`required`, the default) or served without an identity (`optional`).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+/// Whether the listener requires client certificates.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// A handshake without a valid certificate fails.
+    #[default]
+    Required,
+    /// A client may come without one; one it sends must verify.
+    Optional,
 }
 
 impl Default for Server {
@@ -66,6 +89,9 @@ impl Default for Server {
             upstream_client_key: None,
             tls_cert: None,
             tls_key: None,
+            trusted_proxies: Vec::new(),
+            client_ca_file: None,
+            client_auth: ClientAuth::default(),
         }
     }
 }

@@ -43,7 +43,7 @@ pub(super) async fn invoke(
             req.body
         }
     } else {
-        let source_ip = ctx.peer.ip.to_string();
+        let source_ip = ctx.peer.client.to_string();
         let protocol = format!("{:?}", exchange.version);
         let event = HttpEvent {
             method: req.method.as_str(),
@@ -62,6 +62,7 @@ pub(super) async fn invoke(
             time: ctx.received,
             principal_id: ctx.principal_id.as_deref(),
             authorizer_context: &ctx.authorizer_context,
+            client_cert: ctx.client_cert.as_deref().map(|c| c.to_json()),
         };
         Bytes::from(payload::event(target.format, &event))
     };

@@ -6,6 +6,7 @@
 //! status or error in the request's context. Answers are read whole, or passed on as
 //! they arrive on streaming routes ([`stream`]).
 
+pub mod function;
 pub mod health;
 pub mod lambda;
 pub mod pool;
@@ -27,6 +28,7 @@ use crate::error::GatewayError;
 use crate::lambda::FunctionSet;
 use crate::pool::PoolSet;
 
+pub use function::FunctionTarget;
 pub use lambda::LambdaTarget;
 pub use pool::PoolRoute;
 pub use stream::stream;
@@ -49,6 +51,8 @@ pub enum Integration {
     Mock(Arc<MockResponse>),
     /// Invoke a function.
     Lambda(LambdaTarget),
+    /// A `wasi:http` component answers in process.
+    Function(FunctionTarget),
 }
 
 /// A fixed response.
@@ -75,6 +79,10 @@ pub struct RouteContext<'a> {
     pub request_mapped: bool,
     /// Whether the route has a response mapper (it then sees a function's answer).
     pub response_mapped: bool,
+    /// The plugins, for `function` components.
+    pub catalog: &'a crate::catalog::Catalog<'a>,
+    /// Where errors about this route's integration are reported.
+    pub at: &'a str,
 }
 
 impl Integration {
@@ -97,6 +105,15 @@ impl Integration {
                     raw_event: route.request_mapped,
                     raw_answer: route.response_mapped,
                 }))
+            }
+            config::Integration::Function { plugin } => {
+                let mut errors = Vec::new();
+                let at = format!("{}.integration.plugin", route.at);
+                match route.catalog.function(plugin, &at, &mut errors) {
+                    Some(plugin) => Ok(Integration::Function(FunctionTarget { plugin })),
+                    None if errors.is_empty() => Err(format!("plugin `{plugin}` did not load")),
+                    None => Err(errors.join("; ")),
+                }
             }
             config::Integration::Http {
                 upstream: Some(name),
@@ -132,6 +149,9 @@ impl Integration {
         match spec {
             config::Integration::Lambda { .. } => {
                 Err("lambda integrations serve HTTP API routes only".to_owned())
+            }
+            config::Integration::Function { .. } => {
+                Err("function integrations serve HTTP API routes only".to_owned())
             }
             config::Integration::Http {
                 url,
@@ -235,6 +255,9 @@ pub async fn integrate(
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
         Integration::Pool(route) => pool::buffered(upstream, route, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
+        Integration::Function(target) => {
+            function::call(target, upstream, &exchange, req, ctx).await
+        }
     };
     record(ctx, started, result.as_ref().map(|r| r.status()));
     result

@@ -282,3 +282,50 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Outbound requests of `function` components go out through this client, as the
+/// gateway's own do: pooled, TLS verified against the gateway's trust store.
+impl crate::plugin::outbound::Sender for Upstream {
+    fn send(
+        &self,
+        req: http::Request<Bytes>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<http::Response<Bytes>, crate::plugin::outbound::OutboundError>,
+                > + Send,
+        >,
+    > {
+        use crate::plugin::outbound::OutboundError;
+        let upstream = self.clone();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let resp = upstream
+                .send(req.map(Full::new), timeout)
+                .await
+                .map_err(|e| match e {
+                    GatewayError::IntegrationTimeout(_) => OutboundError::Timeout,
+                    GatewayError::BadGateway(why) if why.contains("Connection refused") => {
+                        OutboundError::Refused
+                    }
+                    GatewayError::BadGateway(why) if why.contains("certificate") => {
+                        OutboundError::Tls
+                    }
+                    _ => OutboundError::Failed,
+                })?;
+            let (parts, body) = resp.into_parts();
+            let body = read_upstream_body(body, max_body as u64, deadline, timeout)
+                .await
+                .map_err(|e| match e {
+                    GatewayError::IntegrationTimeout(_) => OutboundError::Timeout,
+                    GatewayError::BadGateway(why) if why.contains("exceeds") => {
+                        OutboundError::TooLarge
+                    }
+                    _ => OutboundError::Failed,
+                })?;
+            Ok(http::Response::from_parts(parts, body))
+        })
+    }
+}

@@ -53,6 +53,8 @@ pub struct HttpEvent<'a> {
     pub principal_id: Option<&'a str>,
     /// The authorizer's context.
     pub authorizer_context: &'a [(String, String)],
+    /// The client's certificate (mutual TLS), as `clientCert` is written.
+    pub client_cert: Option<Value>,
 }
 
 /// The event for `format`, as JSON text.
@@ -118,6 +120,9 @@ fn event_v2(e: &HttpEvent<'_>) -> Value {
     });
     if let Some(authorizer) = authorizer_v2(e) {
         context["authorizer"] = authorizer;
+    }
+    if let Some(cert) = &e.client_cert {
+        context["authentication"] = json!({ "clientCert": cert });
     }
     let mut event = Map::new();
     event.insert("version".into(), "2.0".into());
@@ -201,7 +206,7 @@ fn event_v1(e: &HttpEvent<'_>) -> Value {
     }
     let null_if_empty = |v: Value, empty: bool| if empty { Value::Null } else { v };
     let (body, base64) = body_field(e.body);
-    json!({
+    let mut event = json!({
         "version": "1.0",
         "resource": resource,
         "path": e.path,
@@ -245,7 +250,11 @@ fn event_v1(e: &HttpEvent<'_>) -> Value {
         "stageVariables": null,
         "body": body,
         "isBase64Encoded": base64,
-    })
+    });
+    if let Some(cert) = &e.client_cert {
+        event["requestContext"]["identity"]["clientCert"] = cert.clone();
+    }
+    event
 }
 
 /// A body as the event carries it: text when it is UTF-8, else base64 (and `true`).

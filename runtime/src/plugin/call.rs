@@ -15,10 +15,11 @@ use std::time::{Instant, SystemTime};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
+use super::outbound::{Allowed, Hooks, Sender};
 use super::reuse::{Idle, Warm};
 use super::state::{GUEST_OUTPUT_CAP, State};
 use super::turns;
-use super::world::{AuthorizerWorld, CorsWorld, MapperWorld, WorldKind};
+use super::world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
 use super::{
     AuthorizationRequest, Context, Decision, Limits, PluginError, Request, RequestHead,
     RequestOutcome, Response, World,
@@ -60,6 +61,8 @@ pub enum AnyPlugin {
     Authorizer(Plugin<AuthorizerWorld>),
     /// A CORS policy.
     Cors(Plugin<CorsWorld>),
+    /// A `wasi:http` component.
+    Function(Plugin<FunctionWorld>),
 }
 
 /// Calls `f` with the plugin inside an [`AnyPlugin`], whatever its world.
@@ -69,6 +72,7 @@ macro_rules! each {
             AnyPlugin::Mapper($p) => $body,
             AnyPlugin::Authorizer($p) => $body,
             AnyPlugin::Cors($p) => $body,
+            AnyPlugin::Function($p) => $body,
         }
     };
 }
@@ -85,6 +89,7 @@ impl AnyPlugin {
             AnyPlugin::Mapper(_) => World::Mapper,
             AnyPlugin::Authorizer(_) => World::Authorizer,
             AnyPlugin::Cors(_) => World::Cors,
+            AnyPlugin::Function(_) => World::Function,
         }
     }
 
@@ -114,6 +119,7 @@ impl AnyPlugin {
             (AnyPlugin::Mapper(a), AnyPlugin::Mapper(b)) => Arc::ptr_eq(&a.inner, &b.inner),
             (AnyPlugin::Authorizer(a), AnyPlugin::Authorizer(b)) => Arc::ptr_eq(&a.inner, &b.inner),
             (AnyPlugin::Cors(a), AnyPlugin::Cors(b)) => Arc::ptr_eq(&a.inner, &b.inner),
+            (AnyPlugin::Function(a), AnyPlugin::Function(b)) => Arc::ptr_eq(&a.inner, &b.inner),
             _ => false,
         }
     }
@@ -146,6 +152,14 @@ impl AnyPlugin {
             _ => None,
         }
     }
+
+    /// The `wasi:http` component, if it is one.
+    pub fn as_function(&self) -> Option<&Plugin<FunctionWorld>> {
+        match self {
+            AnyPlugin::Function(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 macro_rules! typed {
@@ -167,6 +181,7 @@ macro_rules! typed {
 typed!(MapperWorld, Mapper);
 typed!(AuthorizerWorld, Authorizer);
 typed!(CorsWorld, Cors);
+typed!(FunctionWorld, Function);
 
 /// One loaded version: its compiled component and settings, its idle instances, its
 /// slots and its counters.
@@ -181,6 +196,8 @@ struct Loaded<W: WorldKind> {
     idle: Idle<W::Guest>,
     /// One permit per call that may run at once (`limits.concurrency`).
     slots: tokio::sync::Semaphore,
+    /// Where its outbound requests may go (`allow_outbound`).
+    allowed: Allowed,
     /// The handles of this plugin's call metrics, made at its first call.
     metrics: OnceLock<CallMetrics>,
     _world: PhantomData<W>,
@@ -289,9 +306,12 @@ struct Call<G> {
 /// one call of `$self`: a slot, a store, the deadline in epochs and in wall-clock time,
 /// then the guest's output logged and the outcome counted.
 macro_rules! call {
-    ($self:ident, |$g:ident, $store:ident| $body:expr) => {{
+    ($self:ident, |$g:ident, $store:ident| $body:expr) => {
+        call!($self, $self.inner.limits.deadline, |$g, $store| $body)
+    };
+    ($self:ident, $deadline:expr, |$g:ident, $store:ident| $body:expr) => {{
         let started = Instant::now();
-        let until = tokio::time::Instant::from_std(started) + $self.inner.limits.deadline;
+        let until = tokio::time::Instant::from_std(started) + $deadline;
         let _slot = $self.slot(until, started).await?;
         let mut call = $self.begin(false, started);
         let result = tokio::time::timeout_at(until, async {
@@ -327,6 +347,7 @@ impl<W: WorldKind> Plugin<W> {
             inner: Arc::new(Loaded {
                 name: name.into(),
                 slots: tokio::sync::Semaphore::new(limits.concurrency.max(1) as usize),
+                allowed: limits.allowed.clone(),
                 limits,
                 config_json: config_json.into(),
                 pre,
@@ -340,6 +361,11 @@ impl<W: WorldKind> Plugin<W> {
             engine,
             epoch,
         }
+    }
+
+    /// Whether its `allow_outbound` lists any origin.
+    pub fn makes_outbound(&self) -> bool {
+        !self.inner.allowed.is_empty()
     }
 
     /// The plugin's name from the config.
@@ -526,14 +552,26 @@ impl Plugin<MapperWorld> {
 }
 
 impl Plugin<AuthorizerWorld> {
-    /// `authorizer.authorize`.
+    /// `authorizer.authorize`; the plugin's outbound requests (if its `allow_outbound`
+    /// lists any origin) go through `sender`, within the call's deadline.
     pub async fn authorize(
         &self,
         req: &AuthorizationRequest,
         ctx: &Context,
+        sender: Option<Arc<dyn Sender>>,
     ) -> Result<Decision, PluginError> {
         type W = AuthorizerWorld;
-        call!(self, |g, store| g.call_authorize(store, req, ctx))
+        let hooks = (!self.inner.allowed.is_empty()).then(|| Hooks {
+            allowed: self.inner.allowed.clone(),
+            sender,
+            until: tokio::time::Instant::now() + self.inner.limits.deadline,
+        });
+        call!(self, |g, store| async {
+            if let Some(hooks) = hooks {
+                store.data_mut().hooks = hooks;
+            }
+            g.call_authorize(&mut *store, req, ctx).await
+        })
     }
 }
 
@@ -559,6 +597,74 @@ impl Plugin<CorsWorld> {
                 out,
                 cache_for.map(|s| std::time::Duration::from_secs(s.into())),
             ))
+        })
+    }
+}
+
+/// The end of a function's answer: what the guest set with `response-outparam.set`.
+type Answer = Result<
+    hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>,
+    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+>;
+
+impl Plugin<FunctionWorld> {
+    /// `wasi:http/incoming-handler.handle`: the component answers `req`, within
+    /// `deadline` (the route's timeout) in wall-clock time and epochs, reaching out only
+    /// to its `allow_outbound` origins through `sender`; its answer's body is read whole,
+    /// at most `max_body` bytes.
+    pub async fn handle(
+        &self,
+        req: http::Request<bytes::Bytes>,
+        deadline: std::time::Duration,
+        max_body: usize,
+        sender: Arc<dyn Sender>,
+    ) -> Result<http::Response<bytes::Bytes>, PluginError> {
+        use http_body_util::{BodyExt, Full, Limited};
+        use wasmtime_wasi_http::WasiHttpView;
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+        type W = FunctionWorld;
+        let until = tokio::time::Instant::now() + deadline;
+        let allowed = self.inner.allowed.clone();
+        call!(self, deadline, |g, store| async {
+            store.data_mut().hooks = Hooks {
+                allowed,
+                sender: Some(sender),
+                until,
+            };
+            let (tx, rx) = tokio::sync::oneshot::channel::<Answer>();
+            let mut http = store.data_mut().http();
+            let incoming = http.new_incoming_request(Scheme::Http, req.map(Full::new))?;
+            let out = http.new_response_outparam(tx)?;
+            // The answer is read while the guest runs: its body flows through a small
+            // buffer, and a guest writing more than it holds waits for the reader.
+            let read = async {
+                let resp = match rx.await {
+                    Ok(Ok(resp)) => resp,
+                    Ok(Err(code)) => wasmtime::bail!("the function answered an error: {code:?}"),
+                    Err(_) => wasmtime::bail!("the function returned without an answer"),
+                };
+                let (parts, body) = resp.into_parts();
+                let body = Limited::new(body, max_body)
+                    .collect()
+                    .await
+                    .map_err(|e| wasmtime::format_err!("reading the function's answer: {e}"))?
+                    .to_bytes();
+                Ok(http::Response::from_parts(parts, body))
+            };
+            let handled = g
+                .wasi_http_incoming_handler()
+                .call_handle(&mut *store, incoming, out);
+            tokio::pin!(read, handled);
+            tokio::select! {
+                biased;
+                answer = &mut read => answer,
+                handled = &mut handled => {
+                    // The guest returned: its answer is set (or never will be) and
+                    // its body written; what is left is buffered.
+                    handled?;
+                    read.await
+                }
+            }
         })
     }
 }

@@ -15,7 +15,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::call::{AnyPlugin, CallCounts, Plugin};
 use super::state::State;
-use super::world::{AuthorizerWorld, CorsWorld, MapperWorld, WorldKind};
+use super::world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
 use super::{
     Compiler, DEFAULT_MAX_PLUGIN_SIZE, Limits, LoadError, MAX_INSTANCES, MEMORY_CEILING, World,
     bindings, cache, read_component,
@@ -35,7 +35,7 @@ const WARM_SLOTS: u32 = 32;
 /// The engine shared by every plugin, plus the thread that drives its epoch.
 pub struct PluginHost {
     engine: Engine,
-    linkers: [Linker<State>; 3],
+    linkers: [Linker<State>; 4],
     cache: Option<cache::DiskCache>,
     compiler: Compiler,
     epoch: Arc<Epoch>,
@@ -141,6 +141,7 @@ impl PluginHost {
             linker(World::Mapper)?,
             linker(World::Authorizer)?,
             linker(World::Cors)?,
+            linker(World::Function)?,
         ];
 
         let epoch = Arc::new(Epoch::default());
@@ -280,6 +281,7 @@ impl PluginHost {
             World::Mapper => MapperWorld::pre(pre).map(|p| Pre::Mapper(Arc::new(p))),
             World::Authorizer => AuthorizerWorld::pre(pre).map(|p| Pre::Authorizer(Arc::new(p))),
             World::Cors => CorsWorld::pre(pre).map(|p| Pre::Cors(Arc::new(p))),
+            World::Function => FunctionWorld::pre(pre).map(|p| Pre::Function(Arc::new(p))),
         }
         .map_err(|e| {
             invalid(format!(
@@ -312,6 +314,7 @@ enum Pre {
     Mapper(Arc<<MapperWorld as WorldKind>::Pre>),
     Authorizer(Arc<<AuthorizerWorld as WorldKind>::Pre>),
     Cors(Arc<<CorsWorld as WorldKind>::Pre>),
+    Function(Arc<<FunctionWorld as WorldKind>::Pre>),
 }
 
 impl Compiled {
@@ -326,6 +329,7 @@ impl Compiled {
             Pre::Mapper(_) => World::Mapper,
             Pre::Authorizer(_) => World::Authorizer,
             Pre::Cors(_) => World::Cors,
+            Pre::Function(_) => World::Function,
         }
     }
 
@@ -342,37 +346,25 @@ impl Compiled {
         metrics::gauge!(VERSIONS_ALIVE).set(alive as f64);
         let (engine, epoch, sha256) =
             (self.engine.clone(), self.epoch.clone(), self.sha256.clone());
+        macro_rules! bind {
+            ($variant:ident, $pre:expr) => {
+                AnyPlugin::$variant(Plugin::new(
+                    name,
+                    limits,
+                    config_json,
+                    counts,
+                    $pre.clone(),
+                    sha256,
+                    engine,
+                    epoch,
+                ))
+            };
+        }
         match &self.pre {
-            Pre::Mapper(pre) => AnyPlugin::Mapper(Plugin::new(
-                name,
-                limits,
-                config_json,
-                counts,
-                pre.clone(),
-                sha256,
-                engine,
-                epoch,
-            )),
-            Pre::Authorizer(pre) => AnyPlugin::Authorizer(Plugin::new(
-                name,
-                limits,
-                config_json,
-                counts,
-                pre.clone(),
-                sha256,
-                engine,
-                epoch,
-            )),
-            Pre::Cors(pre) => AnyPlugin::Cors(Plugin::new(
-                name,
-                limits,
-                config_json,
-                counts,
-                pre.clone(),
-                sha256,
-                engine,
-                epoch,
-            )),
+            Pre::Mapper(pre) => bind!(Mapper, pre),
+            Pre::Authorizer(pre) => bind!(Authorizer, pre),
+            Pre::Cors(pre) => bind!(Cors, pre),
+            Pre::Function(pre) => bind!(Function, pre),
         }
     }
 }
@@ -439,10 +431,16 @@ fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, String> {
         World::Mapper => {
             bindings::mapper::Mapper::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         }
+        // Authorizers may also ask a service (token introspection, a key set):
+        // wasi:http's outgoing handler, refused unless `allow_outbound` lists the origin.
         World::Authorizer => {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(|e| e.to_string())?;
             bindings::authorizer::Authorizer::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         }
         World::Cors => bindings::cors::Cors::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+        // wasi:http's types and outgoing handler; the rest of the proxy world is WASI.
+        World::Function => wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker),
     }
     .map_err(|e| e.to_string())?;
     Ok(linker)

@@ -22,6 +22,7 @@ mod call;
 mod compiler;
 mod engine;
 pub(crate) mod json;
+pub mod outbound;
 mod reuse;
 mod source;
 mod state;
@@ -39,9 +40,10 @@ pub use bindings::{
 pub use call::{AnyPlugin, CallCounts, CallTotals, Plugin};
 pub use compiler::{Compiler, precompile_stdio};
 pub use engine::{Compiled, PluginHost, return_freed_memory, versions_alive};
+pub use outbound::Allowed;
 pub use source::read_component;
 pub use state::escape_controls;
-pub use world::{AuthorizerWorld, CorsWorld, MapperWorld, WorldKind};
+pub use world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
 
 /// A mapper plugin.
 pub type MapperPlugin = Plugin<MapperWorld>;
@@ -49,6 +51,8 @@ pub type MapperPlugin = Plugin<MapperWorld>;
 pub type AuthorizerPlugin = Plugin<AuthorizerWorld>;
 /// A CORS policy plugin.
 pub type CorsPlugin = Plugin<CorsWorld>;
+/// A `wasi:http` component (`type = "function"`).
+pub type FunctionPlugin = Plugin<FunctionWorld>;
 
 /// Most plugin instances alive at once (concurrent calls).
 const MAX_INSTANCES: u32 = 1000;
@@ -155,6 +159,8 @@ pub struct Limits {
     /// deadline) for one to end. Bounds the share of the instance pool one plugin can
     /// hold.
     pub concurrency: u32,
+    /// Origins its outbound HTTP requests may reach (`allow_outbound`; none by default).
+    pub allowed: Allowed,
 }
 
 impl Limits {
@@ -166,6 +172,7 @@ impl Limits {
             max_memory: 64 << 20,
             reuse: 0,
             concurrency: DEFAULT_CONCURRENCY,
+            allowed: Allowed::default(),
         }
     }
 }

@@ -9,9 +9,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Limits;
 use super::bindings;
+use super::outbound::Hooks;
 
 /// Most bytes of guest stdout/stderr kept per call.
 pub(super) const GUEST_OUTPUT_CAP: usize = 64 * 1024;
@@ -43,6 +45,9 @@ pub struct State {
     log_cut: bool,
     /// What the call declared with `host.cacheable`, in seconds.
     pub(super) cache_for: Option<u32>,
+    /// `wasi:http` (function components): the context, and what may go out.
+    http: WasiHttpCtx,
+    pub(super) hooks: Hooks,
 }
 
 impl State {
@@ -88,6 +93,8 @@ impl State {
                 log_bytes: 0,
                 log_cut: false,
                 cache_for: None,
+                http: WasiHttpCtx::new(),
+                hooks: Hooks::default(),
             },
         );
         store.limiter(|s| &mut s.memory);
@@ -166,6 +173,16 @@ impl WasiView for State {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }

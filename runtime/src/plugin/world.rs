@@ -8,6 +8,10 @@ use std::future::Future;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+
 use super::bindings::{self, AuthorizationRequest, Context, Request, RequestHead};
 use super::state::State;
 use crate::config::World;
@@ -45,6 +49,8 @@ pub struct MapperWorld;
 pub struct AuthorizerWorld;
 /// `weir:plugin/cors`: `preflight`, `decorate`.
 pub struct CorsWorld;
+/// `wasi:http/proxy`: `handle`, a component that answers requests.
+pub struct FunctionWorld;
 
 fn smoke_context() -> Context {
     Context {
@@ -134,5 +140,49 @@ impl WorldKind for CorsWorld {
             ],
         };
         guest.call_preflight(store, &head).await.map(drop)
+    }
+}
+
+impl WorldKind for FunctionWorld {
+    const WORLD: World = World::Function;
+    type Pre = ProxyPre<State>;
+    type Guest = Proxy;
+
+    fn pre(pre: InstancePre<State>) -> wasmtime::Result<Self::Pre> {
+        ProxyPre::new(pre)
+    }
+
+    fn instantiate<'a>(
+        pre: &'a Self::Pre,
+        store: &'a mut Store<State>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
+        pre.instantiate_async(store)
+    }
+
+    /// `GET /` with no headers: whatever the component answers is fine (nothing may go
+    /// out during the smoke call).
+    async fn smoke(guest: &Self::Guest, store: &mut Store<State>) -> wasmtime::Result<()> {
+        let req = http::Request::builder()
+            .uri("http://smoke-test.invalid/")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let req = http.new_incoming_request(Scheme::Http, req)?;
+        let out = http.new_response_outparam(tx)?;
+        // The answer's body is read (and dropped) while the guest writes it, so a guest
+        // with a large answer does not wait on a full buffer.
+        let drain = async {
+            use http_body_util::BodyExt;
+            if let Ok(Ok(resp)) = rx.await {
+                let _ = http_body_util::Limited::new(resp.into_body(), 1 << 20)
+                    .collect()
+                    .await;
+            }
+        };
+        let handled = guest
+            .wasi_http_incoming_handler()
+            .call_handle(store, req, out);
+        let (handled, ()) = tokio::join!(handled, drain);
+        handled
     }
 }

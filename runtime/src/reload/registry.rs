@@ -42,7 +42,7 @@ pub(super) struct Registry {
 /// The settings read only at start: the listeners, workers and connection handling of
 /// `[server]` (its `stage` and `body_read_timeout` are per request, so a reload applies
 /// them), `[admin]`, `[reload]`, `[plugin_cache]`, the quota file and
-/// `limits.compile_memory`. A reload that changes them applies everything else and
+/// `limits.compile_memory` and `[cluster]`. A reload that changes them applies everything else and
 /// names these (`restart_needed`).
 pub(super) struct StartOnly {
     pub(super) server: config::Server,
@@ -51,6 +51,7 @@ pub(super) struct StartOnly {
     pub(super) plugin_cache: config::PluginCache,
     pub(super) quota_file: Option<PathBuf>,
     pub(super) compile_memory: bytesize::ByteSize,
+    pub(super) cluster: Option<config::Cluster>,
 }
 
 impl StartOnly {
@@ -62,6 +63,7 @@ impl StartOnly {
             plugin_cache: config.plugin_cache.clone(),
             quota_file: config.api.quota_file.clone(),
             compile_memory: config.limits.compile_memory,
+            cluster: config.cluster.clone(),
         }
     }
 
@@ -98,6 +100,7 @@ impl StartOnly {
             ),
             ("admin", self.admin != config.admin),
             ("reload", self.reload != config.reload),
+            ("cluster", self.cluster != config.cluster),
             ("plugin_cache", self.plugin_cache != config.plugin_cache),
             ("api.quota_file", self.quota_file != config.api.quota_file),
             (

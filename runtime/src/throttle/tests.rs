@@ -22,8 +22,28 @@ fn one_bucket(
     (MemoryStore::with_clock(&b, clock.clone()), id, clock)
 }
 
+/// The answer of a future that a memory store resolves at once.
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a memory store decides at once"),
+    }
+}
+
+/// The bucket that refused.
+fn throttled(r: Result<(), Refusal>) -> Throttled {
+    match r {
+        Err(Refusal::Throttled(t)) => t,
+        other => panic!("not throttled: {other:?}"),
+    }
+}
+
 fn admitted(store: &dyn ThrottleStore, id: BucketId, key: Option<KeyId>, tries: usize) -> usize {
-    (0..tries).filter(|_| store.take(id, key).is_ok()).count()
+    (0..tries)
+        .filter(|_| store.take(id, key).now().is_ok())
+        .count()
 }
 
 #[test]
@@ -31,7 +51,7 @@ fn a_full_bucket_admits_its_burst_at_once_then_refuses() {
     let (store, id, _) = one_bucket(limit(10.0, 5), BucketKind::Shared);
     assert_eq!(admitted(&store, id, None, 20), 5);
     // The next token comes after 1/rate.
-    let wait = store.take(id, None).unwrap_err();
+    let wait = store.take(id, None).now().unwrap_err();
     assert!(
         wait > Duration::ZERO && wait <= Duration::from_millis(100),
         "{wait:?}"
@@ -54,12 +74,12 @@ fn tokens_come_back_at_the_rate() {
 fn fractional_rates_refill_slowly() {
     let (store, id, clock) = one_bucket(limit(0.5, 1), BucketKind::Shared);
     assert_eq!(admitted(&store, id, None, 3), 1);
-    let wait = store.take(id, None).unwrap_err();
+    let wait = store.take(id, None).now().unwrap_err();
     assert_eq!(wait, Duration::from_secs(2));
     clock.advance(Duration::from_millis(1999));
-    assert!(store.take(id, None).is_err());
+    assert!(store.take(id, None).now().is_err());
     clock.advance(Duration::from_millis(1));
-    assert!(store.take(id, None).is_ok());
+    assert!(store.take(id, None).now().is_ok());
 }
 
 #[test]
@@ -108,26 +128,26 @@ fn levels(key: Limit, route: Limit, account: Limit) -> (Throttle, BucketId) {
 fn levels_are_checked_key_then_route_then_account() {
     let (t, key) = levels(limit(1.0, 3), limit(1.0, 2), limit(1.0, 4));
     let k = Some((key, KeyId(0)));
-    assert!(t.admit(k, 0).is_ok());
-    assert!(t.admit(k, 0).is_ok());
+    assert!(ready(t.admit(k, 0)).is_ok());
+    assert!(ready(t.admit(k, 0)).is_ok());
     // The route is empty: the key gave a token, the account did not.
-    assert_eq!(t.admit(k, 0).unwrap_err().level, Level::Route);
+    assert_eq!(throttled(ready(t.admit(k, 0))).level, Level::Route);
     // The key has no tokens left (3 taken): refused before the route and account.
-    assert_eq!(t.admit(k, 0).unwrap_err().level, Level::ApiKey);
+    assert_eq!(throttled(ready(t.admit(k, 0))).level, Level::ApiKey);
     // The account gave only 2 of its 4 tokens; route 1 has no bucket of its own.
-    assert!(t.admit(None, 1).is_ok());
-    assert!(t.admit(None, 1).is_ok());
-    assert_eq!(t.admit(None, 1).unwrap_err().level, Level::Account);
-    assert_eq!(t.admit_connection().unwrap_err().level, Level::Account);
+    assert!(ready(t.admit(None, 1)).is_ok());
+    assert!(ready(t.admit(None, 1)).is_ok());
+    assert_eq!(throttled(ready(t.admit(None, 1))).level, Level::Account);
+    assert_eq!(throttled(ready(t.admit_connection())).level, Level::Account);
 }
 
 #[test]
 fn the_account_spans_routes_and_connections() {
     let (t, _) = levels(limit(1.0, 9), limit(1.0, 9), limit(0.01, 3));
-    assert!(t.admit(None, 0).is_ok());
-    assert!(t.admit(None, 1).is_ok());
-    assert!(t.admit_connection().is_ok());
-    let refused = t.admit(None, 1).unwrap_err();
+    assert!(ready(t.admit(None, 0)).is_ok());
+    assert!(ready(t.admit(None, 1)).is_ok());
+    assert!(ready(t.admit_connection()).is_ok());
+    let refused = throttled(ready(t.admit(None, 1)));
     assert_eq!(refused.level, Level::Account);
     assert_eq!(refused.retry_after, Duration::from_secs(100));
 }
@@ -145,10 +165,10 @@ fn threads_never_over_admit() {
             let (store, shared_ok, keyed_ok) = (store.clone(), shared_ok.clone(), keyed_ok.clone());
             std::thread::spawn(move || {
                 for _ in 0..1000 {
-                    if store.take(shared, None).is_ok() {
+                    if store.take(shared, None).now().is_ok() {
                         shared_ok.fetch_add(1, Ordering::Relaxed);
                     }
-                    if store.take(keyed, Some(KeyId(7))).is_ok() {
+                    if store.take(keyed, Some(KeyId(7))).now().is_ok() {
                         keyed_ok.fetch_add(1, Ordering::Relaxed);
                     }
                 }

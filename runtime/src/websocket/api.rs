@@ -240,11 +240,7 @@ pub fn compile(
                 send_timeout: l.send_timeout,
             },
             // Kept across reloads by name, like the request buckets.
-            connect_bucket: throttle::Bucket::named(
-                state.buckets(),
-                &format!("websocket {name} connect"),
-                connect,
-            ),
+            connect_bucket: state.bucket(&format!("websocket {name} connect"), connect),
         });
     }
     WebSockets { apis, by_path }

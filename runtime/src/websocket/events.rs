@@ -20,6 +20,7 @@ use crate::gateway::Gateway;
 use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
 use crate::map::{Mapped, map_request};
 use crate::respond;
+use crate::throttle::Refusal;
 use crate::trace;
 use crate::worker::Shared;
 
@@ -49,6 +50,7 @@ pub(super) fn event_context(
     ctx.authorizer_context = session.authorizer_context.clone();
     ctx.connection_id = Some(conn.id.clone());
     ctx.event_type = Some(kind);
+    ctx.client_cert = session.client_cert.clone();
     ctx
 }
 
@@ -146,9 +148,15 @@ async fn answer(
         // The API was removed by a reload; its connections get `$default`-less errors.
         return (403, Some(error_frame("Forbidden", ctx)));
     };
-    if let Err(t) = gw.usage.throttle().admit_connection() {
-        metrics::counter!("weir_throttled_total", "level" => t.level.name()).increment(1);
-        return (429, Some(error_frame("Too Many Requests", ctx)));
+    match gw.usage.throttle().admit_connection().await {
+        Ok(()) => {}
+        Err(Refusal::Throttled(t)) => {
+            metrics::counter!("weir_throttled_total", "level" => t.level.name()).increment(1);
+            return (429, Some(error_frame("Too Many Requests", ctx)));
+        }
+        Err(Refusal::StoreUnavailable) => {
+            return (503, Some(error_frame("Service Unavailable", ctx)));
+        }
     }
     let selected = api.selection.select(&body);
     let route = selected

@@ -51,6 +51,8 @@ pub struct Session {
     trace: TraceContext,
     principal_id: Option<Arc<str>>,
     authorizer_context: Vec<(String, String)>,
+    /// The handshake's client certificate (mutual TLS).
+    client_cert: Option<Arc<crate::listener_tls::ClientCert>>,
 }
 
 /// A new connection id: 16 characters, unique in this process, hard to guess.
@@ -120,13 +122,8 @@ pub async fn handshake(
     ctx.event_type = Some(EventType::Connect);
     // The API's own connect rate first, then the account: a refusal by the first
     // takes nothing from the second.
-    api.connect_bucket
-        .take()
-        .map_err(|retry_after| GatewayError::Throttled {
-            level: Level::Connect,
-            retry_after,
-        })?;
-    gw.usage.throttle().admit_connection()?;
+    api.connect_bucket.take(Level::Connect).await?;
+    gw.usage.throttle().admit_connection().await?;
 
     let connection_id: Arc<str> = new_connection_id().into();
     ctx.connection_id = Some(connection_id.clone());
@@ -138,7 +135,7 @@ pub async fn handshake(
     let (conn, commands) = Connection::new(
         connection_id,
         api.name.clone(),
-        ctx.peer.ip,
+        ctx.peer.client,
         user_agent,
         api.limits.max_message,
         api.limits.outbound_queue,
@@ -151,13 +148,21 @@ pub async fn handshake(
         trace: ctx.trace.clone(),
         principal_id: None,
         authorizer_context: Vec::new(),
+        client_cert: ctx.client_cert.clone(),
     };
     let mut protocol = None;
     if let Some(route) = &api.connect {
         if let Some(auth) = &route.authorizer {
-            let allowed = authorize(auth, &gw.auth_cache, route.auth_slot, head, ctx)
-                .await
-                .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
+            let allowed = authorize(
+                auth,
+                &gw.auth_cache,
+                route.auth_slot,
+                head,
+                ctx,
+                &shared.upstream,
+            )
+            .await
+            .inspect_err(|e| ctx.authorizer_error = Some(e.to_string()))?;
             let principal: Arc<str> = allowed.principal_id.into();
             ctx.principal_id = Some(principal.clone());
             ctx.authorizer_context = allowed.context.clone();

@@ -25,6 +25,7 @@ fn request(headers: &HeaderMap, body: &'static [u8]) -> HttpEvent<'static> {
         time: UNIX_EPOCH + Duration::from_millis(1_584_039_838_390),
         principal_id: Some("alice"),
         authorizer_context: context,
+        client_cert: None,
     }
 }
 
@@ -224,4 +225,18 @@ fn query_strings_decode_like_aws() {
             ("c".to_owned(), "1 2%".to_owned()),
         ]
     );
+}
+
+#[test]
+fn a_client_certificate_is_where_aws_puts_it() {
+    let cert = json!({"subjectDN": "CN=alice", "serialNumber": "0a:0b"});
+    let mut req = request(&headers(), b"");
+    req.client_cert = Some(cert.clone());
+    let v2 = parse(event(PayloadFormat::V2, &req));
+    assert_eq!(v2["requestContext"]["authentication"]["clientCert"], cert);
+    let v1 = parse(event(PayloadFormat::V1, &req));
+    assert_eq!(v1["requestContext"]["identity"]["clientCert"], cert);
+    req.client_cert = None;
+    let v2 = parse(event(PayloadFormat::V2, &req));
+    assert!(v2["requestContext"].get("authentication").is_none());
 }
