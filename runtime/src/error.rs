@@ -91,6 +91,9 @@ pub enum GatewayError {
     /// Every process of the function is busy and its queue is full.
     #[error("function `{0}` is at its concurrency and its queue is full")]
     FunctionThrottled(Arc<str>),
+    /// Every target of the route's upstream pool is unhealthy or ejected.
+    #[error("no target of upstream `{0}` is available")]
+    NoHealthyTarget(Arc<str>),
     /// The integration did not answer in time.
     #[error("integration timed out after {0:?}")]
     IntegrationTimeout(std::time::Duration),
@@ -183,6 +186,9 @@ impl GatewayError {
             GatewayError::FunctionFailed(_) => (StatusCode::BAD_GATEWAY, "Internal Server Error"),
             GatewayError::FunctionThrottled(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            }
+            GatewayError::NoHealthyTarget(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
             GatewayError::IntegrationTimeout(_) => {
                 (StatusCode::GATEWAY_TIMEOUT, "Endpoint request timed out")

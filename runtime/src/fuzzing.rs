@@ -49,7 +49,10 @@ pub fn config(data: &[u8]) {
             BTreeMap::new(),
             Path::new(NO_DIR),
             &UsageState::default(),
-            &crate::lambda::Functions::default(),
+            (
+                &crate::lambda::Functions::default(),
+                &crate::pool::Pools::default(),
+            ),
             errors,
         )
         .err()

@@ -26,6 +26,7 @@ use crate::ip_policy::{IpPolicy, TrustedProxies};
 use crate::lambda::{self, FunctionSet, Functions};
 use crate::map::Mapper;
 use crate::plugin::{self, AnyPlugin, CorsPlugin};
+use crate::pool::{PoolSet, Pools};
 use crate::route::{RouteKey, RouteTable};
 use crate::usage::{self, Usage, UsageState};
 use crate::websocket::api::{self as websocket_api, WebSocketApi, WebSockets};
@@ -65,6 +66,8 @@ pub struct Route {
     pub response_mapping: Option<Mapper>,
     /// The integration timeout.
     pub timeout: Duration,
+    /// Whether the answer is passed on as it arrives (`stream = true`).
+    pub stream: bool,
     /// The route's own address lists, checked after the API's.
     pub ip_policy: Option<IpPolicy>,
 }
@@ -112,6 +115,8 @@ pub struct Gateway {
     pub plugins: BTreeMap<String, AnyPlugin>,
     /// The functions of `[functions]` (their processes live in [`Functions`]).
     pub functions: FunctionSet,
+    /// The pools of `[upstreams]` (their health lives in [`Pools`]).
+    pub pools: PoolSet,
 }
 
 impl Gateway {
@@ -256,15 +261,16 @@ pub fn plugin_settings(
 }
 
 /// Compiles `config` around already loaded `plugins` (those of `[plugins]` that loaded,
-/// plus any loaded through the admin API), with limit state from `state` and the
-/// running functions of `functions` (new ones are made, not started). `errors` holds
-/// problems found while loading, reported with the rest.
+/// plus any loaded through the admin API), with limit state from `state`, the
+/// running functions of `functions` (new ones are made, not started) and the serving
+/// pools of `pools` (likewise). `errors` holds problems found while loading, reported
+/// with the rest.
 pub fn assemble(
     config: &Config,
     plugins: BTreeMap<String, AnyPlugin>,
     base_dir: &Path,
     state: &UsageState,
-    functions: &Functions,
+    (functions, pools): (&Functions, &Pools),
     load_errors: Vec<String>,
 ) -> Result<Gateway, ConfigErrors> {
     let mut errors = Vec::new();
@@ -318,6 +324,7 @@ pub fn assemble(
         cluster.check(&mut errors);
     }
     let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
+    let pool_set = pools.prepare(config, &mut errors);
     let catalog = Catalog::new(config, plugins);
     let cors = config
         .api
@@ -344,6 +351,8 @@ pub fn assemble(
         let compile = RouteContext {
             params: &params,
             functions: &function_set,
+            pools: &pool_set,
+            upstream_tables: &config.upstreams,
             request_mapped: r.request_mapping.is_some(),
             response_mapped: r.response_mapping.is_some(),
             catalog: &catalog,
@@ -380,6 +389,19 @@ pub fn assemble(
             .response_mapping
             .as_deref()
             .and_then(|name| mapper(name, "response_mapping", &mut errors));
+        if r.stream && r.response_mapping.is_some() {
+            errors.push(format!(
+                "{at}.stream: a response mapper needs the whole answer; set `stream` or `response_mapping`, not both"
+            ));
+        }
+        if r.stream
+            && !matches!(
+                integration,
+                None | Some(Integration::Http(_) | Integration::Pool(_))
+            )
+        {
+            errors.push(format!("{at}.stream: only http integrations stream"));
+        }
         let ip_policy = IpPolicy::new(&r.ip_allow, &r.ip_deny).unwrap_or_else(|e| {
             errors.push(format!("{at}.{e}"));
             None
@@ -392,6 +414,7 @@ pub fn assemble(
                 request_mapping,
                 response_mapping,
                 timeout,
+                stream: r.stream,
                 ip_policy,
             });
             keys.push(key);
@@ -438,6 +461,7 @@ pub fn assemble(
         websockets,
         plugins: catalog.into_loaded(),
         functions: function_set,
+        pools: pool_set,
     })
 }
 

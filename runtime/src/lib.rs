@@ -28,6 +28,7 @@ pub mod context;
 pub mod error;
 pub mod guarded;
 pub mod listener_tls;
+pub mod pool;
 pub mod respond;
 pub mod tls;
 pub mod usage;

@@ -400,7 +400,11 @@ fn serve(path: &Path) -> anyhow::Result<()> {
         None => UsageState::default(),
     };
     let reloader = runtime
-        .block_on(Reloader::new(path, host.clone(), Arc::new(usage_state)).start())
+        .block_on(
+            Reloader::new(path, host.clone(), Arc::new(usage_state))
+                .with_health_checks(Upstream::new(&tls))
+                .start(),
+        )
         .map_err(|e| match e {
             Refused::Config(errors) => {
                 anyhow::anyhow!("invalid config {}:\n{errors}", path.display())

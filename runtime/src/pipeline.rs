@@ -21,7 +21,7 @@ use crate::authorize::authorize;
 use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate};
+use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate, stream};
 use crate::ip_policy::IpPolicy;
 use crate::listener_tls::ClientCert;
 use crate::map::{Mapped, map_request, map_response};
@@ -74,7 +74,12 @@ where
         .filter(|_| websocket.is_none() && cors::is_preflight(&head));
     let accepted = accept(&head, &gw.limits).and_then(|()| admit(gw.ip_policy.as_ref(), &ctx));
     let result = match (accepted, websocket, preflight) {
-        (Err(e), _, _) => Err(e),
+        (Err(e), _, _) => {
+            if let GatewayError::PayloadTooLarge { limit } = e {
+                drain_refused_body(&head.headers, body, limit).await;
+            }
+            Err(e)
+        }
         (Ok(()), Some(api), _) => websocket::handshake(shared, gw, api, &mut head, &mut ctx).await,
         (Ok(()), None, Some(policy)) => cors::preflight(policy, &head, gw.limits.max_response_body)
             .await
@@ -101,7 +106,11 @@ where
                 }
                 _ => {}
             }
-            respond::error(&e)
+            if is_grpc(&head.headers) {
+                respond::grpc_error(&e)
+            } else {
+                respond::error(&e)
+            }
         }
     };
     if let Some(policy) = &gw.cors
@@ -215,6 +224,11 @@ where
         client_host: host.as_ref(),
         version: head.version,
     };
+    // Streamed on as it arrives (`stream = true`, and gRPC without a response mapper),
+    // or read whole.
+    if route.stream || (route.response_mapping.is_none() && is_grpc(&head.headers)) {
+        return stream(upstream, exchange, req, ctx).await;
+    }
     let resp = integrate(upstream, exchange, req, ctx).await?;
 
     // Map response.
@@ -226,6 +240,13 @@ where
         }
         _ => Ok(resp.map(respond::full)),
     }
+}
+
+/// Whether the request is gRPC (`content-type: application/grpc`, `+proto`, …).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 fn has_mapper(route: &Route) -> bool {
@@ -305,6 +326,30 @@ where
             "reading the request body: {e}"
         ))),
     }
+}
+
+/// Longest wait for a refused body before its `413` goes out.
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Largest refused body read, as a multiple of `max_body`.
+const DRAIN_FACTOR: u64 = 4;
+
+/// Reads and discards the body of a request refused early with `413` (its declared
+/// `Content-Length` is over `max_body`) before the answer goes out, as long as it is at
+/// most `DRAIN_FACTOR × max_body` bytes and arrives within [`DRAIN_TIME`]: a client that
+/// writes its whole body before it reads (Python's `http.client`, `requests`) then gets
+/// the `413` instead of a broken pipe, and the connection stays open. A larger body, or
+/// one whose client waits for `100 Continue` (it is never asked for), is not read.
+async fn drain_refused_body<B>(headers: &HeaderMap, body: B, max_body: u64)
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    let cap = max_body.saturating_mul(DRAIN_FACTOR).max(1 << 20);
+    if headers.contains_key(header::EXPECT) || content_length(headers).is_none_or(|n| n > cap) {
+        return;
+    }
+    let mut body = std::pin::pin!(body);
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
 }
 
 /// The client's `x-request-id` when it is sane, else a new one.

@@ -10,9 +10,13 @@ use http_body_util::{BodyExt, Full};
 
 use crate::error::GatewayError;
 
-/// The body of every response the gateway sends (buffered today; boxed so that a
-/// streamed body can take its place without changing a signature).
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+/// The body of every response the gateway sends: bytes in memory, or an upstream's
+/// answer streamed on (`integrate::stream`), whose error resets the client's
+/// connection.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// Why a streamed body broke off.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body of these bytes.
 pub fn full(body: Bytes) -> Body {
@@ -64,6 +68,35 @@ pub fn error(e: &GatewayError) -> Response<Body> {
     let mut resp = json_text(status, e.body());
     if let Some(secs) = e.retry_after_secs() {
         resp.headers_mut().insert(header::RETRY_AFTER, secs.into());
+    }
+    resp
+}
+
+/// The response for a failed gRPC request: a trailers-only answer (`200`,
+/// `content-type: application/grpc`) whose `grpc-status` says what the HTTP status
+/// would (gRPC's HTTP-to-status mapping, with deadlines and limits named as such), and
+/// whose `grpc-message` is the message.
+pub fn grpc_error(e: &GatewayError) -> Response<Body> {
+    let (status, message) = e.status_and_message();
+    let code: u16 = match status.as_u16() {
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        404 => 12,            // UNIMPLEMENTED
+        408 | 504 => 4,       // DEADLINE_EXCEEDED
+        413 | 429 | 431 => 8, // RESOURCE_EXHAUSTED
+        500 => 13,            // INTERNAL
+        502 | 503 => 14,      // UNAVAILABLE
+        _ => 2,               // UNKNOWN
+    };
+    let mut resp = Response::new(empty_body());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::from_str(message) {
+        h.insert("grpc-message", v);
     }
     resp
 }

@@ -201,7 +201,7 @@ struct Tracked {
 
 impl hyper::body::Body for Tracked {
     type Data = bytes::Bytes;
-    type Error = hyper::Error;
+    type Error = crate::respond::BoxError;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,

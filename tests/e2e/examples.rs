@@ -94,6 +94,25 @@ fn upstream_example_validates() {
     );
 }
 
+#[test]
+fn upstream_pool_example_validates() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "validate",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/upstream-pool/weir.toml"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_example_serves_what_its_readme_shows() {
     let rt = weir_tests::lambda::python_runtime(env!("CARGO_BIN_EXE_weir"));

@@ -168,3 +168,41 @@ world = "mapper"
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_sends_its_whole_body_first_still_reads_the_413() {
+    let gw = weir(
+        r#"
+[limits]
+max_body = "1MB"
+[[routes]]
+key = "POST /upload"
+integration = { type = "mock", body = "ok" }
+"#,
+    );
+    // As Python's http.client does: the whole (declared too large) body is written
+    // before the answer is read. Without a lingering close the gateway's close resets
+    // the connection under the unread body and the 413 is lost.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = 3_000_000; // within the 4 × max_body the gateway reads to refuse it
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {body}\r\n\r\n"
+    )
+    .into_bytes();
+    request.resize(request.len() + body, b'a');
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream
+            .write_all(&request)
+            .await
+            .expect("the whole body is taken, not refused with a reset");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.1 413"),
+            "{:?}",
+            &out[..out.len().min(200)]
+        );
+    }
+}

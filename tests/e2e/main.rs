@@ -28,6 +28,7 @@ mod routing;
 mod throttle;
 mod tls;
 mod upstream;
+mod upstream_pool;
 mod validate;
 mod websocket;
 

@@ -1,6 +1,7 @@
 //! End-to-end test support: start the real `weir` binary on `127.0.0.1:0` with a config,
 //! start real upstream servers, send real HTTP requests, and sign real JWTs.
 
+pub mod backend;
 pub mod faulty;
 pub mod jwt;
 pub mod lambda;
@@ -472,6 +473,19 @@ impl TestCa {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca_der.clone()).unwrap();
         tls_client_config(roots)
+    }
+
+    /// A server configuration presenting the server certificate, offering `alpn`.
+    pub fn server_config(&self, alpn: &[&[u8]]) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        config
     }
 
     /// A client certificate this authority signs: `(certificate PEM, key PEM)`.

@@ -238,6 +238,10 @@ pub struct Route {
     /// Requests need a valid, enabled API key (else 403).
     #[serde(default)]
     pub api_key_required: bool,
+    /// Send the upstream's answer on as it arrives instead of reading it whole first
+    /// (HTTP integrations without a response mapper).
+    #[serde(default)]
+    pub stream: bool,
     /// This route's own client allow list, on top of `[api] ip_allow`.
     #[serde(default)]
     pub ip_allow: Vec<String>,
@@ -252,8 +256,17 @@ pub struct Route {
 pub enum Integration {
     /// Proxy to an upstream URL template (`{param}` and `{proxy+}` are substituted).
     Http {
-        /// e.g. `http://127.0.0.1:9000/pets/{id}`.
-        url: String,
+        /// e.g. `http://127.0.0.1:9000/pets/{id}`; or name an `upstream` instead.
+        url: Option<String>,
+        /// A pool of `[upstreams]` instead of one `url`.
+        upstream: Option<String>,
+        /// With `upstream`: the path template, e.g. `/pets/{id}` (default: the
+        /// client's path).
+        path: Option<String>,
+        /// With `upstream`: retry `502`/`503` answers for every method, not only
+        /// idempotent ones (the upstream must tolerate a request applied twice).
+        #[serde(default)]
+        retry_any_method: bool,
     },
     /// Answer with a fixed response.
     Mock {

@@ -7,6 +7,7 @@ mod api;
 mod cluster;
 mod functions;
 mod server;
+mod upstreams;
 mod websocket;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use api::*;
 pub use cluster::*;
 pub use functions::*;
 pub use server::*;
+pub use upstreams::*;
 pub use websocket::*;
 
 /// Shortest integration timeout AWS allows.
@@ -87,6 +89,9 @@ pub struct Config {
     /// Lambda functions by name (processes the gateway runs).
     #[serde(default)]
     pub functions: BTreeMap<String, Function>,
+    /// Pools of upstream targets by name, for `integration = { upstream = NAME }`.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamPool>,
     /// Several nodes as one gateway, through a shared store; off when absent.
     pub cluster: Option<Cluster>,
 }

@@ -1,11 +1,16 @@
 //! The integrate stage, one for HTTP requests and WebSocket events alike: build the
 //! upstream request (URL template, forwarded headers, trace context, request id), call
-//! the integration — an HTTP upstream through the pooled client, a function through
-//! the Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its
-//! latency, status or error in the request's context.
+//! the integration — an HTTP upstream through the pooled client, a pool of targets
+//! with health checks and retries ([`pool`], [`health`]), a function through the
+//! Lambda Runtime API ([`lambda`]), or a fixed mock answer — and record its latency,
+//! status or error in the request's context. Answers are read whole, or passed on as
+//! they arrive on streaming routes ([`stream`]).
 
 pub mod function;
+pub mod health;
 pub mod lambda;
+pub mod pool;
+pub mod stream;
 pub mod target;
 pub mod upstream;
 
@@ -21,9 +26,12 @@ use crate::config;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 use crate::lambda::FunctionSet;
+use crate::pool::PoolSet;
 
 pub use function::FunctionTarget;
 pub use lambda::LambdaTarget;
+pub use pool::PoolRoute;
+pub use stream::stream;
 pub use target::HttpTarget;
 pub use upstream::{Upstream, UpstreamTls, UpstreamTlsFiles};
 
@@ -37,6 +45,8 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub enum Integration {
     /// Proxy to an upstream.
     Http(HttpTarget),
+    /// Proxy to a pool of upstream targets (`[upstreams.NAME]`).
+    Pool(PoolRoute),
     /// A fixed response.
     Mock(Arc<MockResponse>),
     /// Invoke a function.
@@ -61,6 +71,10 @@ pub struct RouteContext<'a> {
     pub params: &'a [String],
     /// The functions of `[functions]`.
     pub functions: &'a FunctionSet,
+    /// The pools of `[upstreams]` (those that compiled).
+    pub pools: &'a PoolSet,
+    /// The `[upstreams]` tables as written.
+    pub upstream_tables: &'a std::collections::BTreeMap<String, config::UpstreamPool>,
     /// Whether the route has a request mapper (a function's event is then its body).
     pub request_mapped: bool,
     /// Whether the route has a response mapper (it then sees a function's answer).
@@ -101,6 +115,30 @@ impl Integration {
                     None => Err(errors.join("; ")),
                 }
             }
+            config::Integration::Http {
+                upstream: Some(name),
+                url,
+                path,
+                retry_any_method,
+            } => {
+                if url.is_some() {
+                    return Err("set `url` or `upstream`, not both".to_owned());
+                }
+                let pool = route.pools.get(name).ok_or_else(|| {
+                    if route.upstream_tables.contains_key(name) {
+                        format!("upstream `{name}` is refused (see upstreams.{name})")
+                    } else {
+                        format!("upstream `{name}` is not defined in [upstreams]")
+                    }
+                })?;
+                PoolRoute::compile(
+                    pool.clone(),
+                    path.as_deref(),
+                    *retry_any_method,
+                    route.params,
+                )
+                .map(Integration::Pool)
+            }
             other => Self::compile(other, route.params),
         }
     }
@@ -115,7 +153,21 @@ impl Integration {
             config::Integration::Function { .. } => {
                 Err("function integrations serve HTTP API routes only".to_owned())
             }
-            config::Integration::Http { url } => {
+            config::Integration::Http {
+                url,
+                upstream,
+                path,
+                retry_any_method,
+            } => {
+                if upstream.is_some() {
+                    return Err("upstream pools serve HTTP API routes only".to_owned());
+                }
+                if path.is_some() || *retry_any_method {
+                    return Err("`path` and `retry_any_method` go with `upstream`".to_owned());
+                }
+                let url = url
+                    .as_ref()
+                    .ok_or("an http integration needs `url` or `upstream`")?;
                 HttpTarget::parse(url, params).map(Integration::Http)
             }
             config::Integration::Mock {
@@ -201,17 +253,23 @@ pub async fn integrate(
             Ok(resp)
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
+        Integration::Pool(route) => pool::buffered(upstream, route, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
         Integration::Function(target) => {
             function::call(target, upstream, &exchange, req, ctx).await
         }
     };
+    record(ctx, started, result.as_ref().map(|r| r.status()));
+    result
+}
+
+/// Records in `ctx` how long the integration took and how it ended.
+fn record(ctx: &mut RequestContext, started: Instant, result: Result<StatusCode, &GatewayError>) {
     ctx.integration.latency = Some(started.elapsed());
-    match &result {
-        Ok(resp) => ctx.integration.status = Some(resp.status().as_u16()),
+    match result {
+        Ok(status) => ctx.integration.status = Some(status.as_u16()),
         Err(e) => ctx.integration.error = Some(e.to_string()),
     }
-    result
 }
 
 async fn http(
@@ -221,6 +279,25 @@ async fn http(
     req: UpstreamRequest,
     ctx: &RequestContext,
 ) -> Result<Response<Bytes>, GatewayError> {
+    let method = req.method.clone();
+    let up = http_request(target, exchange, req, ctx)?;
+    let deadline = tokio::time::Instant::now() + exchange.timeout;
+    let resp = upstream.send(up, exchange.timeout).await?;
+    let (mut parts, body) = resp.into_parts();
+    upstream::response_headers(&mut parts.headers, &method);
+    let body =
+        upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
+            .await?;
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The request to a single-URL upstream.
+fn http_request(
+    target: &HttpTarget,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+) -> Result<Request<Full<Bytes>>, GatewayError> {
     let uri = target.uri(
         exchange.client_path,
         req.path_override.as_deref(),
@@ -234,19 +311,11 @@ async fn http(
         headers.insert(TRACEPARENT.clone(), v);
     }
     headers.insert(header::HOST, target.authority().clone());
-    let method = req.method;
     let mut up = Request::new(Full::new(req.body));
-    *up.method_mut() = method.clone();
+    *up.method_mut() = req.method;
     *up.uri_mut() = uri;
     *up.headers_mut() = headers;
-    let deadline = tokio::time::Instant::now() + exchange.timeout;
-    let resp = upstream.send(up, exchange.timeout).await?;
-    let (mut parts, body) = resp.into_parts();
-    upstream::response_headers(&mut parts.headers, &method);
-    let body =
-        upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
-            .await?;
-    Ok(Response::from_parts(parts, body))
+    Ok(up)
 }
 
 /// `x-forwarded-for` (the request's chain, if any, then the client's address),

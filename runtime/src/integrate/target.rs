@@ -69,8 +69,26 @@ impl HttpTarget {
         params: &[(String, String)],
         query: &str,
     ) -> Result<Uri, GatewayError> {
-        let mut uri = String::with_capacity(self.scheme_authority.len() + 64);
-        uri.push_str(&self.scheme_authority);
+        self.uri_at(
+            &self.scheme_authority,
+            client_path,
+            path_override,
+            params,
+            query,
+        )
+    }
+
+    /// [`HttpTarget::uri`] on another `scheme://host:port` (a pool's target).
+    pub fn uri_at(
+        &self,
+        scheme_authority: &str,
+        client_path: &str,
+        path_override: Option<&str>,
+        params: &[(String, String)],
+        query: &str,
+    ) -> Result<Uri, GatewayError> {
+        let mut uri = String::with_capacity(scheme_authority.len() + 64);
+        uri.push_str(scheme_authority);
         match (path_override, &self.path) {
             (Some(p), _) => uri.push_str(p),
             (None, None) => uri.push_str(client_path),

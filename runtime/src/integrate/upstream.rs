@@ -21,6 +21,9 @@ use crate::error::GatewayError;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// HTTP/2 only: prior knowledge (h2c) for `http://`, ALPN `h2` for `https://`
+    /// (pools with `protocol = "h2c"` or `"http2"`).
+    h2: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Upstream {
@@ -31,6 +34,17 @@ impl Upstream {
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         // The TLS layer sees the scheme; this one only opens TCP connections.
         connector.enforce_http(false);
+        let h2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config).clone())
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(h2);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls.config).clone())
             .https_or_http()
@@ -43,7 +57,7 @@ impl Upstream {
             // One send() per request instead of a writev: measurably cheaper on loopback.
             .http1_writev(false)
             .build(connector);
-        Self { client }
+        Self { client, h2 }
     }
 }
 
@@ -166,11 +180,27 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Sends a request once (over HTTP/2 only when `http2`) and waits for the answer's
+    /// head, with no timeout and no resend: a pool's retries decide what is sent again.
+    pub async fn send_once(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        http2: bool,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        if http2 {
+            self.h2.request(req).await
+        } else {
+            self.client.request(req).await
+        }
+    }
+}
+
 /// An upstream answer the gateway may pass on: a final status, and one framing. An
 /// answer with both `Content-Length` and `Transfer-Encoding` is ambiguous (RFC 9112
 /// 6.3: a sender must not send both, and one who does may be trying to smuggle a
 /// response); `101` answers a request that asked for no upgrade. Both are `502`.
-fn check_framing(
+pub(super) fn check_framing(
     resp: http::Response<hyper::body::Incoming>,
 ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
     if resp.status().is_informational() {
@@ -214,7 +244,7 @@ fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
 
 /// Whether the connection was closed or reset after the request went out and before
 /// any of the response: not a refused connection, a bad answer or a broken body.
-fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+pub(super) fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
     if e.is_connect() {
         return false;
     }
@@ -258,7 +288,7 @@ pub async fn read_upstream_body(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -40,8 +40,10 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
+use crate::integrate::Upstream;
 use crate::lambda::Functions;
 use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
+use crate::pool::Pools;
 use crate::usage::UsageState;
 
 /// Builds gateway snapshots and swaps them in; see the module docs.
@@ -53,6 +55,10 @@ pub struct Reloader {
     state: Arc<UsageState>,
     /// The functions' processes, kept across reloads.
     functions: Arc<Functions>,
+    /// The upstream pools and their targets' health, kept across reloads.
+    pools: Pools,
+    /// The client health checks go through (none: no checks run, as in `weir validate`).
+    health_client: Option<Upstream>,
     registry: tokio::sync::Mutex<Registry>,
     /// `limits.max_plugin_size` of the config in force: the largest upload read.
     max_plugin_size: std::sync::atomic::AtomicU64,
@@ -142,6 +148,8 @@ impl Reloader {
             base_dir,
             state,
             functions: Arc::default(),
+            pools: Pools::default(),
+            health_client: None,
             registry: tokio::sync::Mutex::new(Registry {
                 config: None,
                 started: None,
@@ -163,8 +171,25 @@ impl Reloader {
         drop(registry);
         self.functions.start(&gateway.functions);
         self.functions.commit(&gateway.functions);
+        self.commit_pools(&gateway);
         self.live = Some(Arc::new(ArcSwap::from_pointee(gateway)));
         Ok(Arc::new(self))
+    }
+
+    /// Runs active health checks of upstream pools through `client` (on the runtime
+    /// that calls [`Reloader::start`] and the reloads).
+    pub fn with_health_checks(mut self, client: Upstream) -> Self {
+        self.health_client = Some(client);
+        self
+    }
+
+    /// Records the snapshot's pools as serving and starts the health tasks of new ones.
+    fn commit_pools(&self, gateway: &Gateway) {
+        self.pools.commit(&gateway.pools, |pool| {
+            if let Some(client) = &self.health_client {
+                crate::integrate::health::spawn(pool, client.clone());
+            }
+        });
     }
 
     /// The functions' processes (for readiness and shutdown).
@@ -179,6 +204,7 @@ impl Reloader {
         self.functions.start(&gateway.functions);
         self.live().store(gateway.clone());
         self.functions.commit(&gateway.functions);
+        self.commit_pools(&gateway);
     }
 
     /// The snapshot the workers read.
@@ -341,7 +367,7 @@ impl Reloader {
             plugins,
             &self.base_dir,
             &self.state,
-            &self.functions,
+            (&self.functions, &self.pools),
             errors,
         )
         .map_err(Refused::Config)?;

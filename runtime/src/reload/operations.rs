@@ -138,7 +138,7 @@ impl Reloader {
             plugins,
             &self.base_dir,
             &self.state,
-            &self.functions,
+            (&self.functions, &self.pools),
             Vec::new(),
         )
         .map_err(Refused::Config)?;

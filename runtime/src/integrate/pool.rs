@@ -1,0 +1,212 @@
+//! HTTP integrations over a pool of targets (`integration = { type = "http", upstream =
+//! NAME }`): each attempt goes to the target the [`Pool`] picks, its outcome feeds
+//! passive ejection, and a failed attempt is sent again — to another target when there
+//! is one — only where that is safe:
+//!
+//! - the connection could not be opened (`connect`) or closed before any byte of the
+//!   answer (`reset`): every method, since the upstream never answered;
+//! - a `502` or `503` answer: idempotent methods only, unless the route says
+//!   `retry_any_method`;
+//! - never after a timeout (the route's timeout covers every attempt), never once any
+//!   of the answer's body was passed on;
+//! - at most `retries.attempts` times, and only while the pool's retry budget (a share
+//!   of first attempts, 10 retries banked at most) has one, so retries cannot multiply
+//!   an outage.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+use super::upstream::{check_framing, closed_before_answer, error_chain};
+use super::{Exchange, HttpTarget, TRACEPARENT, Upstream, UpstreamRequest};
+use crate::config::Protocol;
+use crate::context::RequestContext;
+use crate::error::GatewayError;
+use crate::pool::{InFlight, Pool};
+
+/// A route's integration with a pool.
+pub struct PoolRoute {
+    /// The pool.
+    pub pool: Arc<Pool>,
+    /// The path template, on a placeholder base (`None` path: the client's path).
+    path: HttpTarget,
+    /// Retry `502`/`503` answers for every method.
+    retry_any_method: bool,
+}
+
+impl PoolRoute {
+    /// `upstream = NAME, path = TEMPLATE` for a route whose key has `params`.
+    pub fn compile(
+        pool: Arc<Pool>,
+        path: Option<&str>,
+        retry_any_method: bool,
+        params: &[String],
+    ) -> Result<Self, String> {
+        let path = path.unwrap_or("");
+        if !path.is_empty() && !path.starts_with('/') {
+            return Err(format!("path `{path}` must start with `/`"));
+        }
+        let path = HttpTarget::parse(&format!("http://pool{path}"), params)
+            .map_err(|e| e.replace("`http://pool", "`"))?;
+        Ok(Self {
+            pool,
+            path,
+            retry_any_method,
+        })
+    }
+}
+
+/// An answer's head from a target, and the request counted in flight to it until the
+/// body is read.
+pub struct Answer {
+    /// The answer (framing checked).
+    pub response: Response<Incoming>,
+    /// Counts the request for `least_request` while its body is read.
+    pub in_flight: InFlight,
+}
+
+/// Sends the request to the pool, retrying where safe (see the module docs), by
+/// `deadline`.
+pub async fn send(
+    upstream: &Upstream,
+    route: &PoolRoute,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+    deadline: tokio::time::Instant,
+) -> Result<Answer, GatewayError> {
+    let pool = &route.pool;
+    let http2 = pool.protocol() != Protocol::Http1;
+    let mut headers = req.headers;
+    // gRPC servers ask for `te: trailers`, the one value HTTP/2 allows.
+    let te_trailers = http2 && headers.get(header::TE).is_some_and(|v| v == "trailers");
+    super::strip_hop_by_hop(&mut headers);
+    super::forwarded_headers(&mut headers, ctx, exchange.client_host);
+    if let Ok(v) = HeaderValue::from_str(&ctx.trace.child_header()) {
+        headers.insert(TRACEPARENT.clone(), v);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    let may_retry_answer = req.method.is_idempotent() || route.retry_any_method;
+    let retries = &pool.spec.retries;
+    pool.deposit();
+    let mut tried: Vec<usize> = Vec::with_capacity(1);
+    let mut next = pool
+        .pick(&headers, &tried)
+        .ok_or_else(|| GatewayError::NoHealthyTarget(pool.name.clone()))?;
+    loop {
+        let i = next;
+        let target = &pool.targets[i];
+        if !tried.is_empty() {
+            target.retries.increment(1);
+        }
+        tried.push(i);
+        let uri = route.path.uri_at(
+            &target.base,
+            exchange.client_path,
+            req.path_override.as_deref(),
+            &ctx.path_parameters,
+            &req.query,
+        )?;
+        let mut up = Request::new(Full::new(req.body.clone()));
+        *up.method_mut() = req.method.clone();
+        *up.uri_mut() = uri;
+        *up.headers_mut() = headers.clone();
+        if http2 {
+            // HTTP/2 names the target in `:authority` (from the URI).
+            up.headers_mut().remove(header::HOST);
+        } else {
+            up.headers_mut()
+                .insert(header::HOST, target.authority.clone());
+        }
+        let in_flight = pool.begin(i);
+        match tokio::time::timeout_at(deadline, upstream.send_once(up, http2)).await {
+            Err(_) => {
+                pool.report(i, false);
+                return Err(GatewayError::IntegrationTimeout(exchange.timeout));
+            }
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                pool.report(i, !matches!(status, 502..=504));
+                let retryable = may_retry_answer
+                    && ((status == 502 && retries.bad_gateway)
+                        || (status == 503 && retries.unavailable));
+                match retryable
+                    .then(|| retry_target(pool, &headers, &tried))
+                    .flatten()
+                {
+                    // The answer is dropped unread (its connection with it).
+                    Some(n) => next = n,
+                    None => {
+                        return check_framing(response).map(|response| Answer {
+                            response,
+                            in_flight,
+                        });
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                pool.report(i, false);
+                let safe = if e.is_connect() {
+                    retries.connect
+                } else {
+                    closed_before_answer(&e) && retries.reset
+                };
+                let error = GatewayError::BadGateway(error_chain(&e));
+                match safe.then(|| retry_target(pool, &headers, &tried)).flatten() {
+                    Some(n) => {
+                        tracing::debug!(upstream = %pool.name, target = %target.base, %error, "retrying");
+                        next = n;
+                    }
+                    None => return Err(error),
+                }
+            }
+        }
+    }
+}
+
+/// The target of the next attempt, if one is allowed: attempts left, a target
+/// available, and a retry in the budget (taken last, so nothing is spent in vain).
+fn retry_target(pool: &Pool, headers: &HeaderMap, tried: &[usize]) -> Option<usize> {
+    if tried.len() > pool.spec.retries.attempts as usize {
+        return None;
+    }
+    let next = pool.pick(headers, tried)?;
+    if pool.withdraw() {
+        Some(next)
+    } else {
+        metrics::counter!("weir_upstream_retry_budget_exhausted_total", "upstream" => pool.name.to_string())
+            .increment(1);
+        None
+    }
+}
+
+/// Sends to the pool and reads the answer whole (up to `max_response_body`) within the
+/// route's timeout.
+pub async fn buffered(
+    upstream: &Upstream,
+    route: &PoolRoute,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+) -> Result<Response<Bytes>, GatewayError> {
+    let deadline = tokio::time::Instant::now() + exchange.timeout;
+    let method = req.method.clone();
+    let answer = send(upstream, route, exchange, req, ctx, deadline).await?;
+    let (mut parts, body) = answer.response.into_parts();
+    super::upstream::response_headers(&mut parts.headers, &method);
+    let body = super::upstream::read_upstream_body(
+        body,
+        exchange.max_response_body,
+        deadline,
+        exchange.timeout,
+    )
+    .await?;
+    drop(answer.in_flight);
+    Ok(Response::from_parts(parts, body))
+}
