@@ -225,7 +225,12 @@ def main():
             subprocess.run(["bash", os.path.join(ROOT, "examples/function/build.sh"), fn_dir], check=True,
                            env=dict(os.environ, WEIR_SKIP_POLYGLOT="1"), stdout=subprocess.DEVNULL)
             wasm = os.path.join(fn_dir, "hello-rust.wasm")
+            # The account bucket (10,000/s by default) would refuse most of the load;
+            # wasmtime serve has none.
             gw, gw_port = weir(args, work, "function", f'''
+[throttle]
+rate = 1000000000
+burst = 1000000000
 [plugins.hello]
 file = "{wasm}"
 world = "function"
