@@ -509,11 +509,13 @@ impl Plugin<AuthorizerWorld> {
         sender: Option<Arc<dyn Sender>>,
     ) -> Result<Decision, PluginError> {
         type W = AuthorizerWorld;
-        let hooks = (!self.inner.allowed.is_empty()).then(|| Hooks {
-            plugin: self.inner.name.clone(),
-            allowed: self.inner.allowed.clone(),
-            sender,
-            until: tokio::time::Instant::now() + self.inner.limits.deadline,
+        let hooks = (!self.inner.allowed.is_empty()).then(|| {
+            Hooks::for_call(
+                self.inner.name.clone(),
+                self.inner.allowed.clone(),
+                sender,
+                tokio::time::Instant::now() + self.inner.limits.deadline,
+            )
         });
         call!(self, |g, store| async {
             if let Some(hooks) = hooks {

@@ -34,12 +34,8 @@ impl Plugin<FunctionWorld> {
         let until = tokio::time::Instant::now() + deadline;
         let allowed = self.inner.allowed.clone();
         call!(self, deadline, |g, store| async {
-            store.data_mut().hooks = Hooks {
-                plugin: self.inner.name.clone(),
-                allowed,
-                sender: Some(sender),
-                until,
-            };
+            store.data_mut().hooks =
+                Hooks::for_call(self.inner.name.clone(), allowed, Some(sender), until);
             let (tx, rx) = tokio::sync::oneshot::channel::<Answer>();
             let mut http = store.data_mut().http();
             let incoming = http.new_incoming_request(Scheme::Http, req.map(Full::new))?;

@@ -15,6 +15,8 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpHooks};
 
 /// Largest request body a plugin may send out, and largest answer it may read.
 pub const MAX_OUTBOUND_BODY: usize = 10 << 20;
+/// Most requests one call may send (refused past it with `connection-limit-reached`).
+pub const MAX_OUTBOUND_REQUESTS: u32 = 16;
 
 /// Sends one request for a plugin, within `timeout`; the answer's body is read whole
 /// (at most `max_body` bytes). Errors are plain words for the guest's error code.
@@ -129,6 +131,26 @@ pub(super) struct Hooks {
     pub(super) sender: Option<Arc<dyn Sender>>,
     /// The end of the call: no request may outlive it.
     pub(super) until: tokio::time::Instant,
+    /// Requests sent so far in this call.
+    sent: u32,
+}
+
+impl Hooks {
+    /// The hooks of one call of `plugin`: its origins, the client, its deadline.
+    pub(super) fn for_call(
+        plugin: Arc<str>,
+        allowed: Allowed,
+        sender: Option<Arc<dyn Sender>>,
+        until: tokio::time::Instant,
+    ) -> Self {
+        Hooks {
+            plugin,
+            allowed,
+            sender,
+            until,
+            sent: 0,
+        }
+    }
 }
 
 impl Default for Hooks {
@@ -138,6 +160,7 @@ impl Default for Hooks {
             allowed: Allowed::default(),
             sender: None,
             until: tokio::time::Instant::now(),
+            sent: 0,
         }
     }
 }
@@ -158,6 +181,8 @@ impl WasiHttpHooks for Hooks {
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let allowed = self.allowed.allows(request.uri());
+        self.sent = self.sent.saturating_add(1);
+        let over_limit = self.sent > MAX_OUTBOUND_REQUESTS;
         let sender = self.sender.clone();
         let cache_key =
             cacheable_request(&request).then(|| format!("{}\0{}", self.plugin, request.uri()));
@@ -169,6 +194,9 @@ impl WasiHttpHooks for Hooks {
             let (Some(sender), true) = (sender, allowed) else {
                 return Err(HttpError::HttpRequestDenied);
             };
+            if over_limit {
+                return Err(HttpError::ConnectionLimitReached);
+            }
             if let Some(hit) = cache_key
                 .as_deref()
                 .and_then(|k| CACHE.lookup(k, revalidate, Instant::now()))
@@ -222,6 +250,8 @@ const REVALIDATE_EVERY: Duration = Duration::from_secs(30);
 /// Largest answer body kept, and all of them together.
 const MAX_CACHED_BODY: usize = 1 << 20;
 const MAX_CACHED_TOTAL: usize = 16 << 20;
+/// Most answers kept.
+const MAX_CACHED_ENTRIES: usize = 1024;
 
 /// Answers to plain `GET`s that their origin allows to be kept (`Cache-Control:
 /// max-age`, not `no-store`, `no-cache` or `private`), per plugin and URL, shared by
@@ -237,6 +267,8 @@ struct Kept {
     resp: http::Response<Bytes>,
     fetched: Instant,
     expires: Instant,
+    /// Its key, headers and body, for the total.
+    size: usize,
 }
 
 impl AnswerCache {
@@ -261,13 +293,22 @@ impl AnswerCache {
         if resp.body().len() > MAX_CACHED_BODY {
             return;
         }
+        let size = key.len()
+            + resp.body().len()
+            + resp
+                .headers()
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.len())
+                .sum::<usize>();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.remove(&key);
-        let mut total: usize = entries.values().map(|k| k.resp.body().len()).sum();
-        if total + resp.body().len() > MAX_CACHED_TOTAL {
+        let fits = |entries: &std::collections::HashMap<String, Kept>| {
+            entries.len() < MAX_CACHED_ENTRIES
+                && entries.values().map(|k| k.size).sum::<usize>() + size <= MAX_CACHED_TOTAL
+        };
+        if !fits(&entries) {
             entries.retain(|_, k| k.expires > now);
-            total = entries.values().map(|k| k.resp.body().len()).sum();
-            if total + resp.body().len() > MAX_CACHED_TOTAL {
+            if !fits(&entries) {
                 entries.clear();
             }
         }
@@ -280,6 +321,7 @@ impl AnswerCache {
                 resp: kept,
                 fetched: now,
                 expires: now + ttl.min(MAX_FRESH),
+                size,
             },
         );
     }
@@ -424,6 +466,17 @@ mod tests {
                 .is_none()
         );
         assert!(cache.lookup("q\0u", false, t0).is_none());
+        // However small the answers, the cache keeps at most MAX_CACHED_ENTRIES.
+        for i in 0..MAX_CACHED_ENTRIES + 100 {
+            cache.store(
+                format!("p\0u{i}"),
+                &answer_with(""),
+                Duration::from_secs(60),
+                t0,
+            );
+            let n = cache.entries.lock().unwrap().len();
+            assert!(n <= MAX_CACHED_ENTRIES, "{n}");
+        }
         let get = http::Request::get("http://x/").body(()).unwrap();
         assert!(cacheable_request(&get));
         let with_auth = http::Request::get("http://x/")
