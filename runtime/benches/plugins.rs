@@ -7,40 +7,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 use weir::plugin::{
-    AuthorizationRequest, AuthorizerWorld, Context, CorsWorld, Limits, MapperWorld, PluginHost,
-    Request, RequestHead,
+    AuthorizationRequest, AuthorizerWorld, CorsWorld, Limits, MapperWorld, PluginHost, Request,
+    RequestHead,
 };
 use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING, STAMP_V1};
 
-fn headers() -> Vec<(String, String)> {
-    [
-        ("host", "api.example"),
-        ("user-agent", "bench/1.0"),
-        ("accept", "application/json"),
-        ("content-type", "application/json"),
-        ("content-length", "1024"),
-        ("authorization", "Bearer x"),
-        ("x-request-id", "0123456789abcdef"),
-        ("x-forwarded-for", "10.0.0.1"),
-        ("accept-encoding", "gzip"),
-        ("origin", "https://app.example"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn context() -> Context {
-    Context {
-        request_id: "0123456789abcdef".into(),
-        route_key: "POST /orders/{id}".into(),
-        stage: "$default".into(),
-        path_parameters: vec![("id".into(), "42".into())],
-        source_ip: "127.0.0.1".into(),
-        principal_id: Some("user-1".into()),
-        authorizer_context: vec![("email".into(), "u1@example.com".into())],
-    }
-}
+mod sample;
+use sample::{context, headers};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

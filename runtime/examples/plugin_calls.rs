@@ -19,44 +19,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use weir::config::World;
-use weir::plugin::{
-    AnyPlugin, AuthorizationRequest, Context, Limits, PluginHost, Request, RequestHead,
-};
+use weir::plugin::{AnyPlugin, AuthorizationRequest, Limits, PluginHost, Request, RequestHead};
 use weir_tests::artifacts::{CORS, JWT_AUTHORIZER, PARAM_MAPPING, STAMP_V1};
+
+#[path = "../benches/sample/mod.rs"]
+mod sample;
+use sample::{context, headers};
 
 fn usage() -> ! {
     eprintln!("usage: plugin_calls stamp|params|jwt|cors CALLS [REUSE]");
     std::process::exit(2)
-}
-
-fn headers() -> Vec<(String, String)> {
-    [
-        ("host", "api.example"),
-        ("user-agent", "bench/1.0"),
-        ("accept", "application/json"),
-        ("content-type", "application/json"),
-        ("content-length", "1024"),
-        ("authorization", "Bearer x"),
-        ("x-request-id", "0123456789abcdef"),
-        ("x-forwarded-for", "10.0.0.1"),
-        ("accept-encoding", "gzip"),
-        ("origin", "https://app.example"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn context() -> Context {
-    Context {
-        request_id: "0123456789abcdef".into(),
-        route_key: "POST /orders/{id}".into(),
-        stage: "$default".into(),
-        path_parameters: vec![("id".into(), "42".into())],
-        source_ip: "127.0.0.1".into(),
-        principal_id: Some("user-1".into()),
-        authorizer_context: vec![("email".into(), "u1@example.com".into())],
-    }
 }
 
 fn main() {
