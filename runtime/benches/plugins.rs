@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
         reuse: 0,
         ..Limits::new()
     };
-    let ctx = context();
+    let ctx = weir::plugin::CallContext::from(context());
 
     let mapper = host
         .load::<MapperWorld>(

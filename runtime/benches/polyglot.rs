@@ -160,7 +160,7 @@ fn main() {
         .unwrap();
     let host = PluginHost::new().unwrap();
     let req: &'static Request = Box::leak(Box::new(request()));
-    let ctx = context();
+    let ctx = weir::plugin::CallContext::from(context());
     let auth_req = AuthorizationRequest {
         method: "GET".into(),
         path: "/orders/42".into(),

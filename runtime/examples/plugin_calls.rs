@@ -53,7 +53,7 @@ fn main() {
         reuse,
         ..Limits::new()
     };
-    let ctx = context();
+    let ctx = weir::plugin::CallContext::from(context());
     let req = Request {
         method: "POST".into(),
         path: "/orders/42".into(),

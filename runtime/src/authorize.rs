@@ -8,6 +8,7 @@ use http::HeaderName;
 use http::request::Parts;
 
 use crate::catalog::Catalog;
+use crate::client_cert::ClientCert;
 use crate::config;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -148,14 +149,17 @@ impl RouteAuthorizer {
     }
 }
 
-/// A cached decision's key.
+/// A cached decision's key. With mutual TLS the client's certificate is part of it: an
+/// authorizer may decide by it (`host.client-cert`), so a decision made for one
+/// certificate never answers a request that came with another, or with none.
 #[derive(Hash, PartialEq, Eq)]
 pub struct CacheKey {
     route: usize,
     identity: Vec<String>,
+    client_cert: Option<Arc<ClientCert>>,
 }
 
-/// Authorizer decisions cached per route and identity-source values.
+/// Authorizer decisions cached per route, identity-source values and client certificate.
 pub type AuthorizerCache = TtlCache<CacheKey, Decision>;
 
 /// What an allowed request carries on: the principal and context for later stages.
@@ -188,6 +192,7 @@ pub async fn authorize(
     let key = CacheKey {
         route: slot,
         identity,
+        client_cert: ctx.client_cert.clone(),
     };
     let now = Instant::now();
     let cached = if auth.ttl.is_zero() {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::StatusCode;
 
-use crate::listener_tls::ClientCert;
-use crate::plugin::Context;
+use crate::client_cert::ClientCert;
+use crate::plugin::{CallContext, Context};
 use crate::quota::QuotaLeft;
 use crate::trace::TraceContext;
 
@@ -123,8 +123,8 @@ impl RequestContext {
     }
 
     /// What a plugin sees of it.
-    pub fn plugin_context(&self) -> Context {
-        Context {
+    pub fn plugin_context(&self) -> CallContext {
+        let context = Context {
             request_id: self.request_id.clone(),
             route_key: self.route_key.as_deref().unwrap_or("").to_owned(),
             stage: self.stage.to_string(),
@@ -132,6 +132,10 @@ impl RequestContext {
             source_ip: self.peer.client.to_string(),
             principal_id: self.principal_id.as_deref().map(str::to_owned),
             authorizer_context: self.authorizer_context.clone(),
+        };
+        CallContext {
+            context,
+            client_cert: self.client_cert.clone(),
         }
     }
 
@@ -227,7 +231,7 @@ mod tests {
         ctx.route_key = Some("GET /pets/{id}".into());
         ctx.path_parameters = vec![("id".into(), "7".into())];
         ctx.principal_id = Some("alice".into());
-        let p = ctx.plugin_context();
+        let p = ctx.plugin_context().context;
         assert_eq!(p.request_id, "r1");
         assert_eq!(p.route_key, "GET /pets/{id}");
         assert_eq!(p.stage, "prod");

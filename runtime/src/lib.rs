@@ -8,6 +8,7 @@
 //! lists the layers; no module imports one above its own.
 
 // Layer 0: pure — config, paths, ids, caches.
+pub mod client_cert;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

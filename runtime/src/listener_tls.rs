@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use base64::Engine;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 
+use crate::client_cert::truststore_warnings;
 use crate::config::ClientAuth;
 use crate::tls::{pem_certificates, pem_key};
 
@@ -102,11 +102,32 @@ fn stamps(files: &ListenerFiles) -> Vec<Stamp> {
     .collect()
 }
 
+/// What is wrong with the certificates in `client_ca_file`, if set (see
+/// [`truststore_warnings`]); each line names the file.
+pub fn client_ca_warnings(files: &ListenerFiles) -> Vec<String> {
+    let Some(ca) = &files.client_ca else {
+        return Vec::new();
+    };
+    let Ok(certs) = pem_certificates("client_ca_file", ca) else {
+        // The load itself reports a file that cannot be read.
+        return Vec::new();
+    };
+    let ders: Vec<&[u8]> = certs.iter().map(|c| c.as_ref()).collect();
+    truststore_warnings(&ders, SystemTime::now())
+        .into_iter()
+        .map(|w| format!("client_ca_file {}: {w}", ca.display()))
+        .collect()
+}
+
 impl ListenerTls {
-    /// Reads `files`; an error names the setting.
+    /// Reads `files`; an error names the setting. What is wrong with the truststore's
+    /// certificates is logged as warnings.
     pub fn load(files: ListenerFiles) -> Result<Self, String> {
         let seen = stamps(&files);
         let config = server_config(&files)?;
+        for warning in client_ca_warnings(&files) {
+            tracing::warn!("{warning}");
+        }
         Ok(Self {
             files,
             current: ArcSwap::from_pointee(config),
@@ -168,6 +189,11 @@ impl ListenerTls {
         self.current.load_full()
     }
 
+    /// What is wrong with the truststore's certificates (`weir validate` prints it).
+    pub fn warnings(&self) -> Vec<String> {
+        client_ca_warnings(&self.files)
+    }
+
     /// Whether clients are asked for certificates.
     pub fn mutual(&self) -> bool {
         self.files.client_ca.is_some()
@@ -184,78 +210,10 @@ impl ListenerTls {
         *seen = now;
         drop(seen);
         let config = server_config(&self.files)?;
+        for warning in client_ca_warnings(&self.files) {
+            tracing::warn!("{warning}");
+        }
         self.current.store(Arc::new(config));
         Ok(true)
-    }
-}
-
-/// A verified client certificate as AWS describes it (`$context.identity.clientCert`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCert {
-    /// The certificate, PEM.
-    pub pem: String,
-    /// Its subject, `CN=…, O=…`.
-    pub subject_dn: String,
-    /// Its issuer.
-    pub issuer_dn: String,
-    /// Its serial number, hex pairs joined by `:`.
-    pub serial_number: String,
-    /// Start of validity, `May 28 12:30:02 2019 GMT`.
-    pub not_before: String,
-    /// End of validity.
-    pub not_after: String,
-}
-
-impl ClientCert {
-    /// From the DER of the certificate the handshake verified; `None` if it does not
-    /// parse (it did for the verifier, so this is not expected).
-    pub fn from_der(der: &[u8]) -> Option<Self> {
-        use x509_parser::prelude::{FromDer, X509Certificate};
-        let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).ok()?);
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        let time = |t: x509_parser::time::ASN1Time| {
-            let t = t.to_datetime();
-            let month = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ][usize::from(u8::from(t.month())) - 1];
-            format!(
-                "{month} {:>2} {:02}:{:02}:{:02} {} GMT",
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.year()
-            )
-        };
-        Some(ClientCert {
-            pem,
-            subject_dn: cert.subject().to_string(),
-            issuer_dn: cert.issuer().to_string(),
-            serial_number: cert
-                .raw_serial()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-            not_before: time(cert.validity().not_before),
-            not_after: time(cert.validity().not_after),
-        })
-    }
-
-    /// As Lambda events carry it (`clientCert`).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "clientCertPem": self.pem,
-            "subjectDN": self.subject_dn,
-            "issuerDN": self.issuer_dn,
-            "serialNumber": self.serial_number,
-            "validity": { "notBefore": self.not_before, "notAfter": self.not_after },
-        })
     }
 }

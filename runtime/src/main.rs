@@ -284,8 +284,11 @@ fn validate(path: &Path) -> ExitCode {
                 let config = Config::load(path)?;
                 UpstreamTls::from_config(&config.server, &base_dir(path))
                     .map_err(|e| anyhow::anyhow!(e))?;
-                ListenerTls::from_config(&config.server, &base_dir(path))
+                let listener = ListenerTls::from_config(&config.server, &base_dir(path))
                     .map_err(|e| anyhow::anyhow!(e))?;
+                for warning in listener.iter().flat_map(|l| l.warnings()) {
+                    eprintln!("warning: {warning}");
+                }
             }
             Ok(checked)
         });

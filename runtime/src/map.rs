@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::integrate::UpstreamRequest;
-use crate::plugin::{Context, MapperPlugin, Request, RequestOutcome, Response};
+use crate::plugin::{CallContext, MapperPlugin, Request, RequestOutcome, Response};
 
 /// Most headers a plugin may return.
 pub const MAX_PLUGIN_HEADERS: usize = 1000;
@@ -188,7 +188,7 @@ pub async fn map_request(
     mapper: &Mapper,
     req: UpstreamRequest,
     path: &str,
-    ctx: &Context,
+    ctx: &CallContext,
 ) -> Result<Mapped, GatewayError> {
     let kept = mapper.fail_open.then(|| UpstreamRequest {
         method: req.method.clone(),
@@ -207,7 +207,7 @@ async fn call_map_request(
     mapper: &Mapper,
     req: UpstreamRequest,
     path: &str,
-    ctx: &Context,
+    ctx: &CallContext,
 ) -> Result<Mapped, GatewayError> {
     let wit = Request {
         method: req.method.as_str().to_owned(),
@@ -281,7 +281,7 @@ pub async fn map_response(
     status: StatusCode,
     headers: &HeaderMap,
     body: Bytes,
-    ctx: &Context,
+    ctx: &CallContext,
 ) -> Result<PluginResponse, GatewayError> {
     let kept = mapper.fail_open.then(|| body.clone());
     let wit = Response {

@@ -18,12 +18,12 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::access_log::{self, Outcome, RequestLine};
 use crate::authorize::authorize;
+use crate::client_cert::ClientCert;
 use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
 use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate, stream};
 use crate::ip_policy::IpPolicy;
-use crate::listener_tls::ClientCert;
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
 use crate::route::RouteMatch;

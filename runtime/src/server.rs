@@ -20,9 +20,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
+use crate::client_cert::ClientCert;
 use crate::gateway::LiveGateway;
 use crate::idle::{InFlight, Watch, Watched};
-use crate::listener_tls::{ClientCert, ListenerTls};
+use crate::listener_tls::ListenerTls;
 use crate::pipeline;
 use crate::respond::Body;
 use crate::worker::Shared;

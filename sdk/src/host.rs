@@ -1,6 +1,7 @@
-//! The gateway's `host` interface: the plugin's config and structured logging.
+//! The gateway's `host` interface: the plugin's config, structured logging, reuse
+//! declarations and the client's certificate.
 
-// Every world imports the same `weir:plugin/host@0.1.2`; the mapper world's bindings of
+// Every world imports the same `weir:plugin/host@0.1.3`; the mapper world's bindings of
 // it serve plugins of all worlds (the import names are identical).
 use crate::mapper::bindings::weir::plugin::host as imports;
 
@@ -16,6 +17,39 @@ pub fn config_json() -> String {
 /// ignored. Needs a gateway that serves WIT 0.1.2.
 pub fn cacheable(seconds: u32) {
     imports::cacheable(seconds);
+}
+
+/// A client certificate from a mutual TLS handshake, in the parts Amazon API Gateway
+/// names (`$context.identity.clientCert.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The certificate, PEM (`clientCertPem`).
+    pub pem: String,
+    /// Its subject's distinguished name (`subjectDN`), e.g. `CN=alice, O=Example`.
+    pub subject_dn: String,
+    /// Its issuer's distinguished name (`issuerDN`).
+    pub issuer_dn: String,
+    /// Its serial number (`serialNumber`): hex pairs joined by `:`.
+    pub serial_number: String,
+    /// The start of its validity (`validity.notBefore`), e.g. `May 28 12:30:02 2019 GMT`.
+    pub not_before: String,
+    /// The end of its validity (`validity.notAfter`).
+    pub not_after: String,
+}
+
+/// The certificate the client of this call's request presented, verified against the
+/// listener's `client_ca_file`: `None` without mutual TLS, when the client sent none
+/// (`client_auth = "optional"`), and in a CORS policy. Needs a gateway that serves WIT
+/// 0.1.3.
+pub fn client_cert() -> Option<ClientCert> {
+    imports::client_cert().map(|c| ClientCert {
+        pem: c.client_cert_pem,
+        subject_dn: c.subject_dn,
+        issuer_dn: c.issuer_dn,
+        serial_number: c.serial_number,
+        not_before: c.not_before,
+        not_after: c.not_after,
+    })
 }
 
 /// The plugin's `config` table from `weir.toml`, deserialized.

@@ -53,7 +53,7 @@
 //! and a cargo workspace of plugins of different worlds builds in one invocation.
 //!
 //! The logic of a plugin can be unit-tested on the host (`cargo test --target
-//! x86_64-unknown-linux-gnu`) as long as it does not call [`config`] or [`log`]: outside
+//! x86_64-unknown-linux-gnu`) as long as it does not call [`config`], [`log`] or [`client_cert`]: outside
 //! a wasm32 build those host functions panic.
 
 extern crate self as weir_sdk;
@@ -64,7 +64,7 @@ pub use types::*;
 
 mod host;
 
-pub use host::{cacheable, config, config_json, log};
+pub use host::{ClientCert, cacheable, client_cert, config, config_json, log};
 
 pub mod json;
 

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weir_tests::{Client, TestCa};
+use weir_tests::artifacts::{COUNTING_AUTHORIZER, PARAM_MAPPING};
+use weir_tests::{Client, TestCa, Upstream};
 
 use crate::{refused_at_start, toml_path, weir};
 
@@ -95,6 +96,88 @@ async fn optional_client_certificates_and_a_truststore_that_changes() {
     assert_eq!(status(&c, &url).await, Some(200));
 }
 
+/// The certificate reaches plugins (`host.client-cert`): the shipped mapper names its
+/// parts as AWS does (`$context.identity.clientCert.*`), and an authorizer's decisions
+/// are cached per certificate as well as per token.
+#[tokio::test]
+async fn plugins_see_the_client_certificate() {
+    let server = TestCa::new();
+    let clients = TestCa::new();
+    let dir = weir_tests::test_dir();
+    let ca_file = dir.join("clients.pem");
+    std::fs::write(&ca_file, &clients.ca_pem).unwrap();
+    let up = Upstream::start().await;
+    let config = format!(
+        r#"{tls}
+client_ca_file = {ca}
+client_auth = "optional"
+[plugins.params]
+file = {mapping}
+world = "mapper"
+[plugins.params.config.request]
+"overwrite:header.x-client-subject" = "$context.identity.clientCert.subjectDN"
+"overwrite:header.x-client-issuer" = "$context.identity.clientCert.issuerDN"
+"overwrite:header.x-client-serial" = "$context.identity.clientCert.serialNumber"
+"overwrite:header.x-client-not-after" = "$context.identity.clientCert.validity.notAfter"
+[plugins.auth]
+file = {auth}
+world = "authorizer"
+[[routes]]
+key = "GET /who"
+integration = {{ type = "http", url = "{base}/who" }}
+request_mapping = "params"
+authorizer = {{ plugin = "auth", identity_source = ["$request.header.x-token"], ttl = "300s" }}
+"#,
+        tls = crate::tls::tls_server(&server),
+        ca = toml_path(ca_file.to_str().unwrap()),
+        mapping = toml_path(PARAM_MAPPING),
+        auth = toml_path(COUNTING_AUTHORIZER),
+        base = up.base(),
+    );
+    let gw = weir(&config);
+    let url = gw.url("/who");
+    let token = [("x-token", "let-me-in")];
+
+    let alice = Client::trusting_with_cert(&server, &clients.client_cert());
+    let r = alice.send("GET", &url, &token, Bytes::new()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json()["headers"].clone();
+    assert_eq!(seen["x-client-subject"], "CN=weir gateway", "{seen}");
+    assert_eq!(seen["x-client-issuer"], "CN=weir test CA", "{seen}");
+    let serial = seen["x-client-serial"].as_str().unwrap();
+    assert!(
+        serial.len() >= 2 && serial.split(':').all(|b| b.len() == 2),
+        "{serial}"
+    );
+    assert!(
+        seen["x-client-not-after"]
+            .as_str()
+            .unwrap()
+            .ends_with(" GMT"),
+        "{seen}"
+    );
+
+    // The same token from a second certificate is a new decision; from the first, a
+    // cached one.
+    let bob = Client::trusting_with_cert(&server, &clients.client_cert());
+    let r = bob.send("GET", &url, &token, Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.json()["headers"]["x-client-serial"], serial);
+    let r = alice.send("GET", &url, &token, Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    // Without a certificate (optional): no identity, and a third decision.
+    let anonymous = Client::trusting(&server);
+    let r = anonymous.send("GET", &url, &token, Bytes::new()).await;
+    assert_eq!(r.status, 200);
+    let seen = r.json()["headers"].clone();
+    assert!(
+        seen.get("x-client-subject").is_none_or(|v| v == ""),
+        "{seen}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(gw.count_logs("authorize called"), 3, "{}", gw.logs());
+}
+
 #[test]
 fn client_ca_file_needs_tls_and_a_usable_file() {
     let dir = weir_tests::test_dir();
@@ -115,4 +198,31 @@ fn client_ca_file_needs_tls_and_a_usable_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("client_ca_file"), "{stderr}");
+}
+
+/// `weir validate` names truststore certificates that cannot sign client certificates,
+/// and still passes the config (the listener can serve with the others).
+#[test]
+fn validate_warns_about_unusable_truststore_certificates() {
+    let dir = weir_tests::test_dir();
+    let (server, clients) = (TestCa::new(), TestCa::new());
+    let ca_file = dir.join("clients.pem");
+    // A CA, then a client's own certificate, which signs nothing.
+    let (leaf, _) = clients.client_cert();
+    std::fs::write(&ca_file, format!("{}{leaf}", clients.ca_pem)).unwrap();
+    let config = dir.join("weir.toml");
+    std::fs::write(&config, mtls_server(&server, &ca_file, "required")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("validate")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warning = format!(
+        "warning: client_ca_file {}: certificate 2 (CN=weir gateway): not a CA certificate",
+        ca_file.display()
+    );
+    assert_eq!(stderr.matches(&warning).count(), 1, "{stderr}");
+    assert!(!stderr.contains("certificate 1 "), "{stderr}");
 }

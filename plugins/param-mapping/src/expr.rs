@@ -3,7 +3,7 @@
 //! evaluation so that a config is checked before it is used.
 
 use serde_json::Value;
-use weir_sdk::{Context, Headers, query_pairs};
+use weir_sdk::{ClientCert, Context, Headers, query_pairs};
 
 /// A parsed value: literal text and references, concatenated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,19 @@ pub enum Ref {
     Context(String),
     /// `$context.authorizer.KEY` (`principalId` included)
     Authorizer(String),
+    /// `$context.identity.clientCert.FIELD`: `clientCertPem`, `subjectDN`, `issuerDN`,
+    /// `serialNumber`, `validity.notBefore`, `validity.notAfter` (mutual TLS)
+    ClientCert(String),
 }
+
+const CLIENT_CERT_FIELDS: [&str; 6] = [
+    "clientCertPem",
+    "subjectDN",
+    "issuerDN",
+    "serialNumber",
+    "validity.notBefore",
+    "validity.notAfter",
+];
 
 const CONTEXT_VARS: [&str; 4] = ["requestId", "routeKey", "stage", "sourceIp"];
 
@@ -107,6 +119,11 @@ impl Template {
             .any(|r| matches!(r, Ref::ResponseHeader(_) | Ref::ResponseBody(_)))
     }
 
+    /// Whether any part reads the client's certificate.
+    pub fn reads_client_cert(&self) -> bool {
+        self.refs().any(|r| matches!(r, Ref::ClientCert(_)))
+    }
+
     /// Whether any part reads the request body.
     pub fn reads_request_body(&self) -> bool {
         self.refs().any(|r| matches!(r, Ref::RequestBody(_)))
@@ -164,6 +181,11 @@ fn parse_ref(r: &str) -> Result<Ref, String> {
         ("response", "header") => Ref::ResponseHeader(named(name)?),
         ("response", "body") => Ref::ResponseBody(path(name)?),
         ("context", "authorizer") => Ref::Authorizer(named(name)?),
+        ("context", "identity") if name == "sourceIp" => Ref::Context(name.to_owned()),
+        ("context", "identity") => match name.strip_prefix("clientCert.") {
+            Some(field) if CLIENT_CERT_FIELDS.contains(&field) => Ref::ClientCert(field.to_owned()),
+            _ => return Err(bad()),
+        },
         ("context", var) if name.is_empty() && CONTEXT_VARS.contains(&var) => {
             Ref::Context(var.to_owned())
         }
@@ -187,6 +209,8 @@ pub struct Env<'a> {
     pub response_body: Option<&'a Value>,
     /// The gateway's context.
     pub ctx: &'a Context,
+    /// The client's certificate, when the request came with one and a value reads it.
+    pub client_cert: Option<&'a ClientCert>,
 }
 
 impl Env<'_> {
@@ -214,6 +238,18 @@ impl Env<'_> {
                 "sourceIp" => self.ctx.source_ip.clone(),
                 _ => String::new(),
             },
+            Ref::ClientCert(field) => self
+                .client_cert
+                .map(|c| match field.as_str() {
+                    "clientCertPem" => c.pem.clone(),
+                    "subjectDN" => c.subject_dn.clone(),
+                    "issuerDN" => c.issuer_dn.clone(),
+                    "serialNumber" => c.serial_number.clone(),
+                    "validity.notBefore" => c.not_before.clone(),
+                    "validity.notAfter" => c.not_after.clone(),
+                    _ => String::new(),
+                })
+                .unwrap_or_default(),
             // AWS names JWT claims `$context.authorizer.claims.NAME`; the JWT authorizer
             // passes them as plain keys, so both spellings work.
             Ref::Authorizer(k) => self

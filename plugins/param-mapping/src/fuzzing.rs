@@ -73,7 +73,7 @@ pub fn mapping(data: &[u8]) {
         req.query = query.to_owned();
         req.headers = headers.clone();
         req.body = body.to_vec();
-        if let Ok(out) = apply_request(&ops, req, &ctx) {
+        if let Ok(out) = apply_request(&ops, req, &ctx, None) {
             assert!(
                 out.path == path || out.path.starts_with('/'),
                 "mapped path {:?}",
@@ -88,7 +88,7 @@ pub fn mapping(data: &[u8]) {
             headers: headers.clone(),
             body: body.to_vec(),
         };
-        if let Ok(out) = apply_response(&ops, resp, &ctx) {
+        if let Ok(out) = apply_response(&ops, resp, &ctx, None) {
             assert!((200..=599).contains(&out.status), "status {}", out.status);
             no_new_line_breaks(&headers, &out.headers);
         }

@@ -38,17 +38,26 @@ fn internal_error(why: &str) -> Response {
     )
 }
 
+/// The client's certificate, asked of the gateway only when a value reads it.
+fn client_cert(ops: &[mapping::Op]) -> Option<weir_sdk::ClientCert> {
+    ops.iter()
+        .any(|o| o.reads_client_cert())
+        .then(weir_sdk::client_cert)
+        .flatten()
+}
+
 impl Mapper for ParamMapping {
     fn map_request(req: Request, ctx: &Context) -> Result<Request, Response> {
         let config: Config = weir_sdk::config().map_err(|e| internal_error(&e))?;
         let ops = parse_ops(&config.request, Side::Request).map_err(|e| internal_error(&e))?;
-        apply_request(&ops, req, ctx).map_err(|e| internal_error(&e))
+        let cert = client_cert(&ops);
+        apply_request(&ops, req, ctx, cert.as_ref()).map_err(|e| internal_error(&e))
     }
 
     fn map_response(resp: Response, ctx: &Context) -> Response {
         let result = weir_sdk::config::<Config>()
             .and_then(|c| parse_ops(&c.response, Side::Response))
-            .and_then(|ops| apply_response(&ops, resp, ctx));
+            .and_then(|ops| apply_response(&ops, resp, ctx, client_cert(&ops).as_ref()));
         result.unwrap_or_else(|e| internal_error(&e))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use weir_sdk::{Context, Request, Response, query_pairs, query_string};
+use weir_sdk::{ClientCert, Context, Request, Response, query_pairs, query_string};
 
 use crate::expr::{Env, Template};
 
@@ -38,6 +38,13 @@ pub struct Op {
     action: Action,
     target: Target,
     value: Template,
+}
+
+impl Op {
+    /// Whether its value reads the client's certificate.
+    pub fn reads_client_cert(&self) -> bool {
+        self.value.reads_client_cert()
+    }
 }
 
 /// Which side a set of operations applies to.
@@ -118,7 +125,12 @@ fn json_body(body: &[u8], needed: bool) -> Option<Value> {
 }
 
 /// Applies request operations. Every value is computed from the original request.
-pub fn apply_request(ops: &[Op], mut req: Request, ctx: &Context) -> Result<Request, String> {
+pub fn apply_request(
+    ops: &[Op],
+    mut req: Request,
+    ctx: &Context,
+    client_cert: Option<&ClientCert>,
+) -> Result<Request, String> {
     let body = json_body(&req.body, ops.iter().any(|o| o.value.reads_request_body()));
     let values: Vec<String> = {
         let env = Env {
@@ -129,6 +141,7 @@ pub fn apply_request(ops: &[Op], mut req: Request, ctx: &Context) -> Result<Requ
             response_headers: None,
             response_body: None,
             ctx,
+            client_cert,
         };
         ops.iter().map(|o| o.value.eval(&env)).collect()
     };
@@ -164,7 +177,12 @@ pub fn apply_request(ops: &[Op], mut req: Request, ctx: &Context) -> Result<Requ
 
 /// Applies response operations. Values read the response and the context (the
 /// request is not available when mapping a response).
-pub fn apply_response(ops: &[Op], mut resp: Response, ctx: &Context) -> Result<Response, String> {
+pub fn apply_response(
+    ops: &[Op],
+    mut resp: Response,
+    ctx: &Context,
+    client_cert: Option<&ClientCert>,
+) -> Result<Response, String> {
     let body = json_body(
         &resp.body,
         ops.iter().any(|o| o.value.reads_response_body()),
@@ -179,6 +197,7 @@ pub fn apply_response(ops: &[Op], mut resp: Response, ctx: &Context) -> Result<R
             response_headers: Some(&resp.headers),
             response_body: body.as_ref(),
             ctx,
+            client_cert,
         };
         ops.iter().map(|o| o.value.eval(&env)).collect()
     };
@@ -286,7 +305,7 @@ mod tests {
             path_parameters: vec![("id".into(), "7".into())],
             ..Context::default()
         };
-        let out = apply_request(&o, req, &ctx).unwrap();
+        let out = apply_request(&o, req, &ctx, None).unwrap();
         assert_eq!(
             out.headers.get_all("x-tags").collect::<Vec<_>>(),
             ["one", "two"]
@@ -312,11 +331,11 @@ mod tests {
         .unwrap();
         let resp =
             Response::json(200, &serde_json::json!({"code": 202})).with_header("server", "x");
-        let out = apply_response(&o, resp, &Context::default()).unwrap();
+        let out = apply_response(&o, resp, &Context::default(), None).unwrap();
         assert_eq!(out.status, 202);
         assert!(!out.headers.contains("server"));
         let bad = Response::json(200, &serde_json::json!({"code": 42}));
-        assert!(apply_response(&o, bad, &Context::default()).is_err());
+        assert!(apply_response(&o, bad, &Context::default(), None).is_err());
         let o = ops(
             &[("overwrite:header.x", "$request.header.evil")],
             Side::Request,
@@ -324,6 +343,6 @@ mod tests {
         .unwrap();
         let mut req = Request::new("GET", "/");
         req.headers.insert("evil", "a\r\nb");
-        assert!(apply_request(&o, req, &Context::default()).is_err());
+        assert!(apply_request(&o, req, &Context::default(), None).is_err());
     }
 }

@@ -43,7 +43,7 @@ pub mod cors {
     });
 }
 
-pub use mapper::weir::plugin::host::LogLevel;
+pub use mapper::weir::plugin::host::{ClientCertificate, LogLevel};
 pub use mapper::weir::plugin::outcomes::{
     Allow, AuthorizationRequest, Decision, Deny, RequestOutcome,
 };

@@ -23,7 +23,7 @@ use super::state::{GUEST_OUTPUT_CAP, State};
 use super::turns;
 use super::world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
 use super::{
-    AuthorizationRequest, Context, Decision, Limits, PluginError, Request, RequestHead,
+    AuthorizationRequest, CallContext, Decision, Limits, PluginError, Request, RequestHead,
     RequestOutcome, Response, World,
 };
 
@@ -482,20 +482,26 @@ impl Plugin<MapperWorld> {
     pub async fn map_request(
         &self,
         req: &Request,
-        ctx: &Context,
+        ctx: &CallContext,
     ) -> Result<RequestOutcome, PluginError> {
         type W = MapperWorld;
-        call!(self, |g, store| g.call_map_request(store, req, ctx))
+        call!(self, |g, store| async {
+            store.data_mut().client_cert = ctx.client_cert.clone();
+            g.call_map_request(&mut *store, req, &ctx.context).await
+        })
     }
 
     /// `mapper.map-response`.
     pub async fn map_response(
         &self,
         resp: &Response,
-        ctx: &Context,
+        ctx: &CallContext,
     ) -> Result<Response, PluginError> {
         type W = MapperWorld;
-        call!(self, |g, store| g.call_map_response(store, resp, ctx))
+        call!(self, |g, store| async {
+            store.data_mut().client_cert = ctx.client_cert.clone();
+            g.call_map_response(&mut *store, resp, &ctx.context).await
+        })
     }
 }
 
@@ -505,7 +511,7 @@ impl Plugin<AuthorizerWorld> {
     pub async fn authorize(
         &self,
         req: &AuthorizationRequest,
-        ctx: &Context,
+        ctx: &CallContext,
         sender: Option<Arc<dyn Sender>>,
     ) -> Result<Decision, PluginError> {
         type W = AuthorizerWorld;
@@ -521,7 +527,8 @@ impl Plugin<AuthorizerWorld> {
             if let Some(hooks) = hooks {
                 store.data_mut().hooks = hooks;
             }
-            g.call_authorize(&mut *store, req, ctx).await
+            store.data_mut().client_cert = ctx.client_cert.clone();
+            g.call_authorize(&mut *store, req, &ctx.context).await
         })
     }
 }

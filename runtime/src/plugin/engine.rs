@@ -494,7 +494,7 @@ mod tests {
         };
         rt.block_on(async {
             for _ in 0..3 {
-                plugin.map_request(&req, &ctx).await.unwrap();
+                plugin.map_request(&req, &ctx.clone().into()).await.unwrap();
             }
         });
         let metrics = host.engine.pooling_allocator_metrics().unwrap();

@@ -35,6 +35,7 @@ mod world;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client_cert::ClientCert;
 pub use crate::config::World;
 pub use bindings::{
     Allow, AuthorizationRequest, Context, Decision, Deny, Request, RequestHead, RequestOutcome,
@@ -49,6 +50,26 @@ pub use output::GuestOutput;
 pub use source::read_component;
 pub use state::escape_controls;
 pub use world::{AuthorizerWorld, CorsWorld, FunctionWorld, MapperWorld, WorldKind};
+
+/// What a mapper or authorizer call is told about its request: the `context` record
+/// every call receives, and the client's certificate, which the guest asks for with
+/// `host.client-cert` (made into WIT values only then).
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The `context` argument.
+    pub context: Context,
+    /// The certificate the client presented (mutual TLS).
+    pub client_cert: Option<Arc<ClientCert>>,
+}
+
+impl From<Context> for CallContext {
+    fn from(context: Context) -> Self {
+        Self {
+            context,
+            client_cert: None,
+        }
+    }
+}
 
 /// A mapper plugin.
 pub type MapperPlugin = Plugin<MapperWorld>;

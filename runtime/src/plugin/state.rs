@@ -15,6 +15,7 @@ use super::Limits;
 use super::bindings;
 use super::outbound::Hooks;
 use super::output::GuestOutput;
+use crate::client_cert::ClientCert;
 
 /// Most bytes of guest stdout/stderr kept per call.
 pub(super) const GUEST_OUTPUT_CAP: usize = 64 * 1024;
@@ -46,6 +47,8 @@ pub struct State {
     log_cut: bool,
     /// What the call declared with `host.cacheable`, in seconds.
     pub(super) cache_for: Option<u32>,
+    /// The certificate of the client of this call's request (`host.client-cert`).
+    pub(super) client_cert: Option<Arc<ClientCert>>,
     /// `wasi:http` (function components): the context, and what may go out.
     http: WasiHttpCtx,
     pub(super) hooks: Hooks,
@@ -98,6 +101,7 @@ impl State {
                 log_bytes: 0,
                 log_cut: false,
                 cache_for: None,
+                client_cert: None,
                 http: WasiHttpCtx::new(),
                 hooks: Hooks::default(),
                 transcript: GuestOutput::default(),
@@ -115,6 +119,7 @@ impl State {
         self.log_bytes = 0;
         self.log_cut = false;
         self.cache_for = None;
+        self.client_cert = None;
         self.transcript.clear();
         // The last call's output was logged (and transcribed) up to here.
         self.transcribed = self.logged;
@@ -260,6 +265,19 @@ impl bindings::mapper::weir::plugin::host::Host for State {
 
     fn cacheable(&mut self, seconds: u32) {
         self.cache_for = Some(seconds.min(MAX_CACHE_SECONDS));
+    }
+
+    fn client_cert(&mut self) -> Option<bindings::ClientCertificate> {
+        self.client_cert
+            .as_deref()
+            .map(|c| bindings::ClientCertificate {
+                client_cert_pem: c.pem.clone(),
+                subject_dn: c.subject_dn.clone(),
+                issuer_dn: c.issuer_dn.clone(),
+                serial_number: c.serial_number.clone(),
+                not_before: c.not_before.clone(),
+                not_after: c.not_after.clone(),
+            })
     }
 }
 

@@ -34,8 +34,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::plugin::{
-    AnyPlugin, AuthorizationRequest, Context, Decision, PluginError, Request, RequestHead,
-    RequestOutcome, Response,
+    AnyPlugin, AuthorizationRequest, CallContext, Context, Decision, PluginError, Request,
+    RequestHead, RequestOutcome, Response,
 };
 
 /// A sample request, as written in the file.
@@ -223,7 +223,7 @@ async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported>
     #[allow(unreachable_patterns)]
     match plugin {
         AnyPlugin::Mapper(p) => {
-            let ctx = sample.context();
+            let ctx = CallContext::from(sample.context());
             let outcome = match p.map_request(&sample.request(), &ctx).await? {
                 RequestOutcome::Forward(r) => json!({ "forward": request_json(&r) }),
                 RequestOutcome::Respond(r) => json!({ "respond": response_json(&r) }),
@@ -258,7 +258,7 @@ async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported>
                 identity,
                 scopes: sample.scopes.clone(),
             };
-            let decision = match p.authorize(&req, &sample.context(), None).await? {
+            let decision = match p.authorize(&req, &sample.context().into(), None).await? {
                 Decision::Allow(a) => json!({ "allow": {
                     "principal_id": a.principal_id,
                     "context": pairs_json(&a.context),

@@ -52,7 +52,7 @@ pub struct Session {
     principal_id: Option<Arc<str>>,
     authorizer_context: Vec<(String, String)>,
     /// The handshake's client certificate (mutual TLS).
-    client_cert: Option<Arc<crate::listener_tls::ClientCert>>,
+    client_cert: Option<Arc<crate::client_cert::ClientCert>>,
 }
 
 /// A new connection id: 16 characters, unique in this process, hard to guess.

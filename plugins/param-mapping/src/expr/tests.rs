@@ -13,6 +13,14 @@ fn env_eval(t: &str) -> String {
         principal_id: Some("p".into()),
         authorizer_context: vec![("email".into(), "e@x".into())],
     };
+    let cert = ClientCert {
+        pem: "-----BEGIN CERTIFICATE-----".into(),
+        subject_dn: "CN=alice".into(),
+        issuer_dn: "CN=Clients CA".into(),
+        serial_number: "01:02".into(),
+        not_before: "Jan  1 00:00:00 2026 GMT".into(),
+        not_after: "Jan  1 00:00:00 2027 GMT".into(),
+    };
     let env = Env {
         request_headers: &headers,
         request_query: "q=1&s=a%20b",
@@ -21,6 +29,7 @@ fn env_eval(t: &str) -> String {
         response_headers: None,
         response_body: None,
         ctx: &ctx,
+        client_cert: Some(&cert),
     };
     Template::parse(t).unwrap().eval(&env)
 }
@@ -51,6 +60,27 @@ fn resolves_every_reference_kind() {
     assert_eq!(env_eval("$request.path?"), "/x/7?");
     assert_eq!(env_eval("${context.authorizer.claims.email}"), "e@x");
     assert_eq!(env_eval("$context.stage"), "$default");
+    assert_eq!(env_eval("$context.identity.sourceIp"), "127.0.0.1");
+    assert_eq!(
+        env_eval(
+            "$context.identity.clientCert.subjectDN/${context.identity.clientCert.serialNumber}"
+        ),
+        "CN=alice/01:02"
+    );
+    assert_eq!(
+        env_eval("$context.identity.clientCert.validity.notAfter"),
+        "Jan  1 00:00:00 2027 GMT"
+    );
+    assert!(
+        Template::parse("$context.identity.clientCert.issuerDN")
+            .unwrap()
+            .reads_client_cert()
+    );
+    assert!(
+        !Template::parse("$context.identity.sourceIp")
+            .unwrap()
+            .reads_client_cert()
+    );
     assert_eq!(
         env_eval("$response.header.x"),
         "",
@@ -63,6 +93,9 @@ fn rejects_unknown_references() {
     for bad in [
         "$request.cookie.x",
         "$context.nope",
+        "$context.identity.clientCert.nope",
+        "$context.identity.clientCert",
+        "$context.identity.user",
         "$request.header.",
         "${request.body.a..b}",
         "${request.header.x",
