@@ -131,6 +131,88 @@ api_key_required = true
     assert!(!a.dir.join("weir-quotas.json").exists());
 }
 
+/// Lease mode at a high rate: both nodes together admit the quota exactly — never more
+/// during the burst, and all of it once unused leased units went back — asking the store
+/// less often than once a request (once for every two or three here; the account
+/// bucket's leases count too).
+#[tokio::test]
+async fn cluster_quota_leases_admit_the_quota_exactly_with_fewer_store_calls() {
+    const QUOTA: usize = 400;
+    let redis = Redis::start();
+    let config = format!(
+        r#"
+[usage_plans.metered]
+quota = {{ limit = {QUOTA}, period = "DAY" }}
+[[api_keys]]
+name = "alice"
+value = "{ALICE}"
+plan = "metered"
+[[routes]]
+key = "GET /metered"
+integration = {{ type = "mock", body = "ok" }}
+api_key_required = true
+"#
+    );
+    let (a, b) = two_nodes(&redis, LEASE, &config).await;
+    let calls_before = redis.script_calls();
+    // 8 clients per node, 40 requests each: 640 asks for 400 units.
+    let mut tasks = Vec::new();
+    for node in [&a, &b] {
+        for _ in 0..8 {
+            let url = node.url("/metered");
+            tasks.push(tokio::spawn(async move {
+                let c = Client::default();
+                let mut admitted = 0;
+                for _ in 0..40 {
+                    let r = get(&c, &url, Some(ALICE)).await;
+                    match r.status.as_u16() {
+                        200 => admitted += 1,
+                        429 => {}
+                        s => panic!("status {s}: {}", r.text()),
+                    }
+                }
+                admitted
+            }));
+        }
+    }
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap();
+    }
+    assert!(admitted <= QUOTA, "admitted {admitted} of {QUOTA}");
+    let calls = redis.script_calls() - calls_before;
+    eprintln!("{calls} store calls for {admitted} requests admitted");
+    assert!(
+        calls * 4 < admitted as u64 * 3,
+        "{calls} store calls for {admitted} requests"
+    );
+    // Unused leased units go back after a second; then the rest is used, and no more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let c = Client::default();
+    let mut refused_in_a_row = 0;
+    while refused_in_a_row < 6 {
+        for node in [&a, &b] {
+            match get(&c, &node.url("/metered"), Some(ALICE))
+                .await
+                .status
+                .as_u16()
+            {
+                200 => {
+                    admitted += 1;
+                    refused_in_a_row = 0;
+                }
+                429 => refused_in_a_row += 1,
+                s => panic!("status {s}"),
+            }
+        }
+        if refused_in_a_row > 0 {
+            // A refusing node asks the store again after a second.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+    assert_eq!(admitted, QUOTA);
+}
+
 fn chat(up: &Upstream, limits: &str) -> String {
     format!(
         r#"

@@ -9,6 +9,9 @@
 //! for [`TTL`] go back to the store. A node asks for the next lease in the background
 //! when half of the last one is used, so a steady stream of requests never waits for
 //! the store.
+//!
+//! Quota counters are leased the same way ([`Returns::Counter`]): units are counted in
+//! the store when leased, and unused ones are taken off the counter again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +24,15 @@ pub(crate) const TTL: Duration = Duration::from_secs(1);
 
 /// `granted_at` before the first grant.
 const NEVER: u64 = u64::MAX;
+
+/// What a lease's tokens are, and so how unused ones go back to the store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Returns {
+    /// Tokens of a GCRA bucket of this many microseconds per token.
+    Bucket(f64),
+    /// Units of a quota counter: counted when leased, taken off it again when returned.
+    Counter,
+}
 
 /// What the lease in hand says to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +52,8 @@ pub(crate) enum Local {
 pub(crate) struct Lease {
     /// The store key.
     pub(crate) key: Arc<str>,
-    /// The bucket's microseconds per token (to give tokens back).
-    pub(crate) interval_us: f64,
+    /// How unused tokens go back.
+    pub(crate) returns: Returns,
     /// Largest lease.
     cap: u64,
     held: AtomicU64,
@@ -61,10 +73,10 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// An empty lease of at most `cap` tokens at a time.
-    pub(crate) fn new(key: Arc<str>, interval_us: f64, cap: u64) -> Self {
+    pub(crate) fn new(key: Arc<str>, returns: Returns, cap: u64) -> Self {
         Self {
             key,
-            interval_us,
+            returns,
             cap: cap.max(1),
             held: AtomicU64::new(0),
             touched: AtomicU64::new(0),
@@ -142,6 +154,11 @@ impl Lease {
         self.empty_until.store(now + for_ms, Ordering::Relaxed);
     }
 
+    /// Whether the store said empty and that still holds at `now`.
+    pub(crate) fn refusing(&self, now: u64) -> bool {
+        self.held.load(Ordering::Relaxed) == 0 && now < self.empty_until.load(Ordering::Relaxed)
+    }
+
     /// A background refill is over.
     pub(crate) fn refilled(&self) {
         self.refilling.store(false, Ordering::Release);
@@ -164,7 +181,6 @@ impl Lease {
     }
 
     /// Tokens in hand.
-    #[cfg(test)]
     pub(crate) fn held(&self) -> u64 {
         self.held.load(Ordering::Relaxed)
     }
@@ -172,7 +188,12 @@ impl Lease {
 
 /// Returns `unused` tokens of `lease` to the store (in the background's deadline).
 pub(crate) async fn give_back(cluster: &Cluster, lease: &Lease, unused: u64) {
-    let returned = super::throttle::give_back(cluster, &lease.key, lease.interval_us, unused).await;
+    let returned = match lease.returns {
+        Returns::Bucket(interval_us) => {
+            super::throttle::give_back(cluster, &lease.key, interval_us, unused).await
+        }
+        Returns::Counter => super::quota::give_back(cluster, &lease.key, unused).await,
+    };
     if returned.is_err() {
         tracing::debug!(key = %lease.key, unused, "leased tokens not returned; the store keeps them counted");
     }
@@ -183,7 +204,7 @@ mod tests {
     use super::*;
 
     fn lease(cap: u64) -> Lease {
-        Lease::new("k".into(), 1000.0, cap)
+        Lease::new("k".into(), Returns::Bucket(1000.0), cap)
     }
 
     #[test]
@@ -196,7 +217,9 @@ mod tests {
         assert!(matches!(l.take(1), Local::Taken { .. }));
         assert_eq!(l.take(1), Local::Empty);
         l.refused(1, 50);
+        assert!(l.refusing(11));
         assert_eq!(l.take(11), Local::Refused(40));
+        assert!(!l.refusing(51));
         assert_eq!(l.take(51), Local::Empty);
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::lease::{Lease, Local};
+use super::lease::{Lease, Local, Returns};
 use super::{BACKGROUND_TIMEOUT, Cluster, StoreError};
 use crate::config::ClusterMode;
 use crate::throttle::{
@@ -259,9 +259,9 @@ impl SharedBuckets {
                 }
                 let store_key = self.store_key(b, Some(k));
                 let (interval_us, cap) = (b.interval_us, lease_cap(b.burst));
-                let l = self
-                    .cluster
-                    .lease(&store_key, |key| Lease::new(key, interval_us, cap));
+                let l = self.cluster.lease(&store_key, |key| {
+                    Lease::new(key, Returns::Bucket(interval_us), cap)
+                });
                 leases.insert(k, l.clone());
                 Some(l)
             }
@@ -281,8 +281,11 @@ impl SharedBucket {
         let key: Arc<str> = cluster.key(format_args!("tb:{name}")).into();
         let interval_us = 1e6 / limit.sane_rate();
         let burst = limit.burst.max(1);
-        let lease = (leasing && kind == BucketKind::Shared)
-            .then(|| cluster.lease(&key, |key| Lease::new(key, interval_us, lease_cap(burst))));
+        let lease = (leasing && kind == BucketKind::Shared).then(|| {
+            cluster.lease(&key, |key| {
+                Lease::new(key, Returns::Bucket(interval_us), lease_cap(burst))
+            })
+        });
         Self {
             key,
             interval_us,
