@@ -393,7 +393,8 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     // for it a second at most; an unreachable store is retried in the background).
     let cluster = match &config.cluster {
         Some(c) => {
-            let settings = cluster::Settings::of(c).map_err(|e| anyhow::anyhow!(e))?;
+            let settings =
+                cluster::Settings::of(c, &base_dir(path)).map_err(|e| anyhow::anyhow!(e))?;
             Some(cluster::Cluster::start(settings).map_err(|e| anyhow::anyhow!(e))?)
         }
         None => None,

@@ -2,6 +2,7 @@
 //! started again on the same port to play a store that goes away and comes back.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,18 @@ pub struct Redis {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Settings beyond the port and no persistence (TLS, cluster mode).
+    extra: Vec<String>,
+    /// Whether the port speaks TLS.
+    tls: bool,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Whether `redis-server` can be run here.
@@ -24,19 +37,44 @@ pub fn available() -> bool {
 impl Redis {
     /// Starts one on a free port and waits until it accepts connections.
     pub fn start() -> Redis {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut redis = Redis { child: None, port };
+        Redis::with(Vec::new(), false)
+    }
+
+    fn with(extra: Vec<String>, tls: bool) -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            extra,
+            tls,
+        };
         redis.resume();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/0`.
+    /// One that speaks only TLS, with the certificate and key in the PEM files `cert`
+    /// and `key`, and asks clients for certificates signed by the authorities in
+    /// `client_ca` (Redis's default, `tls-auth-clients yes`).
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: &Path) -> Redis {
+        let file = |p: &Path| p.to_str().unwrap().to_owned();
+        Redis::with(
+            vec![
+                "--tls-cert-file".into(),
+                file(cert),
+                "--tls-key-file".into(),
+                file(key),
+                "--tls-ca-cert-file".into(),
+                file(client_ca),
+                "--tls-auth-clients".into(),
+                "yes".into(),
+            ],
+            true,
+        )
+    }
+
+    /// `redis://127.0.0.1:PORT/0` (`rediss://` for one started with TLS).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// How many scripts it has run (`EVAL` and `EVALSHA` calls, from `INFO
@@ -71,9 +109,17 @@ impl Redis {
     /// Starts it again on the same port.
     pub fn resume(&mut self) {
         self.stop();
+        let port = self.port.to_string();
+        let ports: &[&str] = if self.tls {
+            &["--port", "0", "--tls-port", &port]
+        } else {
+            &["--port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(ports)
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -90,5 +136,84 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports, every hash
+/// slot assigned; killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<Redis>,
+    _dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the three servers, joins them with `redis-cli --cluster create` and waits
+    /// until every node says the cluster is up.
+    pub fn start() -> RedisCluster {
+        let dir = crate::test_dir();
+        let nodes: Vec<Redis> = (0..3)
+            .map(|i| {
+                let conf = dir.join(format!("nodes-{i}.conf"));
+                Redis::with(
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        conf.to_str().unwrap().to_owned(),
+                        "--dir".into(),
+                        dir.to_str().unwrap().to_owned(),
+                    ],
+                    false,
+                )
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "CLUSTER", "INFO"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the Redis Cluster did not come up"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        RedisCluster { nodes, _dir: dir }
+    }
+
+    /// A TOML list of the nodes' URLs (seed nodes for `[cluster] redis`).
+    pub fn urls_toml(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.url()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// Scripts run on all nodes together.
+    pub fn script_calls(&self) -> u64 {
+        self.nodes.iter().map(Redis::script_calls).sum()
     }
 }

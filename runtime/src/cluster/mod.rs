@@ -22,6 +22,7 @@ pub mod throttle;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -63,16 +64,40 @@ pub struct Settings {
     pub prefix: String,
     /// How long registrations outlive their node's last refresh.
     pub connection_ttl: Duration,
+    /// With `rediss://` and `tls_ca_file` or `tls_cert`: the authorities and this
+    /// node's certificate, read from their files.
+    pub tls: Option<redis::TlsCertificates>,
 }
 
 impl Settings {
-    /// The settings of a `[cluster]` table (already checked by `gateway::assemble`).
-    pub fn of(c: &config::Cluster) -> Result<Self, String> {
+    /// The settings of a `[cluster]` table (already checked by `gateway::assemble`);
+    /// its TLS files are read, relative to `base`.
+    pub fn of(c: &config::Cluster, base: &Path) -> Result<Self, String> {
         let mut errors = Vec::new();
         c.check(&mut errors);
         if let Some(e) = errors.into_iter().next() {
             return Err(e);
         }
+        let read = |key: &str, file: &Path| {
+            let path = base.join(file);
+            std::fs::read(&path).map_err(|e| format!("cluster.{key} {}: {e}", path.display()))
+        };
+        let client_tls = match (&c.tls_cert, &c.tls_key) {
+            (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+                client_cert: read("tls_cert", cert)?,
+                client_key: read("tls_key", key)?,
+            }),
+            _ => None,
+        };
+        let root_cert = c
+            .tls_ca_file
+            .as_ref()
+            .map(|f| read("tls_ca_file", f))
+            .transpose()?;
+        let tls = (client_tls.is_some() || root_cert.is_some()).then_some(redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        });
         Ok(Self {
             urls: c.urls()?,
             node_id: c.node_id(),
@@ -82,6 +107,7 @@ impl Settings {
             lease: c.lease,
             prefix: c.prefix.clone(),
             connection_ttl: c.connection_ttl,
+            tls,
         })
     }
 }
@@ -177,15 +203,21 @@ impl Cluster {
     /// most a second: a node whose store is unreachable starts on local state).
     pub fn start(settings: Settings) -> Result<Arc<Cluster>, String> {
         let redacted = |e: RedisError| format!("cluster.redis: {}", e.category());
-        let client = if settings.urls.len() == 1 {
-            Client::Single(redis::Client::open(settings.urls[0].as_str()).map_err(redacted)?)
-        } else {
-            Client::Cluster(
-                redis::cluster::ClusterClient::new(settings.urls.iter().map(String::as_str))
-                    .map_err(redacted)?,
-            )
+        let single = |url: &str| match &settings.tls {
+            None => redis::Client::open(url),
+            Some(tls) => redis::Client::build_with_tls(url, tls.clone()),
         };
-        let pubsub = redis::Client::open(settings.urls[0].as_str()).map_err(redacted)?;
+        let client = if settings.urls.len() == 1 {
+            Client::Single(single(&settings.urls[0]).map_err(redacted)?)
+        } else {
+            let mut builder =
+                redis::cluster::ClusterClientBuilder::new(settings.urls.iter().map(String::as_str));
+            if let Some(tls) = &settings.tls {
+                builder = builder.certs(tls.clone());
+            }
+            Client::Cluster(builder.build().map_err(redacted)?)
+        };
+        let pubsub = single(&settings.urls[0]).map_err(redacted)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,6 +1,7 @@
 //! `[cluster]`: several nodes sharing their limits and WebSocket connections through
 //! Redis (or a Redis-protocol server such as Valkey).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -34,6 +35,17 @@ pub struct Cluster {
     /// (default 30s; refreshed every third of it).
     #[serde(default = "default_connection_ttl", with = "humantime_serde")]
     pub connection_ttl: Duration,
+    /// With `rediss://`: the authorities (PEM) the store's certificate must chain to,
+    /// instead of the system's (relative to the config file).
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// With `rediss://`: the certificate (PEM) this node presents to a store that asks
+    /// for one (Redis does by default: `tls-auth-clients yes`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// One URL, or several (Redis Cluster seed nodes).
@@ -156,8 +168,22 @@ impl Cluster {
     /// Every problem with the table, each naming its key (the URL's environment
     /// variable is read).
     pub fn check(&self, errors: &mut Vec<String>) {
-        if let Err(e) = self.urls() {
-            errors.push(e);
+        match self.urls() {
+            Err(e) => errors.push(e),
+            Ok(urls) => {
+                let tls = self.tls_ca_file.is_some() || self.tls_cert.is_some();
+                if tls && !urls.iter().all(|u| u.starts_with("rediss://")) {
+                    errors.push(
+                        "cluster.tls_ca_file, tls_cert: need rediss:// URLs (TLS to the store)"
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => errors.push("cluster.tls_cert needs tls_key".to_owned()),
+            (None, Some(_)) => errors.push("cluster.tls_key needs tls_cert".to_owned()),
+            _ => {}
         }
         if let Some(node) = &self.node_id {
             check_name("node_id", node, errors);
