@@ -481,6 +481,55 @@ async fn sigterm_stops_every_process() {
     assert!(left.is_empty(), "still running: {left:?}");
 }
 
+/// Processes above `min_warm` that waited `idle_timeout` for work are stopped, the warm
+/// one stays; and a gateway killed outright (`SIGKILL`, no cleanup of its own) takes
+/// its function processes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_processes_scale_down_and_die_with_the_gateway() {
+    let rt = runtime();
+    let mut config = rt.function(
+        "burst",
+        "app.slow",
+        "",
+        "concurrency = 3\nmin_warm = 1\nidle_timeout = \"1s\"",
+    );
+    config.push_str(&route("GET /slow", "burst", "2.0"));
+    let gw = start(&config);
+    let c = Client::default();
+    wait_ready(&c, &gw).await;
+    let processes = "weir_function_processes{function=\"burst\"";
+    // Three at once: three processes.
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let (c, url) = (c.clone(), gw.url("/slow?s=0.7"));
+            tokio::spawn(async move { c.get(&url).await })
+        })
+        .collect();
+    for call in calls {
+        let r = call.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(metric(&c, &gw, processes).await, 3.0);
+    // A second without work: back to the one warm process.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&c, &gw, processes).await > 1.0 {
+        assert!(Instant::now() < deadline, "{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = descendants(gw.pid());
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The warm one still serves.
+    assert_eq!(c.get(&gw.url("/slow?s=0")).await.status, 200);
+
+    drop(gw);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while left.iter().any(|p| alive(*p)) {
+        assert!(Instant::now() < deadline, "orphaned: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Invocations in a row leave no process, descriptor or memory behind. The count is
 /// `WEIR_LAMBDA_INVOCATIONS` (default 2000; 10,000 were checked by hand).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,8 +35,15 @@ pub struct Function {
     /// informative, not enforced).
     #[serde(default = "default_memory_size")]
     pub memory_size: u32,
+    /// A process above `min_warm` that waited this long for work is stopped (default
+    /// 10 min; Lambda keeps idle environments for minutes too).
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(600)
+}
 fn default_concurrency() -> u32 {
     1
 }

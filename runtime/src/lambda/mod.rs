@@ -34,6 +34,8 @@ pub const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(900);
 /// Most processes of one function.
 pub const MAX_CONCURRENCY: u32 = 1024;
+/// Longest `idle_timeout`.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Time a process gets between SIGTERM and SIGKILL when it is stopped.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The region functions see unless their `env` sets `AWS_REGION`.
@@ -216,6 +218,8 @@ enum Phase {
 struct Waiter {
     process: u64,
     tx: oneshot::Sender<Invocation>,
+    /// When it began to wait.
+    since: Instant,
 }
 
 #[derive(Default)]
@@ -439,7 +443,11 @@ impl Function {
             return Next::Now(inv);
         }
         let (tx, rx) = oneshot::channel();
-        state.waiters.push_back(Waiter { process, tx });
+        state.waiters.push_back(Waiter {
+            process,
+            tx,
+            since: Instant::now(),
+        });
         state.phases.insert(process, Phase::Idle);
         self.publish(&state);
         Next::Wait(rx)
@@ -479,6 +487,26 @@ impl Function {
         }
         self.publish(&state);
         again
+    }
+
+    /// Whether `process` is to stop because it waited `idle_timeout` for work while
+    /// more than `min_warm` processes run; if so it gets no more work.
+    fn release_if_idle(&self, process: u64) -> bool {
+        let mut state = self.lock();
+        if state.retired || state.slots <= self.spec.min_warm {
+            return false;
+        }
+        let Some(i) = state
+            .waiters
+            .iter()
+            .position(|w| w.process == process && w.since.elapsed() >= self.spec.idle_timeout)
+        else {
+            return false;
+        };
+        state.waiters.remove(i);
+        state.phases.remove(&process);
+        self.publish(&state);
+        true
     }
 
     /// Stops taking invocations; queued ones fail, processes end once idle.

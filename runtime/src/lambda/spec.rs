@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{MAX_CONCURRENCY, MAX_TIMEOUT};
+use super::{MAX_CONCURRENCY, MAX_IDLE_TIMEOUT, MAX_TIMEOUT};
 use crate::config::Config;
 
 /// A function's checked settings.
@@ -26,6 +26,8 @@ pub struct FunctionSpec {
     pub max_queue: usize,
     /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`.
     pub memory_size: u32,
+    /// How long a process above `min_warm` may wait for work before it is stopped.
+    pub idle_timeout: Duration,
 }
 
 /// Checks every `[functions.NAME]` table; errors name the key.
@@ -69,6 +71,9 @@ pub fn specs(
         if !(1..=100_000).contains(&max_queue) {
             errors.push(format!("{at}.max_queue: must be between 1 and 100000"));
         }
+        if f.idle_timeout < Duration::from_secs(1) || f.idle_timeout > MAX_IDLE_TIMEOUT {
+            errors.push(format!("{at}.idle_timeout: must be between 1s and 24h"));
+        }
         if !(128..=10_240).contains(&f.memory_size) {
             errors.push(format!(
                 "{at}.memory_size: must be between 128 and 10240 (MB)"
@@ -103,6 +108,7 @@ pub fn specs(
                 timeout: f.timeout,
                 max_queue: max_queue as usize,
                 memory_size: f.memory_size,
+                idle_timeout: f.idle_timeout,
             },
         );
     }

@@ -184,6 +184,11 @@ async fn run_process(
     let mut deadline = process.deadline.subscribe();
     let mut connections = JoinSet::new();
     let mut stopping = false;
+    // Looks a few times per `idle_timeout` whether this process waited that long.
+    let mut idle_check = tokio::time::interval(
+        (function.spec.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30)),
+    );
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reason = loop {
         let due = *deadline.borrow_and_update();
         if stopping && due.is_none() {
@@ -213,6 +218,12 @@ async fn run_process(
             }
             _ = deadline.changed() => {}
             _ = stop.changed(), if !stopping => stopping = *stop.borrow(),
+            _ = idle_check.tick(), if !stopping => {
+                if function.release_if_idle(id) {
+                    tracing::debug!(target: "weir::function", function = %function.name, pid, "idle process stopped");
+                    stopping = true;
+                }
+            }
         }
     };
     // Whatever the process started goes with it.
@@ -262,6 +273,8 @@ fn command(function: &Function, api: &str, id: u64) -> Command {
         .kill_on_drop(true);
     #[cfg(unix)]
     cmd.process_group(0);
+    #[cfg(target_os = "linux")]
+    die_with_gateway(&mut cmd);
     for name in INHERITED {
         if let Some(v) = std::env::var_os(name) {
             cmd.env(name, v);
@@ -286,6 +299,27 @@ fn command(function: &Function, api: &str, id: u64) -> Command {
         .envs(&spec.env)
         .env("AWS_LAMBDA_RUNTIME_API", api);
     cmd
+}
+
+/// Has the kernel kill the process when the gateway dies, even by `SIGKILL` (which no
+/// cleanup of ours survives). The signal is tied to the thread that starts the process:
+/// a runtime thread, which lives as long as the gateway.
+#[cfg(target_os = "linux")]
+fn die_with_gateway(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the child between fork and exec; it calls only
+    // prctl(2) and getppid(2), which are async-signal-safe, and allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The gateway died before the signal was set: do not run orphaned.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("the gateway is gone"));
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Asks the process to stop (SIGTERM to its group), then kills it after [`STOP_GRACE`].

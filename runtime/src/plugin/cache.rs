@@ -179,7 +179,8 @@ fn verified(file: &[u8]) -> Option<&[u8]> {
 }
 
 /// Loads an artifact made by `Engine::precompile_component`: one just made, or one
-/// read back from the cache by [`DiskCache::get`]. The only `unsafe` in Weir.
+/// read back from the cache by [`DiskCache::get`]. (One of three `unsafe` blocks in Weir, with
+/// `engine::return_freed_memory` and `lambda::supervisor::die_with_gateway`.)
 #[allow(unsafe_code)]
 pub(super) fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize` maps the machine code in `artifact` as
