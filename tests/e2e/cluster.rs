@@ -95,15 +95,12 @@ async fn cluster_burst_across_two_nodes_admits_the_global_burst_lease_mode() {
     assert!(on_a >= 5 && on_b >= 5, "a {on_a}, b {on_b}");
 }
 
-#[tokio::test]
-async fn cluster_quota_used_on_one_node_is_exhausted_on_the_other() {
-    let redis = Redis::start();
-    let config = format!(
+/// Alice's key on a plan with a daily quota of `limit`, and a route that needs a key.
+fn metered(limit: usize) -> String {
+    format!(
         r#"
-[api]
-quota_headers = true
 [usage_plans.metered]
-quota = {{ limit = 3, period = "DAY" }}
+quota = {{ limit = {limit}, period = "DAY" }}
 [[api_keys]]
 name = "alice"
 value = "{ALICE}"
@@ -113,7 +110,13 @@ key = "GET /metered"
 integration = {{ type = "mock", body = "ok" }}
 api_key_required = true
 "#
-    );
+    )
+}
+
+#[tokio::test]
+async fn cluster_quota_used_on_one_node_is_exhausted_on_the_other() {
+    let redis = Redis::start();
+    let config = format!("[api]\nquota_headers = true\n{}", metered(3));
     let (a, b) = two_nodes(&redis, LEASE, &config).await;
     let c = Client::default();
     let url = |n: &Weir| n.url("/metered");
@@ -139,20 +142,7 @@ api_key_required = true
 async fn cluster_quota_leases_admit_the_quota_exactly_with_fewer_store_calls() {
     const QUOTA: usize = 400;
     let redis = Redis::start();
-    let config = format!(
-        r#"
-[usage_plans.metered]
-quota = {{ limit = {QUOTA}, period = "DAY" }}
-[[api_keys]]
-name = "alice"
-value = "{ALICE}"
-plan = "metered"
-[[routes]]
-key = "GET /metered"
-integration = {{ type = "mock", body = "ok" }}
-api_key_required = true
-"#
-    );
+    let config = metered(QUOTA);
     let (a, b) = two_nodes(&redis, LEASE, &config).await;
     let calls_before = redis.script_calls();
     // 8 clients per node, 40 requests each: 640 asks for 400 units.
@@ -270,22 +260,13 @@ async fn cluster_over_tls_with_client_certificates() {
 async fn cluster_on_a_redis_cluster() {
     let store = RedisCluster::start();
     let config = format!(
-        r#"
-[usage_plans.metered]
-quota = {{ limit = 5, period = "DAY" }}
-[[api_keys]]
-name = "alice"
-value = "{ALICE}"
-plan = "metered"
-[[routes]]
-key = "GET /metered"
-integration = {{ type = "mock", body = "ok" }}
-api_key_required = true
+        r#"{}
 [[routes]]
 key = "GET /limited"
 integration = {{ type = "mock", body = "ok" }}
 throttle = {{ rate = 0.01, burst = 20 }}
-"#
+"#,
+        metered(5)
     );
     let node = |id: &str| {
         weir(&format!(

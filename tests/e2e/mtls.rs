@@ -21,6 +21,19 @@ fn mtls_server(server: &TestCa, client_ca: &Path, auth: &str) -> String {
     )
 }
 
+/// `weir validate CONFIG`: whether it passed, and what it wrote to stderr.
+fn validate(config: &Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("validate")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 async fn status(c: &Client, url: &str) -> Option<u16> {
     c.try_send("GET", url, &[], Bytes::new())
         .await
@@ -190,13 +203,8 @@ fn client_ca_file_needs_tls_and_a_usable_file() {
     let missing = dir.join("missing.pem");
     let config = dir.join("weir.toml");
     std::fs::write(&config, mtls_server(&server, &missing, "required")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("validate")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (ok, stderr) = validate(&config);
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("client_ca_file"), "{stderr}");
 }
 
@@ -212,13 +220,8 @@ fn validate_warns_about_unusable_truststore_certificates() {
     std::fs::write(&ca_file, format!("{}{leaf}", clients.ca_pem)).unwrap();
     let config = dir.join("weir.toml");
     std::fs::write(&config, mtls_server(&server, &ca_file, "required")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("validate")
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stderr) = validate(&config);
+    assert!(ok, "{stderr}");
     let warning = format!(
         "warning: client_ca_file {}: certificate 2 (CN=weir gateway): not a CA certificate",
         ca_file.display()
