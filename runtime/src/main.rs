@@ -88,6 +88,14 @@ enum PluginCommand {
         /// headers, body, context, identity, scopes, response. See docs/plugin-authoring.md.
         #[arg(long)]
         request: Option<PathBuf>,
+        /// An origin the plugin may send HTTP requests to during --request (its
+        /// `allow_outbound`; repeat for several). With --from, the plugin's own list.
+        #[arg(
+            long = "allow-outbound",
+            value_name = "ORIGIN",
+            conflicts_with = "from"
+        )]
+        allow_outbound: Vec<String>,
     },
     /// Write a new plugin project that builds as it is: the WIT, pinned tools, a
     /// build script, a README (build, check, load) and a first test.
@@ -176,6 +184,7 @@ fn main() -> ExitCode {
                     from,
                     plugin,
                     request,
+                    allow_outbound,
                 },
         } => check_plugin(&reload::CheckArgs {
             file,
@@ -184,6 +193,7 @@ fn main() -> ExitCode {
             from,
             plugin,
             request,
+            allow_outbound,
         }),
         Command::Plugin {
             command:

@@ -102,3 +102,58 @@ async fn without_allow_outbound_or_with_bad_credentials_nothing_is_allowed() {
         500
     );
 }
+
+/// `weir plugin check --request` calls out as the gateway would: only to the origins
+/// `--allow-outbound` names.
+#[tokio::test]
+async fn plugin_check_request_reaches_the_endpoint_it_is_allowed() {
+    let idp = Upstream::start().await;
+    let dir = weir_tests::test_dir();
+    let sample = dir.join("sample.json");
+    std::fs::write(
+        &sample,
+        r#"{"headers": {"Authorization": "Bearer good-alice"}, "scopes": ["read"]}"#,
+    )
+    .unwrap();
+    let config = format!(
+        r#"{{"endpoint": "{}/introspect", "client_id": "gateway", "client_secret": "s3cret:&"}}"#,
+        idp.base()
+    );
+    let check = |allow: Option<String>| {
+        let (config, sample, base) = (config.clone(), sample.clone(), allow);
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+            cmd.args([
+                "plugin",
+                "check",
+                OAUTH_INTROSPECTION,
+                "--world",
+                "authorizer",
+            ])
+            .args(["--config", &config, "--request"])
+            .arg(&sample);
+            if let Some(origin) = base {
+                cmd.args(["--allow-outbound", &origin]);
+            }
+            let out = cmd.output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let (code, stdout, stderr) = check(Some(idp.base())).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        answer["authorize"]["allow"]["principal_id"], "alice",
+        "{answer}"
+    );
+    assert_eq!(idp.seen().len(), 1);
+
+    let (code, _, stderr) = check(None).await.unwrap();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("the sample request failed"), "{stderr}");
+    assert_eq!(idp.seen().len(), 1, "nothing left without --allow-outbound");
+}

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use crate::config::{Config, World};
 use crate::gateway;
+use crate::integrate::{Upstream, UpstreamTls};
+use crate::plugin::outbound::Sender;
 use crate::plugin::{GuestOutput, Limits, PluginHost};
 
 use super::probe::{self, Sample};
@@ -27,6 +29,8 @@ pub struct CheckArgs {
     pub plugin: Option<String>,
     /// A sample request to call the plugin with after the smoke test.
     pub request: Option<PathBuf>,
+    /// Without `from`: the origins the plugin may reach during the sample call.
+    pub allow_outbound: Vec<String>,
 }
 
 /// Why a check did not pass.
@@ -135,7 +139,10 @@ pub async fn check(host: Arc<PluginHost>, args: &CheckArgs) -> Result<CheckRepor
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "plugin".to_owned());
-            (file, world, Limits::new(), config_json, true, name)
+            let mut limits = Limits::new();
+            limits.allowed = crate::plugin::Allowed::parse(&args.allow_outbound)
+                .map_err(|e| usage(format!("--allow-outbound: {e}")))?;
+            (file, world, limits, config_json, true, name)
         }
     };
     let sample = match &args.request {
@@ -165,9 +172,29 @@ pub async fn check(host: Arc<PluginHost>, args: &CheckArgs) -> Result<CheckRepor
     } else {
         None
     };
+    // The sample call's outbound requests go through a client like the gateway's: the
+    // system's authorities, and with --from the config's `upstream_*` files.
+    let sender = match (plugin.as_authorizer(), &sample) {
+        (Some(p), Some(_)) if p.makes_outbound() => {
+            let tls = match &args.from {
+                Some(path) => {
+                    let config = Config::load(path).map_err(|e| usage(e.to_string()))?;
+                    let base = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
+                    UpstreamTls::from_config(&config.server, base)
+                }
+                None => UpstreamTls::load(&Default::default()),
+            }
+            .map_err(usage)?;
+            Some(Arc::new(Upstream::new(&tls)) as Arc<dyn Sender>)
+        }
+        _ => None,
+    };
     let answer = match &sample {
         Some(sample) => Some(
-            probe::run(&plugin, sample)
+            probe::run(&plugin, sample, sender)
                 .await
                 .map_err(|e| refused(format!("the sample request failed: {e}")))?,
         ),

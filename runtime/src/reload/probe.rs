@@ -27,12 +27,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::plugin::outbound::Sender;
 use crate::plugin::{
     AnyPlugin, AuthorizationRequest, CallContext, Context, Decision, PluginError, Request,
     RequestHead, RequestOutcome, Response,
@@ -196,8 +198,13 @@ impl Sample {
 
 /// Calls the plugin with the sample as its world says, and returns what it answered
 /// (or why the call failed).
-pub async fn run(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, String> {
-    call(plugin, sample).await.map_err(|e| match e {
+/// An authorizer's outbound requests go through `sender`.
+pub async fn run(
+    plugin: &AnyPlugin,
+    sample: &Sample,
+    sender: Option<Arc<dyn Sender>>,
+) -> Result<Value, String> {
+    call(plugin, sample, sender).await.map_err(|e| match e {
         Unsupported::Plugin(e) => e.to_string(),
         Unsupported::World(world) => {
             format!("--request does not know how to call a `{world}` component")
@@ -218,7 +225,11 @@ impl From<PluginError> for Unsupported {
     }
 }
 
-async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported> {
+async fn call(
+    plugin: &AnyPlugin,
+    sample: &Sample,
+    sender: Option<Arc<dyn Sender>>,
+) -> Result<Value, Unsupported> {
     // A world added to the gateway has no sample call until it gets one here.
     #[allow(unreachable_patterns)]
     match plugin {
@@ -258,7 +269,7 @@ async fn call(plugin: &AnyPlugin, sample: &Sample) -> Result<Value, Unsupported>
                 identity,
                 scopes: sample.scopes.clone(),
             };
-            let decision = match p.authorize(&req, &sample.context().into(), None).await? {
+            let decision = match p.authorize(&req, &sample.context().into(), sender).await? {
                 Decision::Allow(a) => json!({ "allow": {
                     "principal_id": a.principal_id,
                     "context": pairs_json(&a.context),
