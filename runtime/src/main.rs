@@ -402,7 +402,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let reloader = runtime
         .block_on(
             Reloader::new(path, host.clone(), Arc::new(usage_state))
-                .with_health_checks(Upstream::new(&tls))
+                .with_health_checks(&tls)
                 .start(),
         )
         .map_err(|e| match e {

@@ -29,6 +29,7 @@ mod throttle;
 mod tls;
 mod upstream;
 mod upstream_pool;
+mod upstream_pool_targets;
 mod validate;
 mod websocket;
 

@@ -10,6 +10,7 @@ pub mod function;
 pub mod health;
 pub mod lambda;
 pub mod pool;
+pub mod resolve;
 pub mod stream;
 pub mod target;
 pub mod upstream;
@@ -253,7 +254,7 @@ pub async fn integrate(
             Ok(resp)
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
-        Integration::Pool(route) => pool::buffered(upstream, route, &exchange, req, ctx).await,
+        Integration::Pool(route) => pool::buffered(route, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
         Integration::Function(target) => {
             function::call(target, upstream, &exchange, req, ctx).await

@@ -46,7 +46,7 @@ pub async fn stream(
                 .await
                 .map(|response| (response, None))
         }
-        Integration::Pool(route) => pool::send(upstream, route, &exchange, req, ctx, deadline)
+        Integration::Pool(route) => pool::send(route, &exchange, req, ctx, deadline)
             .await
             .map(|a| (a.response, Some(a.in_flight))),
         _ => {

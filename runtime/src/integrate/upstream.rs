@@ -21,9 +21,6 @@ use crate::error::GatewayError;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// HTTP/2 only: prior knowledge (h2c) for `http://`, ALPN `h2` for `https://`
-    /// (pools with `protocol = "h2c"` or `"http2"`).
-    h2: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Upstream {
@@ -34,17 +31,6 @@ impl Upstream {
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         // The TLS layer sees the scheme; this one only opens TCP connections.
         connector.enforce_http(false);
-        let h2 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls.config).clone())
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(h2);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls.config).clone())
             .https_or_http()
@@ -57,7 +43,7 @@ impl Upstream {
             // One send() per request instead of a writev: measurably cheaper on loopback.
             .http1_writev(false)
             .build(connector);
-        Self { client, h2 }
+        Self { client }
     }
 }
 
@@ -87,6 +73,11 @@ pub struct UpstreamTlsFiles<'a> {
 }
 
 impl UpstreamTls {
+    /// The TLS settings of connections to `https://` upstreams.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+
     /// The `[server]` settings' files (`upstream_*`, relative to `base`), loaded.
     pub fn from_config(server: &crate::config::Server, base: &Path) -> Result<Self, String> {
         let resolve = |f: &Option<std::path::PathBuf>| f.as_ref().map(|f| base.join(f));
@@ -176,22 +167,6 @@ impl Upstream {
                 },
                 Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
             }
-        }
-    }
-}
-
-impl Upstream {
-    /// Sends a request once (over HTTP/2 only when `http2`) and waits for the answer's
-    /// head, with no timeout and no resend: a pool's retries decide what is sent again.
-    pub async fn send_once(
-        &self,
-        req: http::Request<Full<Bytes>>,
-        http2: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        if http2 {
-            self.h2.request(req).await
-        } else {
-            self.client.request(req).await
         }
     }
 }
