@@ -30,6 +30,7 @@ mod tls;
 mod upstream;
 mod upstream_pool;
 mod upstream_pool_targets;
+mod upstream_pool_uploads;
 mod validate;
 mod websocket;
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 
 use crate::config::Protocol;
 use crate::pool::{HealthSpec, Pool, Target};
@@ -69,7 +69,7 @@ async fn check(target: &Target, spec: &HealthSpec, http2: bool) -> bool {
     let Ok(uri) = format!("{}{}", target.base, spec.path).parse::<http::Uri>() else {
         return false;
     };
-    let mut req = Request::new(Full::new(Bytes::new()));
+    let mut req = Request::new(crate::pool::link::whole(Bytes::new()));
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;
     if !http2 {

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod resolve;
 pub mod stream;
 pub mod target;
+pub mod upload;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -213,8 +214,10 @@ pub struct UpstreamRequest {
     pub query: String,
     /// Headers.
     pub headers: HeaderMap,
-    /// Body.
+    /// Body (empty when `upload` is set).
     pub body: Bytes,
+    /// The client's body, streamed to the upstream as it arrives (see [`upload`]).
+    pub upload: Option<upload::Upload>,
 }
 
 /// What is asked of an integration for one request or event, besides the request.

@@ -8,7 +8,8 @@
 //! - a `502` or `503` answer: idempotent methods only, unless the route says
 //!   `retry_any_method`;
 //! - never after a timeout (the route's timeout covers every attempt), never once any
-//!   of the answer's body was passed on;
+//!   of the answer's body was passed on, never once an attempt started reading a
+//!   client's streamed body (`integrate::upload`);
 //! - at most `retries.attempts` times, and only while the pool's retry budget (a share
 //!   of first attempts, 10 retries banked at most) has one, so retries cannot multiply
 //!   an outage.
@@ -18,14 +19,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
+use super::upload::Upload;
 use super::upstream::{check_framing, closed_before_answer, error_chain};
 use super::{Exchange, HttpTarget, TRACEPARENT, UpstreamRequest};
 use crate::config::Protocol;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::pool::link::whole;
 use crate::pool::{InFlight, Members, Pool};
 
 /// A route's integration with a pool.
@@ -114,7 +116,11 @@ pub async fn send(
             &ctx.path_parameters,
             &req.query,
         )?;
-        let mut up = Request::new(Full::new(req.body.clone()));
+        let body = match &req.upload {
+            Some(upload) => upload.attempt(),
+            None => whole(req.body.clone()),
+        };
+        let mut up = Request::new(body);
         *up.method_mut() = req.method.clone();
         *up.uri_mut() = uri;
         *up.headers_mut() = headers.clone();
@@ -128,6 +134,9 @@ pub async fn send(
         let in_flight = pool.begin(target);
         match tokio::time::timeout_at(deadline, target.send(up, http2)).await {
             Err(_) => {
+                if let Some(e) = req.upload.as_ref().and_then(Upload::error) {
+                    return Err(e);
+                }
                 pool.report(&members, i, false);
                 return Err(GatewayError::IntegrationTimeout(exchange.timeout));
             }
@@ -135,6 +144,7 @@ pub async fn send(
                 let status = response.status().as_u16();
                 pool.report(&members, i, !matches!(status, 502..=504));
                 let retryable = may_retry_answer
+                    && resendable(req.upload.as_ref())
                     && ((status == 502 && retries.bad_gateway)
                         || (status == 503 && retries.unavailable));
                 match retryable
@@ -152,12 +162,17 @@ pub async fn send(
                 }
             }
             Ok(Err(e)) => {
+                if let Some(e) = req.upload.as_ref().and_then(Upload::error) {
+                    // The client's side broke the upload: no fault of the target's.
+                    return Err(e);
+                }
                 pool.report(&members, i, false);
-                let safe = if e.is_connect() {
-                    retries.connect
-                } else {
-                    closed_before_answer(&e) && retries.reset
-                };
+                let safe = resendable(req.upload.as_ref())
+                    && if e.is_connect() {
+                        retries.connect
+                    } else {
+                        closed_before_answer(&e) && retries.reset
+                    };
                 let error = GatewayError::BadGateway(error_chain(&e));
                 match safe
                     .then(|| retry_target(pool, &members, &headers, &tried))
@@ -172,6 +187,12 @@ pub async fn send(
             }
         }
     }
+}
+
+/// Whether the request could be sent again: its body is in memory, or the client's
+/// streamed body was not read by any attempt yet.
+fn resendable(upload: Option<&Upload>) -> bool {
+    upload.is_none_or(Upload::untouched)
 }
 
 /// The target of the next attempt, if one is allowed: attempts left, a target

@@ -14,13 +14,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::strip_hop_by_hop;
+use super::upload::Upload;
 use crate::error::GatewayError;
+use crate::pool::link::OutBody;
 
 /// The pooled keep-alive client shared by every HTTP integration: plain HTTP, and HTTPS
 /// verified against [`UpstreamTls`]'s roots.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, OutBody>,
 }
 
 impl Upstream {
@@ -155,7 +157,10 @@ impl Upstream {
         let mut resends = 0;
         loop {
             let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
-            match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            let sent = self
+                .client
+                .request(req.map(|b| b.map_err(|never| match never {}).boxed_unsync()));
+            match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(resp)) => return check_framing(resp),
                 Ok(Err(e)) => match again {
                     Some(again) if closed_before_answer(&e) => {
@@ -167,6 +172,28 @@ impl Upstream {
                 },
                 Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
             }
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends a request whose body streams from the client (`upload`), once, and waits
+    /// for the response head within `timeout`. A body the client side cut off is its
+    /// error (`413`, `408`), not a `502`.
+    pub async fn send_streamed(
+        &self,
+        req: http::Request<OutBody>,
+        upload: &Upload,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => check_framing(resp),
+            Ok(Err(e)) => Err(upload
+                .error()
+                .unwrap_or_else(|| GatewayError::BadGateway(error_chain(&e)))),
+            Err(_) => Err(upload
+                .error()
+                .unwrap_or(GatewayError::IntegrationTimeout(timeout))),
         }
     }
 }

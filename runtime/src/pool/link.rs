@@ -55,8 +55,20 @@ impl tower_service::Service<Name> for Dial {
     }
 }
 
+/// The body of a request to an upstream: in memory, or streamed from the client.
+pub type OutBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A body already in memory, as an [`OutBody`].
+pub fn whole(bytes: Bytes) -> OutBody {
+    use http_body_util::BodyExt;
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 /// A target's client.
-pub type TargetClient = Client<HttpsConnector<HttpConnector<Dial>>, Full<Bytes>>;
+pub type TargetClient = Client<HttpsConnector<HttpConnector<Dial>>, OutBody>;
 
 /// A target's two clients: HTTP/1.1 (`protocol = "http1"`) and HTTP/2 only (h2c by
 /// prior knowledge for `http://`, ALPN `h2` for `https://`).

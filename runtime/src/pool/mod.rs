@@ -161,7 +161,7 @@ impl Target {
     /// for the answer's head, with no timeout and no resend.
     pub async fn send(
         &self,
-        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+        req: http::Request<link::OutBody>,
         http2: bool,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
         let links = &self.state.links;
