@@ -137,6 +137,59 @@ integration = {{ type = "http", upstream = "pets", path = "/{{proxy+}}" }}
 }
 
 #[tokio::test]
+async fn localhost_is_resolved_by_the_system_into_its_addresses() {
+    // A backend on every loopback address `localhost` may stand for here.
+    let a = Backend::start_at("v4", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = a.addr.port();
+    let v6 = Backend::start_at(
+        "v6",
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    )
+    .await
+    .ok();
+    let gw = weir(&format!(
+        r#"
+[admin]
+listen = "127.0.0.1:0"
+
+[upstreams.pets]
+targets = [{{ url = "http://localhost:{port}" }}]
+resolve = "100ms"
+retries = {{ attempts = 0 }}
+
+[[routes]]
+key = "ANY /pets/{{proxy+}}"
+integration = {{ type = "http", upstream = "pets", path = "/{{proxy+}}" }}
+"#
+    ));
+    let url = gw.url("/pets/x");
+    let client = Client::default();
+    let started = Instant::now();
+    let metrics = loop {
+        let metrics = client.get(&gw.admin_url("/metrics")).await.text();
+        if metrics.contains(&format!("target=\"http://127.0.0.1:{port}\"")) {
+            break metrics;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "localhost was not resolved into 127.0.0.1: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let seen = sequence(&url, 10).await;
+    let to_v6 = seen.iter().filter(|w| *w == "v6").count();
+    // Both addresses are targets when the system resolves localhost to both.
+    let resolves_v6 = metrics.contains(&format!("target=\"http://[::1]:{port}\""));
+    assert_eq!(to_v6 > 0, resolves_v6 && v6.is_some(), "{seen:?} {metrics}");
+    assert_eq!(
+        Client::default().get(&url).await.json()["host"],
+        format!("localhost:{port}")
+    );
+}
+
+#[tokio::test]
 async fn a_target_removed_by_a_reload_finishes_its_requests_and_closes_its_connections() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let config = |target: &Backend| {
