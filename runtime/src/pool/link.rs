@@ -5,11 +5,16 @@
 //! A target's idle connections close when its last pool version lets go of it, so a
 //! removed target drains: requests in flight finish on their connections, which then
 //! close instead of going back to a pool.
+//!
+//! Each worker thread has its own clients for a target ([`WorkerLinks`], made on first
+//! use), as it has its own event loop: a connection is driven by the worker whose
+//! requests use it, never handed between threads.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -138,5 +143,41 @@ impl Dialer {
             .http1_writev(false)
             .build(h1);
         Links { http1, http2 }
+    }
+}
+
+thread_local! {
+    /// This thread's slot in every [`WorkerLinks`]: 0 unless [`set_worker`] said.
+    static SLOT: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Gives worker `i` (from 0) its own clients from now on; other threads share slot 0.
+pub fn set_worker(i: usize) {
+    SLOT.with(|s| s.set(i + 1));
+}
+
+/// A target's clients, one pair per worker thread (and one for every other thread),
+/// each made on first use.
+pub struct WorkerLinks {
+    dialer: Dialer,
+    dial: Dial,
+    slots: Box<[OnceLock<Links>]>,
+}
+
+impl WorkerLinks {
+    /// Clients dialing as `dial` says, for `workers` worker threads.
+    pub fn new(dialer: Dialer, dial: Dial, workers: usize) -> Self {
+        Self {
+            dialer,
+            dial,
+            slots: (0..=workers).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The calling thread's clients.
+    pub fn get(&self) -> &Links {
+        let slot = SLOT.with(Cell::get);
+        let slot = if slot < self.slots.len() { slot } else { 0 };
+        self.slots[slot].get_or_init(|| self.dialer.links(self.dial.clone()))
     }
 }

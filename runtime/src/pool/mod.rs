@@ -21,7 +21,7 @@ mod balance;
 pub mod link;
 pub mod spec;
 
-pub use link::{Dial, Dialer, Links};
+pub use link::{Dial, Dialer, Links, WorkerLinks};
 pub use spec::{Balance, HealthSpec, PoolSpec};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,12 +114,12 @@ pub struct TargetState {
     ejected_until: AtomicU64,
     /// Requests in flight to it.
     pub in_flight: AtomicUsize,
-    /// Its own keep-alive clients.
-    pub links: Links,
+    /// Its own keep-alive clients (per worker thread).
+    pub links: WorkerLinks,
 }
 
 impl TargetState {
-    fn new(links: Links) -> Self {
+    fn new(links: WorkerLinks) -> Self {
         Self {
             checked_healthy: AtomicBool::new(true),
             failures: AtomicU32::new(0),
@@ -164,7 +164,7 @@ impl Target {
         req: http::Request<link::OutBody>,
         http2: bool,
     ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        let links = &self.state.links;
+        let links = self.state.links.get();
         if http2 {
             links.http2.request(req).await
         } else {
@@ -437,7 +437,8 @@ fn round_robin(members: &Members, candidates: &[usize]) -> usize {
 #[derive(Default)]
 struct Registry {
     states: Mutex<BTreeMap<(String, String), Weak<TargetState>>>,
-    dialer: Mutex<Dialer>,
+    /// The clients' maker, and how many worker threads have clients of their own.
+    dialer: Mutex<(Dialer, usize)>,
 }
 
 impl Registry {
@@ -448,8 +449,12 @@ impl Registry {
             return state;
         }
         states.retain(|_, w| w.strong_count() > 0);
-        let dialer = self.dialer.lock().unwrap_or_else(|p| p.into_inner());
-        let state = Arc::new(TargetState::new(dialer.links(dial)));
+        let (dialer, workers) = self
+            .dialer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let state = Arc::new(TargetState::new(WorkerLinks::new(dialer, dial, workers)));
         states.insert(key, Arc::downgrade(&state));
         state
     }
@@ -463,13 +468,14 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// Targets' clients verify `https://` targets with `tls` from now on.
-    pub fn set_tls(&self, tls: Arc<rustls::ClientConfig>) {
+    /// Targets' clients verify `https://` targets with `tls` from now on, and each of
+    /// `workers` worker threads (see [`link::set_worker`]) gets clients of its own.
+    pub fn set_tls(&self, tls: Arc<rustls::ClientConfig>, workers: usize) {
         *self
             .registry
             .dialer
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Dialer::new(tls);
+            .unwrap_or_else(|p| p.into_inner()) = (Dialer::new(tls), workers);
     }
 
     /// The pools of `config`'s `[upstreams]` (files relative to `base_dir`): the

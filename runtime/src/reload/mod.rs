@@ -179,9 +179,10 @@ impl Reloader {
 
     /// Runs the active health checks and name resolutions of upstream pools (on the
     /// runtime that calls [`Reloader::start`] and the reloads); pool targets verify
-    /// `https://` with `tls`.
-    pub fn with_health_checks(mut self, tls: &UpstreamTls) -> Self {
-        self.pools.set_tls(tls.client_config());
+    /// `https://` with `tls`, with clients of their own in each of `workers` worker
+    /// threads.
+    pub fn with_health_checks(mut self, tls: &UpstreamTls, workers: usize) -> Self {
+        self.pools.set_tls(tls.client_config(), workers);
         self.pool_tasks = true;
         self
     }
