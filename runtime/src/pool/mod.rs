@@ -273,7 +273,12 @@ impl Pool {
         for t in &current.targets {
             if !ids.contains(&t.id) {
                 t.healthy.set(0.0);
-                tracing::info!(upstream = %self.name, target = %t.id, "upstream target left: draining");
+                if t.id == t.base {
+                    // The name as written, dialed until its first lookup answered.
+                    tracing::debug!(upstream = %self.name, target = %t.id, "upstream name resolved");
+                } else {
+                    tracing::info!(upstream = %self.name, target = %t.id, "upstream target left: draining");
+                }
             }
         }
         for t in &next {
