@@ -181,3 +181,34 @@ async fn an_upload_past_max_body_is_cut_off_with_413() {
     let (status, seen) = post(&gw.url("/pool"), paced_body(4, 64 * 1024, Duration::ZERO)).await;
     assert_eq!((status, seen["bytes"].as_u64()), (200, Some(4 * 64 * 1024)));
 }
+
+#[tokio::test]
+async fn a_streamed_upload_refused_by_one_target_goes_to_another() {
+    let up = Backend::start("files").await;
+    let gw = weir(&format!(
+        r#"
+[upstreams.files]
+targets = [{{ url = "http://127.0.0.1:{}" }}, {{ url = "{}" }}]
+passive = {{ consecutive_failures = 0 }}
+retries = {{ budget = "100%" }}
+
+[[routes]]
+key = "POST /pool"
+integration = {{ type = "http", upstream = "files", path = "/upload" }}
+stream = true
+"#,
+        weir_tests::closed_port(),
+        up.base()
+    ));
+    // Round robin sends every other first attempt to the closed port: the body was not
+    // read yet, so the retry can still send it.
+    for _ in 0..4 {
+        let (status, seen) = post(
+            &gw.url("/pool"),
+            paced_body(3, 64 * 1024, Duration::from_millis(20)),
+        )
+        .await;
+        assert_eq!((status, seen["bytes"].as_u64()), (200, Some(3 * 64 * 1024)));
+    }
+    assert_eq!(up.hits(), 4);
+}
