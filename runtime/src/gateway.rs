@@ -324,7 +324,7 @@ pub fn assemble(
         cluster.check(&mut errors);
     }
     let function_set = functions.prepare(lambda::specs(config, base_dir, &mut errors));
-    let pool_set = pools.prepare(config, &mut errors);
+    let pool_set = pools.prepare(config, base_dir, &mut errors);
     let catalog = Catalog::new(config, plugins);
     let cors = config
         .api

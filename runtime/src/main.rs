@@ -416,7 +416,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let reloader = runtime
         .block_on(
             Reloader::new(path, host.clone(), Arc::new(usage_state))
-                .with_health_checks(Upstream::new(&tls))
+                .with_health_checks(&tls, workers)
                 .start(),
         )
         .map_err(|e| match e {
@@ -465,6 +465,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 // Access records wait until the worker runs out of work, then go out
                 // in one write.
                 weir::access_log::buffer_this_thread();
+                weir::pool::link::set_worker(i);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .on_thread_park(weir::access_log::flush)

@@ -196,6 +196,7 @@ pub async fn map_request(
         query: req.query.clone(),
         headers: req.headers.clone(),
         body: req.body.clone(),
+        upload: None,
     });
     match call_map_request(mapper, req, path, ctx).await {
         Err(e) if mapper.passes_over(&e) => Ok(Mapped::Forward(kept.expect("kept when fail_open"))),
@@ -265,6 +266,7 @@ async fn call_map_request(
                 query: r.query,
                 headers,
                 body: Bytes::from(r.body),
+                upload: None,
             }))
         }
         RequestOutcome::Respond(resp) => Ok(Mapped::Respond(PluginResponse::from_wit(

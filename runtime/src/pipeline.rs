@@ -22,7 +22,8 @@ use crate::client_cert::ClientCert;
 use crate::context::{Peer, RequestContext};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Route};
-use crate::integrate::{Exchange, Upstream, UpstreamRequest, integrate, stream};
+use crate::integrate::upload::Upload;
+use crate::integrate::{Exchange, Integration, Upstream, UpstreamRequest, integrate, stream};
 use crate::ip_policy::IpPolicy;
 use crate::map::{Mapped, map_request, map_response};
 use crate::respond::{self, Body};
@@ -195,14 +196,32 @@ where
         }
     }
 
-    // Read the body (bounded).
-    let body = read_body(body, gw.limits.max_body, gw.limits.body_read_timeout).await?;
+    // Read the body (bounded), or stream it to the upstream on a streaming route that
+    // no plugin needs it on (`integrate::upload`).
+    let streams = route.stream || (route.response_mapping.is_none() && is_grpc(&head.headers));
+    let upload = streams
+        && route.request_mapping.is_none()
+        && matches!(
+            route.integration,
+            Integration::Http(_) | Integration::Pool(_)
+        )
+        && !body.is_end_stream();
+    let (body, upload) = if upload {
+        let limits = &gw.limits;
+        let upload = Upload::new(body, limits.max_body, limits.body_read_timeout);
+        (Bytes::new(), Some(upload))
+    } else {
+        let limits = &gw.limits;
+        let body = read_body(body, limits.max_body, limits.body_read_timeout).await?;
+        (body, None)
+    };
     let mut req = UpstreamRequest {
         method: head.method.clone(),
         path_override: None,
         query: head.uri.query().unwrap_or("").to_owned(),
         headers: head.headers.clone(),
         body,
+        upload,
     };
 
     // Map request; what mappers see of the context is made once for both directions.
@@ -226,7 +245,7 @@ where
     };
     // Streamed on as it arrives (`stream = true`, and gRPC without a response mapper),
     // or read whole.
-    if route.stream || (route.response_mapping.is_none() && is_grpc(&head.headers)) {
+    if streams {
         return stream(upstream, exchange, req, ctx).await;
     }
     let resp = integrate(upstream, exchange, req, ctx).await?;

@@ -29,6 +29,9 @@ mod throttle;
 mod tls;
 mod upstream;
 mod upstream_pool;
+mod upstream_pool_grpc;
+mod upstream_pool_targets;
+mod upstream_pool_uploads;
 mod validate;
 mod websocket;
 

@@ -406,19 +406,27 @@ max_response_body = "1MiB"
 }
 
 #[tokio::test]
-async fn a_long_download_streams_in_flat_memory() {
+async fn a_one_gib_download_streams_in_flat_memory() {
     let up = Backend::start("files").await;
     let gw = weir(&format!(
         r#"
 [limits]
-max_response_body = "1GiB"
+max_response_body = "2GiB"
+
+[upstreams.files]
+targets = [{{ url = "{base}" }}]
 
 [[routes]]
 key = "GET /download"
-integration = {{ type = "http", url = "{}/bytes" }}
+integration = {{ type = "http", url = "{base}/bytes" }}
+stream = true
+
+[[routes]]
+key = "GET /pool"
+integration = {{ type = "http", upstream = "files", path = "/bytes" }}
 stream = true
 "#,
-        up.base()
+        base = up.base()
     ));
     let peak = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
@@ -434,31 +442,35 @@ stream = true
             .unwrap()
             * 1024
     };
-    // Warm up (the first request grows the pools), then measure the peak around one
-    // download eight times larger than the growth allowed.
-    let _ = raw_get(&gw.url("/download?n=1000000"))
-        .await
-        .into_body()
-        .collect()
-        .await;
-    let before = peak();
-    let size: u64 = 256 << 20;
-    let mut body = raw_get(&gw.url(&format!("/download?n={size}")))
-        .await
-        .into_body();
-    let mut received = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.unwrap().into_data() {
-            received += data.len() as u64;
-        }
+    // Warm up (the first requests grow the pools), then measure the peak around
+    // downloads of 1 GiB, 32 times the growth allowed.
+    for path in ["/download", "/pool"] {
+        let _ = raw_get(&gw.url(&format!("{path}?n=1000000")))
+            .await
+            .into_body()
+            .collect()
+            .await;
     }
-    assert_eq!(received, size);
-    let grown = peak().saturating_sub(before);
-    assert!(
-        grown < 32 << 20,
-        "the gateway's peak memory grew by {} MiB",
-        grown >> 20
-    );
+    let before = peak();
+    let size: u64 = 1 << 30;
+    for path in ["/download", "/pool"] {
+        let mut body = raw_get(&gw.url(&format!("{path}?n={size}")))
+            .await
+            .into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                received += data.len() as u64;
+            }
+        }
+        assert_eq!(received, size, "{path}");
+        let grown = peak().saturating_sub(before);
+        assert!(
+            grown < 32 << 20,
+            "{path}: the gateway's peak memory grew by {} MiB",
+            grown >> 20
+        );
+    }
 }
 
 #[tokio::test]

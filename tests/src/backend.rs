@@ -22,9 +22,10 @@ use tokio::task::{JoinHandle, JoinSet};
 /// `/grpc?n=N&gap=MS` echoes the body N times (default 1), MS apart, then ends with
 /// `grpc-status` trailers (from `x-grpc-status`);
 /// `/events?n=N&gap=MS` streams N server-sent events `data: I`, MS apart; `/bytes?n=N`
-/// streams N zero bytes in 64 KiB chunks; anything else answers (after `?ms=N`
+/// streams N zero bytes in 64 KiB chunks; `/upload` reads the body and answers JSON
+/// `{"bytes", "frames", "first_ms", "last_ms"}`; anything else answers (after `?ms=N`
 /// milliseconds) JSON
-/// `{"backend", "method", "path", "version"}` with the status set (200 unless set).
+/// `{"backend", "method", "path", "version", "host"}` with the status set (200 unless set).
 pub struct Backend {
     /// Its address (kept across restarts).
     pub addr: SocketAddr,
@@ -45,6 +46,10 @@ enum Mode {
 struct State {
     name: String,
     hits: AtomicUsize,
+    /// Connections open now.
+    open: AtomicUsize,
+    /// `/upload` bodies that broke off before their end.
+    aborted: AtomicUsize,
     health: AtomicU16,
     status: AtomicU16,
 }
@@ -68,13 +73,25 @@ impl Backend {
         Self::start_with(name, Mode::H2Tls(Arc::new(config).into())).await
     }
 
+    /// An HTTP/1.1 backend on `addr` (a port already taken is an error).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> std::io::Result<Backend> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self::on(name, Mode::Http1, listener))
+    }
+
     async fn start_with(name: &str, mode: Mode) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(name, mode, listener)
+    }
+
+    fn on(name: &str, mode: Mode, listener: TcpListener) -> Backend {
         let mut backend = Backend {
             addr: listener.local_addr().unwrap(),
             state: Arc::new(State {
                 name: name.to_owned(),
                 hits: AtomicUsize::new(0),
+                open: AtomicUsize::new(0),
+                aborted: AtomicUsize::new(0),
                 health: AtomicU16::new(200),
                 status: AtomicU16::new(200),
             }),
@@ -97,7 +114,10 @@ impl Backend {
                 };
                 let state = state.clone();
                 let mode = mode.clone();
+                state.open.fetch_add(1, Ordering::Relaxed);
+                let open = OpenConnection(state.clone());
                 connections.spawn(async move {
+                    let _open = open;
                     let svc = service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(answer(req, &state).await) }
@@ -137,6 +157,16 @@ impl Backend {
         self.state.hits.load(Ordering::Relaxed)
     }
 
+    /// Connections open now (health checks' included).
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::Relaxed)
+    }
+
+    /// `/upload` bodies that broke off before their end.
+    pub fn aborted_uploads(&self) -> usize {
+        self.state.aborted.load(Ordering::Relaxed)
+    }
+
     /// The status of every answer but health checks from now on.
     pub fn set_status(&self, status: u16) {
         self.state.status.store(status, Ordering::Relaxed);
@@ -160,6 +190,15 @@ impl Backend {
         self.stop().await;
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.serve(listener);
+    }
+}
+
+/// Counts a connection open until dropped.
+struct OpenConnection(Arc<State>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -263,6 +302,34 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
         });
         return Response::new(StreamBody::new(chunks).boxed());
     }
+    if path == "/upload" {
+        // Reads the body frame by frame: its size, when its first and last bytes came
+        // (ms after the head), and how many frames.
+        let started = std::time::Instant::now();
+        let mut body = req.into_body();
+        let (mut bytes, mut frames, mut first, mut last) = (0usize, 0usize, None, 0u128);
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes += data.len();
+                        frames += 1;
+                        let at = started.elapsed().as_millis();
+                        first.get_or_insert(at);
+                        last = at;
+                    }
+                }
+                Err(_) => {
+                    state.aborted.fetch_add(1, Ordering::Relaxed);
+                    return Response::new(Full::new(Bytes::from_static(b"aborted")).boxed());
+                }
+            }
+        }
+        let json = serde_json::json!({
+            "bytes": bytes, "frames": frames, "first_ms": first, "last_ms": last,
+        });
+        return Response::new(Full::new(Bytes::from(json.to_string())).boxed());
+    }
     let ms = query_number(&req, "ms");
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -272,6 +339,8 @@ async fn answer(req: Request<Incoming>, state: &State) -> Response<Body> {
         "method": req.method().as_str(),
         "path": path,
         "version": format!("{:?}", req.version()),
+        "host": req.headers().get("host").and_then(|h| h.to_str().ok())
+            .or(req.uri().authority().map(|a| a.as_str())),
     });
     let _ = req.into_body().collect().await;
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())).boxed());

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 /// The pinned package (`.ci/test` installs the same).
 pub const AWSLAMBDARIC: &str = "awslambdaric==4.2.2";
 
-/// A Python interpreter and the directory `awslambdaric` is installed in.
+/// A Python interpreter and the directory a package (`awslambdaric`) is installed in.
 pub struct PythonRuntime {
     /// The interpreter (`sys.executable` of `python3`).
     pub python: String,
@@ -21,24 +21,27 @@ pub struct PythonRuntime {
 /// (`target/awslambdaric-4.2.2`).
 pub fn python_runtime(weir_bin: &str) -> &'static PythonRuntime {
     static RUNTIME: OnceLock<PythonRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| install(Path::new(weir_bin)))
+    RUNTIME.get_or_init(|| pip_install(Path::new(weir_bin), AWSLAMBDARIC, "awslambdaric"))
 }
 
-fn install(weir_bin: &Path) -> PythonRuntime {
+/// `spec` (`NAME==VERSION`, which provides the Python package `module`) installed
+/// with pip under the target directory of `weir_bin` (`target/NAME-VERSION`), unless
+/// it already is there.
+pub fn pip_install(weir_bin: &Path, spec: &str, module: &str) -> PythonRuntime {
     let out = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
         .output()
-        .expect("python3 is needed for the Lambda tests");
+        .expect("python3 is needed for these tests");
     assert!(out.status.success(), "python3 does not run");
     let python = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let target = weir_bin
         .parent()
         .and_then(Path::parent)
         .expect("the weir binary lives in target/PROFILE");
-    let version = AWSLAMBDARIC.split("==").nth(1).unwrap_or("latest");
-    let site = target.join(format!("awslambdaric-{version}"));
-    if !site.join("awslambdaric").is_dir() {
-        let tmp = target.join(format!("awslambdaric-{version}.tmp-{}", std::process::id()));
+    let (name, version) = spec.split_once("==").unwrap_or((spec, "latest"));
+    let site = target.join(format!("{name}-{version}"));
+    if !site.join(module).is_dir() {
+        let tmp = target.join(format!("{name}-{version}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         let out = Command::new(&python)
             .args([
@@ -50,12 +53,12 @@ fn install(weir_bin: &Path) -> PythonRuntime {
                 "--target",
             ])
             .arg(&tmp)
-            .arg(AWSLAMBDARIC)
+            .arg(spec)
             .output()
             .expect("running pip");
         assert!(
             out.status.success(),
-            "pip install {AWSLAMBDARIC} failed:\n{}",
+            "pip install {spec} failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         if std::fs::rename(&tmp, &site).is_err() {

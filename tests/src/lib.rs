@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod faulty;
+pub mod grpc;
 pub mod jwt;
 pub mod lambda;
 pub mod redis;

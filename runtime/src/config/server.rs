@@ -61,6 +61,11 @@ pub struct Server {
     /// (`required`, the default) or served without an identity (`optional`).
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// A hosts-format file (`ADDRESS NAME...` per line, `#` comments) that upstream
+    /// pools with `resolve` consult before the system resolver, read again at every
+    /// resolution: names can be pointed or moved without touching `/etc/hosts`;
+    /// relative to the config file.
+    pub hosts_file: Option<PathBuf>,
 }
 
 /// Whether the listener requires client certificates.
@@ -92,6 +97,7 @@ impl Default for Server {
             trusted_proxies: Vec::new(),
             client_ca_file: None,
             client_auth: ClientAuth::default(),
+            hosts_file: None,
         }
     }
 }

@@ -27,6 +27,11 @@ pub struct UpstreamPool {
     /// Retries of failed attempts on another target.
     #[serde(default)]
     pub retries: Retries,
+    /// Resolve the targets' host names this often (e.g. `"30s"`): each address is a
+    /// target of its own, new addresses join, gone ones drain. Unset: a name is
+    /// resolved by the system at each new connection.
+    #[serde(default, with = "humantime_serde")]
+    pub resolve: Option<Duration>,
 }
 
 fn default_balance() -> String {

@@ -4,14 +4,14 @@
 //! back. One task per pool version, on the runtime of the reloader (the main thread);
 //! it holds its pool weakly and ends with the last snapshot that uses it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 
-use super::Upstream;
 use crate::config::Protocol;
 use crate::pool::{HealthSpec, Pool, Target};
 
@@ -19,18 +19,18 @@ use crate::pool::{HealthSpec, Pool, Target};
 const MAX_CHECK_BODY: usize = 64 * 1024;
 
 /// Starts the health task of `pool` on the current runtime.
-pub fn spawn(pool: &Arc<Pool>, upstream: Upstream) {
-    tokio::spawn(run(Arc::downgrade(pool), upstream));
+pub fn spawn(pool: &Arc<Pool>) {
+    tokio::spawn(run(Arc::downgrade(pool)));
 }
 
-async fn run(pool: Weak<Pool>, upstream: Upstream) {
+async fn run(pool: Weak<Pool>) {
     let Some(tick) = pool.upgrade().map(|p| p.tick()) else {
         return;
     };
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Per target: good checks in a row (> 0) or failed ones (< 0).
-    let mut streaks: Vec<i64> = Vec::new();
+    // Per target id: good checks in a row (> 0) or failed ones (< 0).
+    let mut streaks: HashMap<Arc<str>, i64> = HashMap::new();
     loop {
         interval.tick().await;
         let Some(pool) = pool.upgrade() else {
@@ -40,37 +40,36 @@ async fn run(pool: Weak<Pool>, upstream: Upstream) {
         let Some(spec) = &pool.spec.health else {
             continue;
         };
-        streaks.resize(pool.targets.len(), 0);
+        let members = pool.members();
+        streaks.retain(|id, _| members.targets.iter().any(|t| t.id == *id));
         let http2 = pool.protocol() != Protocol::Http1;
-        let checks = pool
-            .targets
-            .iter()
-            .map(|t| check(&upstream, t, spec, http2));
+        let checks = members.targets.iter().map(|t| check(t, spec, http2));
         let results = futures_util::future::join_all(checks).await;
-        for (i, good) in results.into_iter().enumerate() {
-            let streak = &mut streaks[i];
+        for (target, good) in members.targets.iter().zip(results) {
+            let streak = streaks.entry(target.id.clone()).or_insert(0);
             *streak = match (good, *streak) {
                 (true, s) if s > 0 => s + 1,
                 (true, _) => 1,
                 (false, s) if s < 0 => s - 1,
                 (false, _) => -1,
             };
-            let healthy = pool.checked_healthy(i);
+            let healthy = target.checked_healthy();
             if healthy && -*streak >= i64::from(spec.unhealthy) {
-                pool.set_checked(i, false);
+                pool.set_checked(target, false);
             } else if !healthy && *streak >= i64::from(spec.healthy) {
-                pool.set_checked(i, true);
+                pool.set_checked(target, true);
             }
         }
     }
 }
 
-/// One check: whether the target answered `2xx` within the timeout.
-async fn check(upstream: &Upstream, target: &Target, spec: &HealthSpec, http2: bool) -> bool {
+/// One check, over the target's own connections: whether it answered `2xx` within the
+/// timeout.
+async fn check(target: &Target, spec: &HealthSpec, http2: bool) -> bool {
     let Ok(uri) = format!("{}{}", target.base, spec.path).parse::<http::Uri>() else {
         return false;
     };
-    let mut req = Request::new(Full::new(Bytes::new()));
+    let mut req = Request::new(crate::pool::link::whole(Bytes::new()));
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;
     if !http2 {
@@ -82,7 +81,7 @@ async fn check(upstream: &Upstream, target: &Target, spec: &HealthSpec, http2: b
         HeaderValue::from_static("weir-health-check"),
     );
     let exchange = async {
-        let resp = upstream.send_once(req, http2).await.ok()?;
+        let resp = target.send(req, http2).await.ok()?;
         let good = resp.status().is_success();
         // Read so that the connection can be reused.
         Limited::new(resp.into_body(), MAX_CHECK_BODY)

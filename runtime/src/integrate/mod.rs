@@ -10,8 +10,10 @@ pub mod function;
 pub mod health;
 pub mod lambda;
 pub mod pool;
+pub mod resolve;
 pub mod stream;
 pub mod target;
+pub mod upload;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -212,8 +214,10 @@ pub struct UpstreamRequest {
     pub query: String,
     /// Headers.
     pub headers: HeaderMap,
-    /// Body.
+    /// Body (empty when `upload` is set).
     pub body: Bytes,
+    /// The client's body, streamed to the upstream as it arrives (see [`upload`]).
+    pub upload: Option<upload::Upload>,
 }
 
 /// What is asked of an integration for one request or event, besides the request.
@@ -253,7 +257,7 @@ pub async fn integrate(
             Ok(resp)
         }
         Integration::Http(target) => http(upstream, target, &exchange, req, ctx).await,
-        Integration::Pool(route) => pool::buffered(upstream, route, &exchange, req, ctx).await,
+        Integration::Pool(route) => pool::buffered(route, &exchange, req, ctx).await,
         Integration::Lambda(target) => lambda::invoke(target, &exchange, req, ctx).await,
         Integration::Function(target) => {
             function::call(target, upstream, &exchange, req, ctx).await

@@ -8,7 +8,8 @@
 //! - a `502` or `503` answer: idempotent methods only, unless the route says
 //!   `retry_any_method`;
 //! - never after a timeout (the route's timeout covers every attempt), never once any
-//!   of the answer's body was passed on;
+//!   of the answer's body was passed on, never once an attempt started reading a
+//!   client's streamed body (`integrate::upload`);
 //! - at most `retries.attempts` times, and only while the pool's retry budget (a share
 //!   of first attempts, 10 retries banked at most) has one, so retries cannot multiply
 //!   an outage.
@@ -18,15 +19,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper::body::Incoming;
 
+use super::upload::Upload;
 use super::upstream::{check_framing, closed_before_answer, error_chain};
-use super::{Exchange, HttpTarget, TRACEPARENT, Upstream, UpstreamRequest};
+use super::{Exchange, HttpTarget, TRACEPARENT, UpstreamRequest};
 use crate::config::Protocol;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
-use crate::pool::{InFlight, Pool};
+use crate::pool::link::whole;
+use crate::pool::{InFlight, Members, Pool};
 
 /// A route's integration with a pool.
 pub struct PoolRoute {
@@ -70,9 +72,9 @@ pub struct Answer {
 }
 
 /// Sends the request to the pool, retrying where safe (see the module docs), by
-/// `deadline`.
+/// `deadline`: each attempt over the picked target's own connections, among the
+/// targets the pool had when the request started.
 pub async fn send(
-    upstream: &Upstream,
     route: &PoolRoute,
     exchange: &Exchange<'_>,
     req: UpstreamRequest,
@@ -95,13 +97,14 @@ pub async fn send(
     let may_retry_answer = req.method.is_idempotent() || route.retry_any_method;
     let retries = &pool.spec.retries;
     pool.deposit();
+    let members = pool.members();
     let mut tried: Vec<usize> = Vec::with_capacity(1);
     let mut next = pool
-        .pick(&headers, &tried)
+        .pick(&members, &headers, &tried)
         .ok_or_else(|| GatewayError::NoHealthyTarget(pool.name.clone()))?;
     loop {
         let i = next;
-        let target = &pool.targets[i];
+        let target = &members.targets[i];
         if !tried.is_empty() {
             target.retries.increment(1);
         }
@@ -113,7 +116,11 @@ pub async fn send(
             &ctx.path_parameters,
             &req.query,
         )?;
-        let mut up = Request::new(Full::new(req.body.clone()));
+        let body = match &req.upload {
+            Some(upload) => upload.attempt(),
+            None => whole(req.body.clone()),
+        };
+        let mut up = Request::new(body);
         *up.method_mut() = req.method.clone();
         *up.uri_mut() = uri;
         *up.headers_mut() = headers.clone();
@@ -124,20 +131,24 @@ pub async fn send(
             up.headers_mut()
                 .insert(header::HOST, target.authority.clone());
         }
-        let in_flight = pool.begin(i);
-        match tokio::time::timeout_at(deadline, upstream.send_once(up, http2)).await {
+        let in_flight = pool.begin(target);
+        match tokio::time::timeout_at(deadline, target.send(up, http2)).await {
             Err(_) => {
-                pool.report(i, false);
+                if let Some(e) = req.upload.as_ref().and_then(Upload::error) {
+                    return Err(e);
+                }
+                pool.report(&members, i, false);
                 return Err(GatewayError::IntegrationTimeout(exchange.timeout));
             }
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
-                pool.report(i, !matches!(status, 502..=504));
+                pool.report(&members, i, !matches!(status, 502..=504));
                 let retryable = may_retry_answer
+                    && resendable(req.upload.as_ref())
                     && ((status == 502 && retries.bad_gateway)
                         || (status == 503 && retries.unavailable));
                 match retryable
-                    .then(|| retry_target(pool, &headers, &tried))
+                    .then(|| retry_target(pool, &members, &headers, &tried))
                     .flatten()
                 {
                     // The answer is dropped unread (its connection with it).
@@ -151,16 +162,24 @@ pub async fn send(
                 }
             }
             Ok(Err(e)) => {
-                pool.report(i, false);
-                let safe = if e.is_connect() {
-                    retries.connect
-                } else {
-                    closed_before_answer(&e) && retries.reset
-                };
+                if let Some(e) = req.upload.as_ref().and_then(Upload::error) {
+                    // The client's side broke the upload: no fault of the target's.
+                    return Err(e);
+                }
+                pool.report(&members, i, false);
+                let safe = resendable(req.upload.as_ref())
+                    && if e.is_connect() {
+                        retries.connect
+                    } else {
+                        closed_before_answer(&e) && retries.reset
+                    };
                 let error = GatewayError::BadGateway(error_chain(&e));
-                match safe.then(|| retry_target(pool, &headers, &tried)).flatten() {
+                match safe
+                    .then(|| retry_target(pool, &members, &headers, &tried))
+                    .flatten()
+                {
                     Some(n) => {
-                        tracing::debug!(upstream = %pool.name, target = %target.base, %error, "retrying");
+                        tracing::debug!(upstream = %pool.name, target = %target.id, %error, "retrying");
                         next = n;
                     }
                     None => return Err(error),
@@ -170,13 +189,24 @@ pub async fn send(
     }
 }
 
+/// Whether the request could be sent again: its body is in memory, or the client's
+/// streamed body was not read by any attempt yet.
+fn resendable(upload: Option<&Upload>) -> bool {
+    upload.is_none_or(Upload::untouched)
+}
+
 /// The target of the next attempt, if one is allowed: attempts left, a target
 /// available, and a retry in the budget (taken last, so nothing is spent in vain).
-fn retry_target(pool: &Pool, headers: &HeaderMap, tried: &[usize]) -> Option<usize> {
+fn retry_target(
+    pool: &Pool,
+    members: &Members,
+    headers: &HeaderMap,
+    tried: &[usize],
+) -> Option<usize> {
     if tried.len() > pool.spec.retries.attempts as usize {
         return None;
     }
-    let next = pool.pick(headers, tried)?;
+    let next = pool.pick(members, headers, tried)?;
     if pool.withdraw() {
         Some(next)
     } else {
@@ -189,7 +219,6 @@ fn retry_target(pool: &Pool, headers: &HeaderMap, tried: &[usize]) -> Option<usi
 /// Sends to the pool and reads the answer whole (up to `max_response_body`) within the
 /// route's timeout.
 pub async fn buffered(
-    upstream: &Upstream,
     route: &PoolRoute,
     exchange: &Exchange<'_>,
     req: UpstreamRequest,
@@ -197,7 +226,7 @@ pub async fn buffered(
 ) -> Result<Response<Bytes>, GatewayError> {
     let deadline = tokio::time::Instant::now() + exchange.timeout;
     let method = req.method.clone();
-    let answer = send(upstream, route, exchange, req, ctx, deadline).await?;
+    let answer = send(route, exchange, req, ctx, deadline).await?;
     let (mut parts, body) = answer.response.into_parts();
     super::upstream::response_headers(&mut parts.headers, &method);
     let body = super::upstream::read_upstream_body(

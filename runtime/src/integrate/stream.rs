@@ -40,13 +40,24 @@ pub async fn stream(
     let method = req.method.clone();
     let sent = match exchange.integration {
         Integration::Http(target) => {
+            let mut req = req;
+            let upload = req.upload.take();
             let up = super::http_request(target, &exchange, req, ctx)?;
-            upstream
-                .send(up, exchange.timeout)
-                .await
-                .map(|response| (response, None))
+            match upload {
+                Some(upload) => {
+                    let up = up.map(|_| upload.attempt());
+                    upstream
+                        .send_streamed(up, &upload, exchange.timeout)
+                        .await
+                        .map(|response| (response, None))
+                }
+                None => upstream
+                    .send(up, exchange.timeout)
+                    .await
+                    .map(|response| (response, None)),
+            }
         }
-        Integration::Pool(route) => pool::send(upstream, route, &exchange, req, ctx, deadline)
+        Integration::Pool(route) => pool::send(route, &exchange, req, ctx, deadline)
             .await
             .map(|a| (a.response, Some(a.in_flight))),
         _ => {

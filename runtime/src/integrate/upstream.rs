@@ -14,16 +14,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::strip_hop_by_hop;
+use super::upload::Upload;
 use crate::error::GatewayError;
+use crate::pool::link::OutBody;
 
 /// The pooled keep-alive client shared by every HTTP integration: plain HTTP, and HTTPS
 /// verified against [`UpstreamTls`]'s roots.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// HTTP/2 only: prior knowledge (h2c) for `http://`, ALPN `h2` for `https://`
-    /// (pools with `protocol = "h2c"` or `"http2"`).
-    h2: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, OutBody>,
 }
 
 impl Upstream {
@@ -34,17 +33,6 @@ impl Upstream {
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         // The TLS layer sees the scheme; this one only opens TCP connections.
         connector.enforce_http(false);
-        let h2 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls.config).clone())
-            .https_or_http()
-            .enable_http2()
-            .wrap_connector(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(h2);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls.config).clone())
             .https_or_http()
@@ -57,7 +45,7 @@ impl Upstream {
             // One send() per request instead of a writev: measurably cheaper on loopback.
             .http1_writev(false)
             .build(connector);
-        Self { client, h2 }
+        Self { client }
     }
 }
 
@@ -87,6 +75,11 @@ pub struct UpstreamTlsFiles<'a> {
 }
 
 impl UpstreamTls {
+    /// The TLS settings of connections to `https://` upstreams.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+
     /// The `[server]` settings' files (`upstream_*`, relative to `base`), loaded.
     pub fn from_config(server: &crate::config::Server, base: &Path) -> Result<Self, String> {
         let resolve = |f: &Option<std::path::PathBuf>| f.as_ref().map(|f| base.join(f));
@@ -164,7 +157,10 @@ impl Upstream {
         let mut resends = 0;
         loop {
             let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
-            match tokio::time::timeout_at(deadline, self.client.request(req)).await {
+            let sent = self
+                .client
+                .request(req.map(|b| b.map_err(|never| match never {}).boxed_unsync()));
+            match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(resp)) => return check_framing(resp),
                 Ok(Err(e)) => match again {
                     Some(again) if closed_before_answer(&e) => {
@@ -181,17 +177,23 @@ impl Upstream {
 }
 
 impl Upstream {
-    /// Sends a request once (over HTTP/2 only when `http2`) and waits for the answer's
-    /// head, with no timeout and no resend: a pool's retries decide what is sent again.
-    pub async fn send_once(
+    /// Sends a request whose body streams from the client (`upload`), once, and waits
+    /// for the response head within `timeout`. A body the client side cut off is its
+    /// error (`413`, `408`), not a `502`.
+    pub async fn send_streamed(
         &self,
-        req: http::Request<Full<Bytes>>,
-        http2: bool,
-    ) -> Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        if http2 {
-            self.h2.request(req).await
-        } else {
-            self.client.request(req).await
+        req: http::Request<OutBody>,
+        upload: &Upload,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => check_framing(resp),
+            Ok(Err(e)) => Err(upload
+                .error()
+                .unwrap_or_else(|| GatewayError::BadGateway(error_chain(&e)))),
+            Err(_) => Err(upload
+                .error()
+                .unwrap_or(GatewayError::IntegrationTimeout(timeout))),
         }
     }
 }

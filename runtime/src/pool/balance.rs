@@ -54,7 +54,7 @@ fn weighted_draw(targets: &[Target], candidates: &[usize], except: Option<usize>
 }
 
 /// Weighted rendezvous hashing: each candidate scores `-weight / ln(u)` with `u` a hash
-/// of the key and its URL in (0, 1); the highest wins. A key stays on its target while
+/// of the key and its id (URL or address) in (0, 1); the highest wins. A key stays on its target while
 /// that target is available, and the keys of a target that leaves spread over the rest.
 pub fn rendezvous(targets: &[Target], candidates: &[usize], key: &[u8]) -> usize {
     let mut best = candidates[0];
@@ -62,7 +62,7 @@ pub fn rendezvous(targets: &[Target], candidates: &[usize], key: &[u8]) -> usize
     for &i in candidates {
         let mut h = FIXED.build_hasher();
         h.write(key);
-        h.write(targets[i].base.as_bytes());
+        h.write(targets[i].id.as_bytes());
         let u = ((h.finish() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
         let score = -f64::from(targets[i].weight) / u.ln();
         if score > best_score {

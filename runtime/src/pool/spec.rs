@@ -1,6 +1,8 @@
 //! `[upstreams.NAME]` checked and compiled into the settings a [`super::Pool`] runs
 //! with; every error names its key.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
@@ -40,7 +42,32 @@ pub struct TargetSpec {
     pub authority: HeaderValue,
     /// Relative share of requests.
     pub weight: u32,
+    /// The host name to resolve (`None`: the host is an IP address).
+    pub name: Option<String>,
+    /// The port (the scheme's when none is written).
+    pub port: u16,
 }
+
+impl TargetSpec {
+    /// The id of the target at `address`, one its name resolved to:
+    /// `scheme://ADDRESS:port`.
+    pub fn at(&self, address: SocketAddr) -> String {
+        let scheme = self.base.split("://").next().unwrap_or("http");
+        format!("{scheme}://{address}")
+    }
+}
+
+/// Periodic resolution of the targets' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveSpec {
+    /// Between resolutions.
+    pub every: Duration,
+    /// `[server] hosts_file`, consulted before the system resolver.
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// Shortest time between resolutions.
+pub const MIN_RESOLVE: Duration = Duration::from_millis(100);
 
 /// Active health checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +127,18 @@ pub struct PoolSpec {
     pub passive: PassiveSpec,
     /// Retries.
     pub retries: RetrySpec,
+    /// Name resolution (`None`: names are resolved at each new connection).
+    pub resolve: Option<ResolveSpec>,
 }
 
 impl PoolSpec {
     /// Checks `[upstreams.NAME]`; problems go to `errors`, each naming its key.
-    pub fn compile(name: &str, pool: &UpstreamPool, errors: &mut Vec<String>) -> Option<Self> {
+    pub fn compile(
+        name: &str,
+        pool: &UpstreamPool,
+        hosts_file: Option<&Path>,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
         let at = format!("upstreams.{name}");
         let before = errors.len();
         if pool.targets.is_empty() {
@@ -117,7 +151,7 @@ impl PoolSpec {
         for (i, t) in pool.targets.iter().enumerate() {
             let at = format!("{at}.targets[{i}]");
             match target(&t.url, pool.protocol) {
-                Ok((base, authority)) => {
+                Ok((base, authority, name, port)) => {
                     if targets.iter().any(|o: &TargetSpec| o.base == base) {
                         errors.push(format!("{at}.url: `{base}` is listed twice"));
                     }
@@ -125,6 +159,8 @@ impl PoolSpec {
                         base,
                         authority,
                         weight: t.weight,
+                        name,
+                        port,
                     })
                 }
                 Err(e) => errors.push(format!("{at}.url: {e}")),
@@ -196,6 +232,16 @@ impl PoolSpec {
             }
         }
         let has = |s: &str| r.on.iter().any(|o| o == s);
+        let resolve = pool.resolve.map(|every| {
+            if every < MIN_RESOLVE {
+                errors.push(format!("{at}.resolve: must be at least 100ms"));
+            }
+            config::check_timer(&format!("{at}.resolve"), every, errors);
+            ResolveSpec {
+                every,
+                hosts_file: hosts_file.map(Path::to_path_buf),
+            }
+        });
         if errors.len() > before {
             return None;
         }
@@ -217,12 +263,17 @@ impl PoolSpec {
                 unavailable: has("503"),
                 budget,
             },
+            resolve,
         })
     }
 }
 
-/// `scheme://authority` of a target, checked against the protocol.
-fn target(url: &str, protocol: Protocol) -> Result<(String, HeaderValue), String> {
+/// A target's `scheme://authority`, `Host`, name (unless an address) and port,
+/// checked against the protocol.
+fn target(
+    url: &str,
+    protocol: Protocol,
+) -> Result<(String, HeaderValue, Option<String>, u16), String> {
     let url = url.trim_end_matches('/');
     let (scheme, authority) = url
         .split_once("://")
@@ -258,7 +309,16 @@ fn target(url: &str, protocol: Protocol) -> Result<(String, HeaderValue), String
     }
     let value = HeaderValue::from_str(authority)
         .map_err(|_| format!("`{url}`: invalid host `{authority}`"))?;
-    Ok((url.to_owned(), value))
+    let host = parsed.host();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let name = bare
+        .parse::<std::net::IpAddr>()
+        .is_err()
+        .then(|| host.to_owned());
+    let port = parsed
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Ok((url.to_owned(), value, name, port))
 }
 
 /// `round_robin`, `least_request` or `hash:$request.header.NAME`.
@@ -290,7 +350,7 @@ mod tests {
         }
         let one: One = toml::from_str(toml_text).unwrap();
         let mut errors = Vec::new();
-        PoolSpec::compile("p", &one.upstreams["p"], &mut errors).ok_or(errors)
+        PoolSpec::compile("p", &one.upstreams["p"], None, &mut errors).ok_or(errors)
     }
 
     #[test]

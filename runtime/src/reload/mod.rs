@@ -40,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, World};
 use crate::gateway::{self, ConfigErrors, Gateway, PluginSettings};
-use crate::integrate::Upstream;
+use crate::integrate::UpstreamTls;
 use crate::lambda::Functions;
 use crate::plugin::{AnyPlugin, CallCounts, Compiled, LoadError, PluginHost};
 use crate::pool::Pools;
@@ -57,8 +57,9 @@ pub struct Reloader {
     functions: Arc<Functions>,
     /// The upstream pools and their targets' health, kept across reloads.
     pools: Pools,
-    /// The client health checks go through (none: no checks run, as in `weir validate`).
-    health_client: Option<Upstream>,
+    /// Whether pools run their health checks and name resolutions (not in `weir
+    /// validate`).
+    pool_tasks: bool,
     registry: tokio::sync::Mutex<Registry>,
     /// `limits.max_plugin_size` of the config in force: the largest upload read.
     max_plugin_size: std::sync::atomic::AtomicU64,
@@ -149,7 +150,7 @@ impl Reloader {
             state,
             functions: Arc::default(),
             pools: Pools::default(),
-            health_client: None,
+            pool_tasks: false,
             registry: tokio::sync::Mutex::new(Registry {
                 config: None,
                 started: None,
@@ -176,18 +177,22 @@ impl Reloader {
         Ok(Arc::new(self))
     }
 
-    /// Runs active health checks of upstream pools through `client` (on the runtime
-    /// that calls [`Reloader::start`] and the reloads).
-    pub fn with_health_checks(mut self, client: Upstream) -> Self {
-        self.health_client = Some(client);
+    /// Runs the active health checks and name resolutions of upstream pools (on the
+    /// runtime that calls [`Reloader::start`] and the reloads); pool targets verify
+    /// `https://` with `tls`, with clients of their own in each of `workers` worker
+    /// threads.
+    pub fn with_health_checks(mut self, tls: &UpstreamTls, workers: usize) -> Self {
+        self.pools.set_tls(tls.client_config(), workers);
+        self.pool_tasks = true;
         self
     }
 
     /// Records the snapshot's pools as serving and starts the health tasks of new ones.
     fn commit_pools(&self, gateway: &Gateway) {
         self.pools.commit(&gateway.pools, |pool| {
-            if let Some(client) = &self.health_client {
-                crate::integrate::health::spawn(pool, client.clone());
+            if self.pool_tasks {
+                crate::integrate::health::spawn(pool);
+                crate::integrate::resolve::spawn(pool);
             }
         });
     }

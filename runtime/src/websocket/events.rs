@@ -207,6 +207,7 @@ async fn handle_message(
         query: String::new(),
         headers: HeaderMap::new(),
         body,
+        upload: None,
     };
     // The mapper sees the event headers the backend would get.
     event_headers(&mut req.headers, session, ctx, route);
@@ -240,6 +241,7 @@ pub(super) async fn disconnect(shared: &Shared, session: &Session) {
         query: String::new(),
         headers,
         body: Bytes::new(),
+        upload: None,
     };
     let status = match send_event(&shared.upstream, api, route, session, req, &mut ctx).await {
         Ok(resp) => resp.status().as_u16(),

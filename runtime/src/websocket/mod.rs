@@ -187,6 +187,7 @@ pub async fn handshake(
             query: head.uri.query().unwrap_or("").to_owned(),
             headers,
             body: Bytes::new(),
+            upload: None,
         };
         let resp = events::send_event(&shared.upstream, api, route, &session, req, ctx).await?;
         if !resp.status().is_success() {
