@@ -16,7 +16,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand, ValueEnum};
 use weir::admin::AdminState;
 use weir::cluster;
-use weir::config::{Config, World};
+use weir::config::{Config, World, base_dir};
 use weir::connections::{ConnectionTable, LocalConnections};
 use weir::integrate::{Upstream, UpstreamTls};
 use weir::listener_tls::ListenerTls;
@@ -252,14 +252,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn base_dir(config: &Path) -> PathBuf {
-    config
-        .parent()
-        .map(Path::to_path_buf)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
 fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -268,11 +260,7 @@ fn current_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 fn print_refusal(e: &Refused) {
     match e {
-        Refused::Config(errors) => {
-            for e in &errors.0 {
-                eprintln!("error: {e}");
-            }
-        }
+        Refused::Config(errors) => errors.0.iter().for_each(|e| eprintln!("error: {e}")),
         e => eprintln!("error: {e}"),
     }
 }

@@ -29,6 +29,15 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
 /// not overflow the clock (a duration near `u64::MAX` seconds would panic there).
 pub const MAX_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The directory relative paths in the config file `path` are resolved against: its
+/// own (`.` for a bare file name).
+pub fn base_dir(path: &std::path::Path) -> std::path::PathBuf {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf()
+}
+
 /// Refuses a timer setting above [`MAX_TIMER`].
 pub fn check_timer(key: &str, d: Duration, errors: &mut Vec<String>) {
     if d > MAX_TIMER {

@@ -79,11 +79,7 @@ fn from_config(path: &Path, plugin: &str) -> Result<(PathBuf, gateway::PluginSet
     let Some(settings) = settings.remove(plugin) else {
         return Err(errors.join("\n"));
     };
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    Ok((base.join(&settings.file), settings))
+    Ok((crate::config::base_dir(path).join(&settings.file), settings))
 }
 
 /// `weir plugin check`: see the module docs.
@@ -179,11 +175,7 @@ pub async fn check(host: Arc<PluginHost>, args: &CheckArgs) -> Result<CheckRepor
             let tls = match &args.from {
                 Some(path) => {
                     let config = Config::load(path).map_err(|e| usage(e.to_string()))?;
-                    let base = path
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(Path::new("."));
-                    UpstreamTls::from_config(&config.server, base)
+                    UpstreamTls::from_config(&config.server, &crate::config::base_dir(path))
                 }
                 None => UpstreamTls::load(&Default::default()),
             }

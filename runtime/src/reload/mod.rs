@@ -137,11 +137,7 @@ impl Reloader {
     /// A reloader for the config at `config_path`; nothing is loaded until
     /// [`Reloader::reload_config`].
     pub fn new(config_path: &Path, host: Arc<PluginHost>, state: Arc<UsageState>) -> Self {
-        let base_dir = config_path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = crate::config::base_dir(config_path);
         Self {
             live: None,
             host,
