@@ -583,15 +583,7 @@ async fn a_reload_swaps_targets_without_dropping_requests_in_flight() {
         async move { Client::default().get(&url).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(gw.dir.join("weir.toml"))
-        .unwrap()
-        .replace(&a.base(), &b.base());
-    std::fs::write(gw.dir.join("weir.toml"), text).unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-HUP", &gw.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    gw.edit_config_and_hup(&a.base(), &b.base());
     gw.wait_for_logs("config reloaded", 1).await;
     let client = Client::default();
     let r = client.get(&gw.url("/pets/x")).await;

@@ -225,15 +225,7 @@ integration = {{ type = "http", upstream = "pets", path = "/{{proxy+}}" }}
         async move { Client::default().get(&url).await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let text = std::fs::read_to_string(gw.dir.join("weir.toml"))
-        .unwrap()
-        .replace(&a.base(), &b.base());
-    std::fs::write(gw.dir.join("weir.toml"), text).unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-HUP", &gw.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    gw.edit_config_and_hup(&a.base(), &b.base());
     gw.wait_for_logs("config reloaded", 1).await;
 
     let hits = a.hits();

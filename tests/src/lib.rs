@@ -237,6 +237,18 @@ impl Weir {
         None
     }
 
+    /// Replaces `from` with `to` in its config file and tells it to reload (`SIGHUP`).
+    pub fn edit_config_and_hup(&self, from: &str, to: &str) {
+        let path = self.dir.join("weir.toml");
+        let text = std::fs::read_to_string(&path).unwrap().replace(from, to);
+        std::fs::write(&path, text).unwrap();
+        let sent = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
