@@ -139,7 +139,7 @@ fn find_node(weir_bin: &Path) -> NodeRuntime {
     let want = std::fs::read(node_dir().join("package-lock.json")).expect("the lock file");
     assert!(
         std::fs::read(dir.join("package-lock.json")).is_ok_and(|have| have == want),
-        "{} was installed from another tests/lambda-node/package-lock.json: {install}",
+        "{} holds another install than tests/lambda-node/package-lock.json pins: {install}",
         dir.display()
     );
     let out = Command::new("node")
