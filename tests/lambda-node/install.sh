@@ -8,7 +8,7 @@
 #   bash tests/lambda-node/install.sh --packages   # only the Debian packages it needs
 #
 # aws-lambda-ric compiles its native part (curl, aws-lambda-cpp, a Node addon) when
-# installed: about 6 minutes on 2 cores (80 s of CPU), once. It needs cmake, autoconf,
+# installed: 6 to 13 minutes on 2 cores (80 s of CPU), once. It needs cmake, autoconf,
 # automake, libtool and g++ (installed with apt-get when missing; root or sudo), and node
 # and npm.
 set -euo pipefail
