@@ -15,20 +15,20 @@ fn runtime() -> &'static PythonRuntime {
 }
 
 /// Starts weir with the admin listener (token [`TOKEN`]) and `config`.
-fn start(config: &str) -> Weir {
+pub(crate) fn start(config: &str) -> Weir {
     crate::weir(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[reload]\nwatch = false\n{config}"
     ))
 }
 
 /// A route to `function` (payload format `format`).
-fn route(key: &str, function: &str, format: &str) -> String {
+pub(crate) fn route(key: &str, function: &str, format: &str) -> String {
     format!(
         "[[routes]]\nkey = \"{key}\"\nintegration = {{ type = \"lambda\", function = \"{function}\", payload_format = \"{format}\" }}\n"
     )
 }
 
-async fn metric(c: &Client, gw: &Weir, needle: &str) -> f64 {
+pub(crate) async fn metric(c: &Client, gw: &Weir, needle: &str) -> f64 {
     let text = c.get(&gw.admin_url("/metrics")).await.text();
     text.lines()
         .filter(|l| l.starts_with(needle))
@@ -36,7 +36,7 @@ async fn metric(c: &Client, gw: &Weir, needle: &str) -> f64 {
         .sum()
 }
 
-async fn wait_ready(c: &Client, gw: &Weir) {
+pub(crate) async fn wait_ready(c: &Client, gw: &Weir) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while c.get(&gw.admin_url("/ready")).await.status != 200 {
         assert!(Instant::now() < deadline, "not ready:\n{}", gw.logs());

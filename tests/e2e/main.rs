@@ -17,6 +17,7 @@ mod ip_policy;
 mod isolation;
 mod jwt;
 mod lambda;
+mod lambda_node;
 mod limits;
 mod mapping;
 mod mtls;

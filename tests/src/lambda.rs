@@ -1,6 +1,7 @@
-//! The runtime interface client the Lambda tests run: the real `awslambdaric` from
-//! PyPI, installed once under the target directory with `pip install --target` (into a
-//! temporary directory first, then renamed, so concurrent runs never see half of it).
+//! The runtime interface clients the Lambda tests run: the real `awslambdaric` (Python),
+//! installed once under the target directory with `pip install --target` (into a
+//! temporary directory first, then renamed, so concurrent runs never see half of it),
+//! and the real `aws-lambda-ric` (Node), which `tests/lambda-node/install.sh` installs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,6 +90,91 @@ impl PythonRuntime {
             python = self.python,
             dir = functions_dir().display().to_string(),
             site = self.site.display().to_string(),
+        )
+    }
+}
+
+/// The Node runtime interface client, `aws-lambda-ric` as `tests/lambda-node/package-lock.json`
+/// pins it (with the Express adapter), and `node`.
+pub struct NodeRuntime {
+    /// The `node` program.
+    pub node: String,
+    /// The install's `node_modules` (for `NODE_PATH`: the handlers `require` from it).
+    pub modules: PathBuf,
+}
+
+/// `tests/lambda-node`: the lock file, the installer and the Node handlers.
+pub fn node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("lambda-node")
+}
+
+/// The Node runtime in `$WEIR_LAMBDA_NODE`, else `target/lambda-node` (next to
+/// `weir_bin`'s profile directory), where `.ci/test` installs it.
+///
+/// Unlike `awslambdaric` (a `pip install` of seconds) the tests do not install it on
+/// first use: its native part compiles for minutes and needs Debian packages. Panics
+/// with the command that installs it when it is missing or does not match the lock file.
+pub fn node_runtime(weir_bin: &str) -> &'static NodeRuntime {
+    static RUNTIME: OnceLock<NodeRuntime> = OnceLock::new();
+    RUNTIME.get_or_init(|| find_node(Path::new(weir_bin)))
+}
+
+fn find_node(weir_bin: &Path) -> NodeRuntime {
+    let dir = match std::env::var_os("WEIR_LAMBDA_NODE") {
+        Some(dir) => PathBuf::from(dir),
+        None => weir_bin
+            .parent()
+            .and_then(Path::parent)
+            .expect("the weir binary lives in target/PROFILE")
+            .join("lambda-node"),
+    };
+    let install = format!(
+        "run `bash tests/lambda-node/install.sh {}` (as .ci/test does; it compiles \
+         aws-lambda-ric's native part, minutes, once)",
+        dir.display()
+    );
+    let addon = dir.join("node_modules/aws-lambda-ric/dist/rapid-client.node");
+    assert!(
+        addon.is_file(),
+        "the Node runtime interface client is not installed in {}: {install}",
+        dir.display()
+    );
+    let want = std::fs::read(node_dir().join("package-lock.json")).expect("the lock file");
+    assert!(
+        std::fs::read(dir.join("package-lock.json")).is_ok_and(|have| have == want),
+        "{} holds another install than tests/lambda-node/package-lock.json pins: {install}",
+        dir.display()
+    );
+    let out = Command::new("node")
+        .args(["-e", "console.log(process.execPath)"])
+        .output()
+        .expect("node is needed for the Node Lambda tests");
+    assert!(out.status.success(), "node does not run");
+    NodeRuntime {
+        node: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        modules: dir.join("node_modules"),
+    }
+}
+
+impl NodeRuntime {
+    /// A `[functions.NAME]` table running `module.handler` from `tests/lambda-node` with
+    /// aws-lambda-ric; `env` and `extra` as in [`PythonRuntime::function`].
+    pub fn function(&self, name: &str, handler: &str, env: &str, extra: &str) -> String {
+        let env = if env.is_empty() {
+            String::new()
+        } else {
+            format!(", {env}")
+        };
+        format!(
+            "[functions.{name}]\ncommand = [{node:?}, {ric:?}, {handler:?}]\ndir = {dir:?}\nenv = {{ NODE_PATH = {modules:?}{env} }}\n{extra}\n",
+            node = self.node,
+            ric = self
+                .modules
+                .join("aws-lambda-ric/bin/index.mjs")
+                .display()
+                .to_string(),
+            dir = node_dir().display().to_string(),
+            modules = self.modules.display().to_string(),
         )
     }
 }

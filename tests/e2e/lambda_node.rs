@@ -1,0 +1,337 @@
+//! `type = "lambda"` with Node functions run by the real `aws-lambda-ric` (npm, pinned by
+//! `tests/lambda-node/package-lock.json`): async and callback handlers, both payload
+//! formats, binary bodies, errors, crashes, timeouts, and an Express app behind the
+//! serverless-http adapter.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir_tests::Client;
+use weir_tests::lambda::{NodeRuntime, node_runtime};
+
+use crate::lambda::{metric, route, start, wait_ready};
+
+fn runtime() -> &'static NodeRuntime {
+    node_runtime(env!("CARGO_BIN_EXE_weir"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_payload_formats_answers_and_binary_bodies() {
+    let rt = runtime();
+    let mut config = rt.function(
+        "app",
+        "app.echo",
+        "TABLE = \"orders\"",
+        "concurrency = 2\nmin_warm = 1\ntimeout = \"7s\"",
+    );
+    let answers = ["hello", "plain", "cookies", "multi", "binary", "shout"];
+    for name in answers {
+        config.push_str(&rt.function(name, &format!("app.{name}"), "", ""));
+    }
+    config.push_str(&route("ANY /v2/{proxy+}", "app", "2.0"));
+    config.push_str(&route("ANY /v1/{id}", "app", "1.0"));
+    for name in answers {
+        let format = if name == "multi" { "1.0" } else { "2.0" };
+        config.push_str(&route(&format!("POST /{name}"), name, format));
+    }
+    let gw = start(&config);
+    let c = Client::default();
+    wait_ready(&c, &gw).await;
+
+    // 2.0, as the Node handler receives it.
+    let r = c
+        .send(
+            "POST",
+            &gw.url("/v2/a/b?x=1&x=2&y=%20z"),
+            &[
+                ("cookie", "s=1; t=2"),
+                ("x-multi", "a"),
+                ("x-multi", "b"),
+                ("user-agent", "weir-test"),
+                (
+                    "traceparent",
+                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                ),
+            ],
+            "{\"order\":7}",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.json();
+    let e = &seen["event"];
+    assert_eq!(e["version"], "2.0");
+    assert_eq!(e["routeKey"], "ANY /v2/{proxy+}");
+    assert_eq!(e["rawPath"], "/v2/a/b");
+    assert_eq!(e["rawQueryString"], "x=1&x=2&y=%20z");
+    assert_eq!(e["cookies"], serde_json::json!(["s=1", "t=2"]));
+    assert_eq!(e["headers"]["x-multi"], "a,b");
+    assert_eq!(e["queryStringParameters"]["x"], "1,2");
+    assert_eq!(e["queryStringParameters"]["y"], " z");
+    assert_eq!(e["pathParameters"]["proxy"], "a/b");
+    assert_eq!(e["body"], "{\"order\":7}");
+    assert_eq!(e["isBase64Encoded"], false);
+    let ctx = &e["requestContext"];
+    assert_eq!(ctx["http"]["method"], "POST");
+    assert_eq!(ctx["http"]["sourceIp"], "127.0.0.1");
+    assert_eq!(ctx["http"]["userAgent"], "weir-test");
+    assert_eq!(ctx["requestId"], r.header("x-request-id").unwrap());
+    // The context aws-lambda-ric made from the Runtime API's headers.
+    assert_eq!(seen["function"], "app");
+    assert_eq!(
+        seen["arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:app"
+    );
+    assert_eq!(seen["request_id"].as_str().unwrap().len(), 36);
+    let remaining = seen["remaining_ms"].as_u64().unwrap();
+    assert!((1000..=7000).contains(&remaining), "{remaining}");
+    assert!(
+        seen["trace"]
+            .as_str()
+            .unwrap()
+            .starts_with("Root=1-0af76519-16cd43dd8448eb211c80319c;Parent="),
+        "{seen}"
+    );
+    let env = &seen["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "app");
+    assert_eq!(env["TABLE"], "orders");
+    assert!(env.get("WEIR_ADMIN_TOKEN").is_none());
+
+    // 1.0.
+    let r = c
+        .send(
+            "GET",
+            &gw.url("/v1/7?a=1&a=2"),
+            &[("x-multi", "a"), ("x-multi", "b")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = &r.json()["event"];
+    assert_eq!(e["version"], "1.0");
+    assert_eq!(e["resource"], "/v1/{id}");
+    assert_eq!(e["httpMethod"], "GET");
+    assert_eq!(
+        e["multiValueHeaders"]["x-multi"],
+        serde_json::json!(["a", "b"])
+    );
+    assert_eq!(
+        e["multiValueQueryStringParameters"]["a"],
+        serde_json::json!(["1", "2"])
+    );
+    assert_eq!(e["pathParameters"]["id"], "7");
+    assert_eq!(e["body"], serde_json::Value::Null);
+
+    // Answers as AWS reads them: a string from an async handler, an object through
+    // the callback, a full response, 1.0's multiValueHeaders.
+    let r = c.send("POST", &gw.url("/hello"), &[], "").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let r = c.send("POST", &gw.url("/plain"), &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["message"], "hi");
+    let r = c.send("POST", &gw.url("/cookies"), &[], "").await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("x-a"), Some("1"));
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    assert_eq!(r.text(), "made");
+    let r = c.send("POST", &gw.url("/multi"), &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let xb: Vec<_> = r.headers.get_all("x-b").iter().collect();
+    assert_eq!(xb, ["1", "2"]);
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["c=3", "d=4"]);
+    assert_eq!(r.text(), "multi");
+
+    // Binary both ways.
+    let body: Vec<u8> = (0..=255u8).collect();
+    let r = c.send("POST", &gw.url("/binary"), &[], body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let mut reversed = body;
+    reversed.reverse();
+    assert_eq!(r.body, Bytes::from(reversed));
+
+    // console.log and console.error reach the log, tagged with the function.
+    let r = c.send("POST", &gw.url("/shout"), &[], "").await;
+    assert_eq!(r.text(), "printed");
+    let logs = gw.wait_for_logs("after the node line", 1).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("from the node handler"))
+        .expect("the handler's line");
+    assert!(
+        line.contains("weir::function") && line.contains("shout"),
+        "{line}"
+    );
+
+    assert!(
+        metric(
+            &c,
+            &gw,
+            "weir_function_invocations_total{function=\"app\",outcome=\"ok\"}"
+        )
+        .await
+            >= 2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_errors_crashes_and_timeouts() {
+    let rt = runtime();
+    let failing = [
+        "fail",
+        "failCallback",
+        "uncaught",
+        "reject",
+        "crash",
+        "malformed",
+    ];
+    let mut config = String::new();
+    for name in failing {
+        config.push_str(&rt.function(name, &format!("app.{name}"), "", ""));
+        config.push_str(&route(&format!("GET /{name}"), name, "2.0"));
+        config.push_str(&route(&format!("GET /v1/{name}"), name, "1.0"));
+    }
+    config.push_str(&rt.function("slow", "app.slow", "", "timeout = \"1s\"\nmin_warm = 1"));
+    config.push_str(&route("GET /slow", "slow", "2.0"));
+    let gw = start(&config);
+    let c = Client::default();
+    let internal = serde_json::json!({"message": "Internal Server Error"});
+
+    // A thrown exception, an error through the callback, an exception thrown from a
+    // timer (the runtime reports it, then exits), a rejection with no Error, a malformed
+    // answer, a process that exits: each a 502, twice (the second time in a new process
+    // where the first one exited).
+    for _ in 0..2 {
+        for name in failing {
+            let r = c.get(&gw.url(&format!("/{name}"))).await;
+            assert_eq!(
+                (r.status.as_u16(), r.json()),
+                (502, internal.clone()),
+                "{name}"
+            );
+        }
+    }
+    // The runtime logs what it reported.
+    let logs = gw.wait_for_logs("boom", 1).await;
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("TypeError") && l.contains("function=\"fail\"")),
+        "{logs}"
+    );
+    gw.wait_for_logs("called back", 1).await;
+    gw.wait_for_logs("thrown later", 1).await;
+
+    // Past the function's timeout: 504, the process is killed, the next call works.
+    wait_ready(&c, &gw).await;
+    let started = Instant::now();
+    let r = c.get(&gw.url("/slow?s=5")).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = c.get(&gw.url("/slow?s=0")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["slept"], "0");
+    let logs = gw.logs();
+    assert!(
+        logs.contains("invocation timed out; process killed"),
+        "{logs}"
+    );
+
+    let metrics = c.get(&gw.admin_url("/metrics")).await.text();
+    for (function, outcome) in [
+        ("fail", "error"),
+        ("failCallback", "error"),
+        ("uncaught", "error"),
+        ("reject", "error"),
+        ("crash", "crash"),
+        ("malformed", "malformed"),
+        ("slow", "timeout"),
+        ("slow", "ok"),
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "weir_function_invocations_total{{function=\"{function}\",outcome=\"{outcome}\"}}"
+            )),
+            "{function} {outcome}: {metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_express_app_behind_serverless_http() {
+    let rt = runtime();
+    let mut config = rt.function("api", "api.handler", "", "min_warm = 1");
+    config.push_str(&route("ANY /api/{proxy+}", "api", "2.0"));
+    config.push_str(&route("ANY /v1/api/{proxy+}", "api", "1.0"));
+    let gw = start(&config);
+    let c = Client::default();
+    wait_ready(&c, &gw).await;
+
+    for prefix in ["/api", "/v1/api"] {
+        let r = c
+            .send(
+                "GET",
+                &gw.url(&format!("{prefix}/items/42?q=red%20shoes")),
+                &[("user-agent", "weir-test")],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{prefix}: {}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"id": "42", "q": "red shoes", "ua": "weir-test"}),
+            "{prefix}"
+        );
+        assert_eq!(r.header("x-item"), Some("42"), "{prefix}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{prefix}"
+        );
+        assert_eq!(r.header("set-cookie"), Some("seen=42; Path=/"), "{prefix}");
+
+        let r = c
+            .send(
+                "POST",
+                &gw.url(&format!("{prefix}/items")),
+                &[("content-type", "application/json")],
+                r#"{"name":"boots"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{prefix}: {}", r.text());
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"created": {"name": "boots"}}),
+            "{prefix}"
+        );
+
+        let r = c.get(&gw.url(&format!("{prefix}/bytes"))).await;
+        assert_eq!(r.status, 200, "{prefix}: {}", r.text());
+        assert_eq!(
+            r.body,
+            Bytes::from_static(&[0, 159, 146, 150, 255]),
+            "{prefix}"
+        );
+
+        // The app's own errors are its answers, not function errors.
+        let r = c.get(&gw.url(&format!("{prefix}/broken"))).await;
+        assert_eq!(r.status, 500, "{prefix}: {}", r.text());
+        assert!(r.text().contains("the route broke"), "{prefix}");
+        let r = c.get(&gw.url(&format!("{prefix}/nowhere"))).await;
+        assert_eq!(r.status, 404, "{prefix}: {}", r.text());
+    }
+    assert_eq!(
+        metric(
+            &c,
+            &gw,
+            "weir_function_invocations_total{function=\"api\",outcome=\"ok\"}"
+        )
+        .await,
+        10.0
+    );
+}
