@@ -21,6 +21,7 @@ mod limits;
 mod mapping;
 mod mtls;
 mod observability;
+mod oidc;
 mod plugin_new;
 mod reload;
 mod reuse;

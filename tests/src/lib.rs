@@ -5,6 +5,7 @@ pub mod backend;
 pub mod faulty;
 pub mod jwt;
 pub mod lambda;
+pub mod oidc;
 pub mod redis;
 pub mod ws;
 
