@@ -76,7 +76,10 @@ async fn rotated_keys_are_followed_without_a_restart_over_https() {
     let gw = gateway(
         &issuer,
         &issuer,
-        &format!("upstream_ca_file = {}", toml_path(ca_file.to_str().unwrap())),
+        &format!(
+            "upstream_ca_file = {}",
+            toml_path(ca_file.to_str().unwrap())
+        ),
         "",
     );
     let c = Client::default();
@@ -108,7 +111,11 @@ async fn rotated_keys_are_followed_without_a_restart_over_https() {
     // refetch within 30 s of the last).
     assert_eq!(status(&c, &gw, &token(&old, &issuer)).await, 401);
     assert_eq!(idp.requests("/jwks"), 2);
-    assert_eq!(idp.requests(DISCOVERY), 1, "discovery is kept for its max-age");
+    assert_eq!(
+        idp.requests(DISCOVERY),
+        1,
+        "discovery is kept for its max-age"
+    );
 }
 
 #[tokio::test]
@@ -192,7 +199,11 @@ async fn every_algorithm_by_discovery_by_jwks_uri_and_inline() {
     );
     let by_uri = format!("jwks_uri = \"{issuer}/jwks\"");
     let c = Client::default();
-    for (how, extra) in [("discovery", ""), ("jwks_uri", by_uri.as_str()), ("inline", inline.as_str())] {
+    for (how, extra) in [
+        ("discovery", ""),
+        ("jwks_uri", by_uri.as_str()),
+        ("inline", inline.as_str()),
+    ] {
         let gw = gateway(&issuer, &issuer, "", extra);
         for key in &keys {
             let t = token(key, &issuer);
@@ -215,19 +226,35 @@ async fn every_algorithm_by_discovery_by_jwks_uri_and_inline() {
         }
         // alg none, and HS256 keyed with an RSA key's public modulus: refused.
         let rs = keys[0].jwk();
-        let claims = token(&keys[0], &issuer).split('.').nth(1).unwrap().to_owned();
+        let claims = token(&keys[0], &issuer)
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_owned();
         let unsigned = format!("{}.{claims}.", header(json!({"alg": "none"})));
         assert_eq!(status(&c, &gw, &unsigned).await, 401, "{how}: alg none");
         let confused = weir_tests::jwt::sign_hs256(
             rs["n"].as_str().unwrap().as_bytes(),
             &json!({"iss": issuer, "aud": "pets", "exp": now() + 600}),
         );
-        assert_eq!(status(&c, &gw, &confused).await, 401, "{how}: HS256 confusion");
+        assert_eq!(
+            status(&c, &gw, &confused).await,
+            401,
+            "{how}: HS256 confusion"
+        );
     }
     // One discovery (kept its max-age) and one JWKS per gateway that fetches keys, for
     // every token it checked.
-    assert_eq!(idp.requests(DISCOVERY), 1, "only the discovery gateway asked");
-    assert_eq!(idp.requests("/jwks"), 2, "once per gateway that fetches keys");
+    assert_eq!(
+        idp.requests(DISCOVERY),
+        1,
+        "only the discovery gateway asked"
+    );
+    assert_eq!(
+        idp.requests("/jwks"),
+        2,
+        "once per gateway that fetches keys"
+    );
 }
 
 fn header(h: serde_json::Value) -> String {

@@ -133,8 +133,14 @@ impl SigningKey {
                     "e": B64.encode(public.e().to_bytes_be()),
                 })
             }
-            Secret::P256(k) => ec("P-256", k.verifying_key().to_encoded_point(false).as_bytes()),
-            Secret::P384(k) => ec("P-384", k.verifying_key().to_encoded_point(false).as_bytes()),
+            Secret::P256(k) => ec(
+                "P-256",
+                k.verifying_key().to_encoded_point(false).as_bytes(),
+            ),
+            Secret::P384(k) => ec(
+                "P-384",
+                k.verifying_key().to_encoded_point(false).as_bytes(),
+            ),
             Secret::P521(k) => ec(
                 "P-521",
                 p521::ecdsa::VerifyingKey::from(k)
@@ -151,13 +157,19 @@ impl SigningKey {
         let m = input.as_bytes();
         use rsa::signature::RandomizedSigner;
         let sig: Vec<u8> = match (&self.secret, self.alg) {
-            (Secret::Rsa(k), "RS256") => Pkcs1SigningKey::<Sha256>::new((**k).clone()).sign(m).to_vec(),
-            (Secret::Rsa(k), "RS384") => rsa::pkcs1v15::SigningKey::<sha2::Sha384>::new((**k).clone())
+            (Secret::Rsa(k), "RS256") => Pkcs1SigningKey::<Sha256>::new((**k).clone())
                 .sign(m)
                 .to_vec(),
-            (Secret::Rsa(k), "RS512") => rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new((**k).clone())
-                .sign(m)
-                .to_vec(),
+            (Secret::Rsa(k), "RS384") => {
+                rsa::pkcs1v15::SigningKey::<sha2::Sha384>::new((**k).clone())
+                    .sign(m)
+                    .to_vec()
+            }
+            (Secret::Rsa(k), "RS512") => {
+                rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new((**k).clone())
+                    .sign(m)
+                    .to_vec()
+            }
             (Secret::Rsa(k), "PS256") => rsa::pss::SigningKey::<Sha256>::new((**k).clone())
                 .sign_with_rng(&mut OsRng, m)
                 .to_vec(),
