@@ -14,10 +14,13 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Signs a JWS signing input.
+type Sign = Box<dyn Fn(&[u8]) -> Vec<u8>>;
+
 /// A key made here: its JWK, and a signer for its algorithm.
 struct Made {
     jwk: Jwk,
-    sign: Box<dyn Fn(&[u8]) -> Vec<u8>>,
+    sign: Sign,
 }
 
 fn rsa_jwk(key: &rsa::RsaPrivateKey, kid: &str) -> Jwk {
