@@ -261,3 +261,32 @@ fn header(h: serde_json::Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.to_string())
 }
+
+#[tokio::test]
+async fn concurrent_first_calls_fetch_the_keys_once() {
+    let idp = Provider::start().await;
+    let issuer = idp.issuer();
+    let key = SigningKey::generate("ES256", "k1");
+    idp.publish(&[&key]);
+    let gw = gateway(&issuer, &issuer, "", "");
+    let c = Client::default();
+    // Every call starts with nothing kept: they wait for the one fetch of each URL.
+    let calls = (0..24).map(|_| {
+        let (c, url, t) = (c.clone(), gw.url("/pets"), token(&key, &issuer));
+        tokio::spawn(async move {
+            c.send(
+                "GET",
+                &url,
+                &[("authorization", &format!("Bearer {t}"))],
+                Bytes::new(),
+            )
+            .await
+            .status
+            .as_u16()
+        })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        assert_eq!(call.await.unwrap(), 200);
+    }
+    assert_eq!((idp.requests(DISCOVERY), idp.requests("/jwks")), (1, 1));
+}

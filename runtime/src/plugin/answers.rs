@@ -166,6 +166,21 @@ impl AnswerCache {
         }
     }
 
+    /// The answer kept for `key` if it was fetched at or after `since`: what a request
+    /// that waited for another's fetch of the same URL takes.
+    pub(super) fn fetched_since(
+        &self,
+        key: &str,
+        since: Instant,
+        now: Instant,
+    ) -> Option<http::Response<Bytes>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)
+            .filter(|k| k.fetched >= since)
+            .map(|k| k.answer(now))
+    }
+
     /// Keeps (or forgets) the answer to a request with directives `d` fetched at `now`:
     /// a `200` its origin lets be kept, fresh for its `max-age`, or — when the request
     /// takes stale answers — without one.

@@ -213,13 +213,28 @@ impl WasiHttpHooks for Hooks {
             if over_limit {
                 return Err(HttpError::ConnectionLimitReached);
             }
-            let fallback = match cache_key
-                .as_deref()
-                .map(|k| CACHE.lookup(k, &directives, Instant::now()))
-            {
-                Some(Lookup::Hit(kept)) => return Ok(answer(kept)),
-                Some(Lookup::Fetch { fallback }) => fallback,
+            let mut _turn = None;
+            let fallback = match cache_key.as_deref() {
                 None => None,
+                Some(key) => {
+                    let asked = Instant::now();
+                    match CACHE.lookup(key, &directives, asked) {
+                        Lookup::Hit(kept) => return Ok(answer(kept)),
+                        Lookup::Fetch { fallback } => {
+                            // One fetch of a URL at a time: calls that start with
+                            // nothing kept (a cold start) wait for the first one's
+                            // answer instead of all asking the origin.
+                            let turn = tokio::time::timeout(timeout, turn_for(key).lock_owned())
+                                .await
+                                .map_err(|_| HttpError::ConnectionReadTimeout)?;
+                            if let Some(kept) = CACHE.fetched_since(key, asked, Instant::now()) {
+                                return Ok(answer(kept));
+                            }
+                            _turn = Some(turn);
+                            fallback
+                        }
+                    }
+                }
             };
             let uri = request.uri().to_string();
             let (parts, body) = request.into_parts();
@@ -269,6 +284,24 @@ impl WasiHttpHooks for Hooks {
 /// Answers kept for plugins (see [`super::answers`]), shared by every worker: a plugin
 /// that is fresh on every call still fetches a key set once.
 static CACHE: std::sync::LazyLock<AnswerCache> = std::sync::LazyLock::new(AnswerCache::default);
+
+/// The URLs being fetched for kept answers, each with its turn: one fetch of a URL at a
+/// time (entries go with their last holder).
+static FETCHING: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The turn to fetch `key`, shared by every call fetching it now.
+fn turn_for(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut fetching = FETCHING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(turn) = fetching.get(key).and_then(std::sync::Weak::upgrade) {
+        return turn;
+    }
+    fetching.retain(|_, t| t.strong_count() > 0);
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    fetching.insert(key.to_owned(), Arc::downgrade(&turn));
+    turn
+}
 
 /// The guest's view of an answer.
 fn answer(

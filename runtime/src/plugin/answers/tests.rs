@@ -249,3 +249,31 @@ impl Lookup {
         matches!(self, Lookup::Fetch { .. })
     }
 }
+
+#[test]
+fn a_request_that_waited_takes_the_answer_fetched_meanwhile() {
+    let cache = AnswerCache::default();
+    let t0 = Instant::now();
+    cache.store(
+        "k".into(),
+        &answer_with("max-age=60"),
+        &Directives::default(),
+        t0,
+    );
+    assert!(
+        cache
+            .fetched_since("k", t0 + secs(1), t0 + secs(2))
+            .is_none()
+    );
+    cache.store(
+        "k".into(),
+        &answer_with("max-age=60"),
+        &Directives::default(),
+        t0 + secs(3),
+    );
+    let r = cache
+        .fetched_since("k", t0 + secs(1), t0 + secs(4))
+        .unwrap();
+    assert_eq!(r.headers()[http::header::AGE], "1");
+    assert!(cache.fetched_since("other", t0, t0).is_none());
+}
