@@ -19,7 +19,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(ROOT, "plugins", "target", "wasm32-wasip2", "release")
@@ -55,6 +57,73 @@ def token():
                              "exp": now + 86400}).encode())
     sig = hmac.new(SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
     return f"{header}.{claims}.{b64(sig)}"
+
+
+IDP_PORT = 0
+RSA_KEY = None
+
+
+def rsa_key():
+    """An RSA key for the jwt-* scenarios (Python's `cryptography`, imported only then)."""
+    global RSA_KEY
+    if RSA_KEY is None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return RSA_KEY
+
+
+def issuer():
+    return f"http://127.0.0.1:{IDP_PORT}"
+
+
+def jwks():
+    numbers = rsa_key().public_key().public_numbers()
+    as_b64 = lambda n: b64(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+    return {"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": "bench",
+                      "n": as_b64(numbers.n), "e": as_b64(numbers.e)}]}
+
+
+def rs256_token():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "bench"}).encode())
+    claims = b64(json.dumps({"iss": issuer(), "aud": "bench", "sub": "bench-user", "iat": now,
+                             "exp": now + 86400}).encode())
+    sig = rsa_key().sign(f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{header}.{claims}.{b64(sig)}"
+
+
+def start_idp():
+    """An OpenID provider stand-in for `jwt-discovery`: discovery and a JWKS (no max-age,
+    so the gateway keeps the keys for an hour), counting requests."""
+    global IDP_PORT
+    IDP_PORT = free_port()
+    counts = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            counts[self.path] = counts.get(self.path, 0) + 1
+            if self.path == "/.well-known/openid-configuration":
+                doc = {"issuer": issuer(), "jwks_uri": issuer() + "/jwks"}
+            elif self.path == "/jwks":
+                doc = jwks()
+            else:
+                self.send_error(404)
+                return
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", IDP_PORT), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, counts
 
 
 def nginx_conf(workdir, listen, body):
@@ -143,6 +212,24 @@ config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "PO
         api = '[api]\ncors = "cors"\n'
         if scenario == "full-cors-cache":
             api += 'cors_cache = "5m"\n'
+    if scenario in ("jwt-inline", "jwt-discovery"):
+        # The same RS256 token checked on every request (ttl 0s: no decision cache), keys
+        # inline or from discovery (kept by the gateway's host after the first call).
+        keys = (f"jwks = '{json.dumps(jwks())}'" if scenario == "jwt-inline"
+                else "")
+        plugins += f"""
+[plugins.jwt]
+file = "{PLUGINS}/jwt_authorizer.wasm"
+world = "authorizer"
+deadline = "4s"
+allow_outbound = ["{issuer()}"]
+[plugins.jwt.config]
+issuer = "{issuer()}"
+audience = ["bench"]
+{keys}
+"""
+        route_extra += ('authorizer = { plugin = "jwt", identity_source = '
+                        '["$request.header.x-jwt"], ttl = "0s" }\n')
     # AWS's default account quota (10,000 req/s) would throttle the load itself.
     return f"""
 [server]
@@ -185,6 +272,7 @@ def main():
                          "scenarios in the same rounds: prints new / baseline per scenario")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
+    idp = (start_idp() if any(sc.startswith("jwt-") for sc in scenarios) else None)
 
     work = tempfile.mkdtemp(prefix="weir-bench-")
     procs = []
@@ -242,6 +330,8 @@ backend be
 
         headers = ["Authorization: Bearer " + token(), "Origin: https://app.example",
                    "x-debug: 1", "Accept: application/json"]
+        if idp:
+            headers.append("x-jwt: " + rs256_token())
         results = {name: [] for name in targets}
         for rnd in range(args.rounds):
             for name, port in targets.items():
@@ -271,6 +361,11 @@ backend be
                   f"| {vs_direct:.2f}x | {vs_nginx} |")
         if "weir bare" in med and "weir full" in med:
             print(f"\nfull plugin chain / bare proxy: {med['weir full'][0] / med['weir bare'][0]:.2f}x")
+        if "weir jwt-inline" in med and "weir jwt-discovery" in med:
+            print(f"\nJWT keys by discovery / inline: "
+                  f"{med['weir jwt-discovery'][0] / med['weir jwt-inline'][0]:.2f}x req/s; "
+                  f"the provider saw {idp[1]} (once per key set: the rest came from the "
+                  f"gateway's kept answers)")
         if args.baseline:
             print("\nweir / baseline per scenario, each round then the median:")
             for sc in scenarios:
@@ -280,6 +375,8 @@ backend be
                     print(f"  {sc:8} {what:8} " + " ".join(f"{r:.2f}" for r in rounds)
                           + f"  median {statistics.median(rounds):.2f}x")
     finally:
+        if idp:
+            idp[0].shutdown()
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:

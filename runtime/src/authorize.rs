@@ -18,6 +18,8 @@ use crate::ttl_cache::TtlCache;
 
 /// Longest authorizer cache TTL.
 const MAX_TTL: Duration = Duration::from_secs(3600);
+/// Most scopes a route may require (as Amazon API Gateway allows).
+const MAX_SCOPES: usize = 10;
 
 /// Where an authorizer's identity comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +141,9 @@ impl RouteAuthorizer {
                 Ok(src) => identity.push(src),
                 Err(e) => errors.push(format!("{at}.identity_source: {e}")),
             }
+        }
+        if spec.scopes.len() > MAX_SCOPES {
+            errors.push(format!("{at}.scopes: at most {MAX_SCOPES} per route"));
         }
         Some(Self {
             plugin: plugin?,

@@ -22,6 +22,7 @@ mod limits;
 mod mapping;
 mod mtls;
 mod observability;
+mod oidc;
 mod plugin_new;
 mod reload;
 mod reuse;

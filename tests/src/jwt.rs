@@ -1,10 +1,11 @@
-//! Real JWTs for tests: an RSA key pair made at test time (RS256, published as a JWKS)
-//! and HS256 with a shared secret.
+//! Real JWTs for tests: key pairs made at test time (RS256 as [`RsaKey`], every
+//! RS/PS/ES algorithm as [`SigningKey`], published as a JWKS) and HS256 with a shared
+//! secret.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};
-use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs1v15::SigningKey as Pkcs1SigningKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, rand_core::OsRng};
@@ -40,7 +41,7 @@ impl RsaKey {
     pub fn sign(&self, claims: &serde_json::Value) -> String {
         let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": self.kid });
         let input = signing_input(&header, claims);
-        let signer = SigningKey::<Sha256>::new(self.key.clone());
+        let signer = Pkcs1SigningKey::<Sha256>::new(self.key.clone());
         let sig = signer.sign(input.as_bytes()).to_vec();
         format!("{input}.{}", B64.encode(sig))
     }
@@ -69,4 +70,133 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// A signing key of any algorithm the JWT authorizer accepts, made at test time:
+/// RS256/384/512 and PS256/384/512 (RSA 2048), ES256/384/512 (P-256, P-384, P-521).
+pub struct SigningKey {
+    /// Its algorithm, as `alg` names it.
+    pub alg: &'static str,
+    /// Its `kid`.
+    pub kid: String,
+    secret: Secret,
+}
+
+enum Secret {
+    Rsa(Box<RsaPrivateKey>),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+}
+
+/// Every asymmetric algorithm the JWT authorizer accepts.
+pub const ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
+];
+
+impl SigningKey {
+    /// A fresh key for `alg` (one of [`ALGORITHMS`]).
+    pub fn generate(alg: &'static str, kid: &str) -> SigningKey {
+        let secret = match &alg[..2] {
+            "RS" | "PS" => Secret::Rsa(Box::new(
+                RsaPrivateKey::new(&mut OsRng, 2048).expect("generating an RSA key"),
+            )),
+            _ => match alg {
+                "ES256" => Secret::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+                "ES384" => Secret::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+                "ES512" => Secret::P521(p521::ecdsa::SigningKey::random(&mut OsRng)),
+                other => panic!("no such algorithm {other}"),
+            },
+        };
+        SigningKey {
+            alg,
+            kid: kid.to_owned(),
+            secret,
+        }
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> serde_json::Value {
+        let ec = |crv: &str, point: &[u8]| {
+            let size = (point.len() - 1) / 2;
+            serde_json::json!({
+                "kty": "EC", "crv": crv, "use": "sig", "alg": self.alg, "kid": self.kid,
+                "x": B64.encode(&point[1..1 + size]), "y": B64.encode(&point[1 + size..]),
+            })
+        };
+        match &self.secret {
+            Secret::Rsa(key) => {
+                let public = key.to_public_key();
+                serde_json::json!({
+                    "kty": "RSA", "use": "sig", "alg": self.alg, "kid": self.kid,
+                    "n": B64.encode(public.n().to_bytes_be()),
+                    "e": B64.encode(public.e().to_bytes_be()),
+                })
+            }
+            Secret::P256(k) => ec(
+                "P-256",
+                k.verifying_key().to_encoded_point(false).as_bytes(),
+            ),
+            Secret::P384(k) => ec(
+                "P-384",
+                k.verifying_key().to_encoded_point(false).as_bytes(),
+            ),
+            Secret::P521(k) => ec(
+                "P-521",
+                p521::ecdsa::VerifyingKey::from(k)
+                    .to_encoded_point(false)
+                    .as_bytes(),
+            ),
+        }
+    }
+
+    /// Signs `claims` as a JWT with this key's `alg` and `kid`.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({ "alg": self.alg, "typ": "JWT", "kid": self.kid });
+        let input = signing_input(&header, claims);
+        let m = input.as_bytes();
+        use rsa::signature::RandomizedSigner;
+        let sig: Vec<u8> = match (&self.secret, self.alg) {
+            (Secret::Rsa(k), "RS256") => Pkcs1SigningKey::<Sha256>::new((**k).clone())
+                .sign(m)
+                .to_vec(),
+            (Secret::Rsa(k), "RS384") => {
+                rsa::pkcs1v15::SigningKey::<sha2::Sha384>::new((**k).clone())
+                    .sign(m)
+                    .to_vec()
+            }
+            (Secret::Rsa(k), "RS512") => {
+                rsa::pkcs1v15::SigningKey::<sha2::Sha512>::new((**k).clone())
+                    .sign(m)
+                    .to_vec()
+            }
+            (Secret::Rsa(k), "PS256") => rsa::pss::SigningKey::<Sha256>::new((**k).clone())
+                .sign_with_rng(&mut OsRng, m)
+                .to_vec(),
+            (Secret::Rsa(k), "PS384") => rsa::pss::SigningKey::<sha2::Sha384>::new((**k).clone())
+                .sign_with_rng(&mut OsRng, m)
+                .to_vec(),
+            (Secret::Rsa(k), _) => rsa::pss::SigningKey::<sha2::Sha512>::new((**k).clone())
+                .sign_with_rng(&mut OsRng, m)
+                .to_vec(),
+            (Secret::P256(k), _) => {
+                let s: p256::ecdsa::Signature = k.sign(m);
+                s.to_bytes().to_vec()
+            }
+            (Secret::P384(k), _) => {
+                let s: p384::ecdsa::Signature = k.sign(m);
+                s.to_bytes().to_vec()
+            }
+            (Secret::P521(k), _) => {
+                let s: p521::ecdsa::Signature = k.sign(m);
+                s.to_bytes().to_vec()
+            }
+        };
+        format!("{input}.{}", B64.encode(sig))
+    }
+}
+
+/// A JWKS document of these keys' public halves.
+pub fn jwks(keys: &[&SigningKey]) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() })
 }

@@ -6,6 +6,7 @@ pub mod faulty;
 pub mod grpc;
 pub mod jwt;
 pub mod lambda;
+pub mod oidc;
 pub mod redis;
 pub mod ws;
 

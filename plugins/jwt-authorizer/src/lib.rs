@@ -1,12 +1,20 @@
 //! JWT authorizer with Amazon API Gateway's JWT authorizer semantics: the token comes
-//! from the route's first identity source (raw or `Bearer `), its RS256 (JWKS) or HS256
-//! signature is checked, then `iss`, `aud`, `exp`, `nbf`, `iat` and the route's scopes.
+//! from the route's first identity source (raw or `Bearer `), its signature is checked
+//! (RS256/384/512, PS256/384/512, ES256/384/512 with the issuer's public keys, or HS256
+//! with a shared secret), then `iss`, `aud`, `exp`, `nbf`, `iat` and the route's scopes.
 //! The `sub` claim becomes the principal id and the other simple claims the authorizer
 //! context.
+//!
+//! Public keys are inline (`jwks`) or the issuer's: its OpenID Connect discovery
+//! document names its `jwks_uri` (or the config does), fetched through the gateway
+//! (the plugin's `allow_outbound` must list the origin) and kept by the gateway's host
+//! for every instance and worker; see [`fetch`].
 
+pub mod fetch;
+pub mod keys;
 mod verify;
 
-pub use verify::{Config, Denial, verify};
+pub use verify::{Config, Denial, KeySource, MAX_AUDIENCES, MAX_SCOPES, Verified, verify};
 use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
 /// The exported plugin.
@@ -21,8 +29,8 @@ impl Authorizer for JwtAuthorizer {
                 return Decision::unauthorized("Unauthorized");
             }
         };
-        if config.jwks.is_none() && config.hs256_secret.is_none() {
-            weir_sdk::log::error("invalid plugin config: set `jwks`, `hs256_secret` or both");
+        if let Some(problem) = config.problem() {
+            weir_sdk::log::error(&format!("invalid plugin config: {problem}"));
             return Decision::unauthorized("Unauthorized");
         }
         let now = std::time::SystemTime::now()
@@ -30,7 +38,18 @@ impl Authorizer for JwtAuthorizer {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let token = req.identity.first().map(String::as_str).unwrap_or("");
-        match verify(token, &config, now, &req.scopes) {
+        let mut http = fetch::WasiHttp;
+        let mut keys = |refresh: bool| match &config.jwks {
+            Some(jwks) => jwks.keys(),
+            None if config.remote_keys() => fetch::Remote {
+                issuer: &config.issuer,
+                jwks_uri: config.jwks_uri.as_deref(),
+                http: &mut http,
+            }
+            .keys(refresh),
+            None => Err("no `jwks`, `jwks_uri` or http(s) issuer to take keys from".into()),
+        };
+        match verify(token, &config, now, &req.scopes, &mut keys) {
             Ok(claims) => {
                 let mut decision = Decision::allow(claims.subject);
                 for (k, v) in claims.context {
@@ -45,6 +64,13 @@ impl Authorizer for JwtAuthorizer {
             Err(Denial::Forbidden(why)) => {
                 weir_sdk::log::debug(&format!("token lacks scope: {why}"));
                 Decision::forbidden("Forbidden")
+            }
+            Err(Denial::NoKeys(why)) => {
+                weir_sdk::log::error(&format!(
+                    "no signing keys for issuer {}; token refused: {why}",
+                    config.issuer
+                ));
+                Decision::unauthorized("Unauthorized")
             }
         }
     }

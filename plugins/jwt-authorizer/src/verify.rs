@@ -3,12 +3,16 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use rsa::pkcs1v15::{Signature, VerifyingKey};
-use rsa::signature::Verifier;
-use rsa::{BigUint, RsaPublicKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
+
+use crate::keys::{self, Alg, Jwk, Jwks};
+
+/// Most accepted audiences (as Amazon API Gateway allows).
+pub const MAX_AUDIENCES: usize = 50;
+/// Most scopes a route may list (as Amazon API Gateway allows).
+pub const MAX_SCOPES: usize = 10;
 
 /// The plugin's config table.
 #[derive(Debug, Deserialize)]
@@ -18,9 +22,13 @@ pub struct Config {
     pub issuer: String,
     /// Accepted audiences: the token's `aud` must contain one.
     pub audience: Vec<String>,
-    /// RS256 keys as a JWKS document (an object, or its JSON text).
+    /// Public keys as a JWKS document (an object, or its JSON text); without it the
+    /// keys come from the issuer (`jwks_uri`, else OpenID Connect discovery).
     #[serde(default)]
     pub jwks: Option<Jwks>,
+    /// Where the issuer publishes its keys (default: its discovery document says).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Shared secret for HS256 tokens.
     #[serde(default)]
     pub hs256_secret: Option<String>,
@@ -32,35 +40,6 @@ pub struct Config {
     pub claims_to_context: Option<Vec<String>>,
 }
 
-/// A JWKS document.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Jwks {
-    /// `{"keys": [...]}`.
-    Object {
-        /// The keys.
-        keys: Vec<Jwk>,
-    },
-    /// The same as JSON text.
-    Text(String),
-}
-
-/// One key of a JWKS.
-#[derive(Debug, Deserialize)]
-pub struct Jwk {
-    /// Key type; only `RSA` is used.
-    pub kty: String,
-    /// Key id.
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// Modulus, base64url.
-    #[serde(default)]
-    pub n: Option<String>,
-    /// Exponent, base64url.
-    #[serde(default)]
-    pub e: Option<String>,
-}
-
 /// Why a token is refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Denial {
@@ -68,6 +47,35 @@ pub enum Denial {
     Unauthorized(String),
     /// Valid but without a required scope: 403.
     Forbidden(String),
+    /// No keys to check it with (the issuer cannot be reached, say): 401, logged as
+    /// an error.
+    NoKeys(String),
+}
+
+impl Config {
+    /// Whether the keys come from the issuer rather than the config.
+    pub fn remote_keys(&self) -> bool {
+        self.jwks.is_none()
+            && (self.jwks_uri.is_some()
+                || self.issuer.starts_with("https://")
+                || self.issuer.starts_with("http://"))
+    }
+
+    /// What is wrong with the config, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if !(1..=MAX_AUDIENCES).contains(&self.audience.len()) {
+            return Some(format!("`audience` lists 1 to {MAX_AUDIENCES} audiences"));
+        }
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            return Some("set `jwks` or `jwks_uri`, not both".into());
+        }
+        if self.jwks.is_none() && self.hs256_secret.is_none() && !self.remote_keys() {
+            return Some(
+                "set `jwks`, `jwks_uri` or `hs256_secret`, or an http(s) `issuer` to discover keys from".into(),
+            );
+        }
+        None
+    }
 }
 
 /// What a valid token says.
@@ -93,14 +101,23 @@ fn decode_json(part: &str, what: &str) -> Result<Map<String, Value>, Denial> {
     }
 }
 
+/// The public keys to check a token with: `keys(false)`, or `keys(true)` to ask their
+/// origin again (a token names a key id that is not among them).
+pub type KeySource<'a> = dyn FnMut(bool) -> Result<Vec<Jwk>, String> + 'a;
+
 /// Verifies `token` (raw or `Bearer ...`) at time `now` (Unix seconds) for a route that
-/// requires `scopes` (any one of them).
+/// requires `scopes` (any one of them), its signature checked with `keys` (asked only
+/// for a token signed with a public-key algorithm).
 pub fn verify(
     token: &str,
     config: &Config,
     now: i64,
     scopes: &[String],
+    keys: &mut KeySource<'_>,
 ) -> Result<Verified, Denial> {
+    if scopes.len() > MAX_SCOPES {
+        return unauthorized(format!("the route lists over {MAX_SCOPES} scopes"));
+    }
     let token = token.trim();
     let token = match token.get(..7) {
         Some(p) if p.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
@@ -115,17 +132,9 @@ pub fn verify(
         .decode(sig_b64)
         .map_err(|_| Denial::Unauthorized("signature is not base64url".into()))?;
     let signed = &token[..header_b64.len() + 1 + payload_b64.len()];
-    match header.get("alg").and_then(Value::as_str) {
-        Some("RS256") => {
-            let kid = header.get("kid").and_then(Value::as_str);
-            let key = rsa_key(config, kid)?;
-            let sig = Signature::try_from(signature.as_slice())
-                .map_err(|_| Denial::Unauthorized("malformed RS256 signature".into()))?;
-            VerifyingKey::<Sha256>::new(key)
-                .verify(signed.as_bytes(), &sig)
-                .map_err(|_| Denial::Unauthorized("bad RS256 signature".into()))?;
-        }
-        Some("HS256") => {
+    let alg = header.get("alg").and_then(Value::as_str).unwrap_or("");
+    match Alg::parse(alg) {
+        Some(Alg::Hs256) => {
             let Some(secret) = &config.hs256_secret else {
                 return unauthorized("HS256 tokens are not accepted");
             };
@@ -135,7 +144,22 @@ pub fn verify(
             mac.verify_slice(&signature)
                 .map_err(|_| Denial::Unauthorized("bad HS256 signature".into()))?;
         }
-        other => return unauthorized(format!("unsupported alg {other:?}")),
+        Some(alg) => {
+            let kid = header.get("kid").and_then(Value::as_str);
+            let mut set = keys(false).map_err(Denial::NoKeys)?;
+            if keys::select(&set, alg, kid).is_none() && kid.is_some() {
+                // A key id not seen before: the issuer may have rotated its keys.
+                set = keys(true).map_err(Denial::NoKeys)?;
+            }
+            let key = keys::select(&set, alg, kid).ok_or_else(|| {
+                Denial::Unauthorized(format!(
+                    "no {} key with kid {kid:?} in the JWKS",
+                    alg.name()
+                ))
+            })?;
+            keys::check(alg, key, signed.as_bytes(), &signature).map_err(Denial::Unauthorized)?;
+        }
+        None => return unauthorized(format!("unsupported alg {alg:?}")),
     }
 
     let claims = decode_json(payload_b64, "payload")?;
@@ -204,41 +228,6 @@ pub fn verify(
         })
         .collect();
     Ok(Verified { subject, context })
-}
-
-fn rsa_key(config: &Config, kid: Option<&str>) -> Result<RsaPublicKey, Denial> {
-    let parsed;
-    let keys: &[Jwk] = match &config.jwks {
-        None => return unauthorized("RS256 tokens are not accepted (no jwks)"),
-        Some(Jwks::Object { keys }) => keys,
-        Some(Jwks::Text(text)) => {
-            parsed = serde_json::from_str::<Jwks>(text)
-                .ok()
-                .and_then(|j| match j {
-                    Jwks::Object { keys } => Some(keys),
-                    Jwks::Text(_) => None,
-                })
-                .ok_or_else(|| Denial::Unauthorized("jwks is not a JWKS document".into()))?;
-            &parsed
-        }
-    };
-    let rsa: Vec<&Jwk> = keys.iter().filter(|k| k.kty == "RSA").collect();
-    let key = match kid {
-        Some(kid) => rsa.iter().find(|k| k.kid.as_deref() == Some(kid)),
-        None if rsa.len() == 1 => rsa.first(),
-        None => None,
-    }
-    .ok_or_else(|| Denial::Unauthorized("no matching key in the JWKS".into()))?;
-    let number = |v: &Option<String>| {
-        v.as_deref()
-            .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
-            .map(|b| BigUint::from_bytes_be(&b))
-    };
-    match (number(&key.n), number(&key.e)) {
-        (Some(n), Some(e)) => RsaPublicKey::new(n, e)
-            .map_err(|_| Denial::Unauthorized("unusable RSA key in the JWKS".into())),
-        _ => unauthorized("RSA key without n/e"),
-    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! against its world and, unless its config says otherwise, called once with a
 //! synthetic input before it may serve ([`Plugin::smoke_test`]).
 
+mod answers;
 mod bindings;
 mod cache;
 mod call;

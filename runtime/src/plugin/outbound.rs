@@ -13,6 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpHooks};
 
+use super::answers::{AnswerCache, Directives, Lookup, cacheable_request};
+
 /// Largest request body a plugin may send out, and largest answer it may read.
 pub const MAX_OUTBOUND_BODY: usize = 10 << 20;
 /// Most requests one call may send (refused past it with `connection-limit-reached`).
@@ -177,7 +179,7 @@ impl WasiHttpHooks for Hooks {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let allowed = self.allowed.allows(request.uri());
@@ -186,10 +188,24 @@ impl WasiHttpHooks for Hooks {
         let sender = self.sender.clone();
         let cache_key =
             cacheable_request(&request).then(|| format!("{}\0{}", self.plugin, request.uri()));
-        let revalidate = wants_revalidation(request.headers());
+        let directives = Directives::of(request.headers());
+        let plugin = self.plugin.clone();
         let left = self
             .until
             .saturating_duration_since(tokio::time::Instant::now());
+        // The guest's own timeouts (`request-options`), the smallest bounding the whole
+        // exchange, within what is left of the call.
+        let timeout = options
+            .iter()
+            .flat_map(|o| {
+                [
+                    o.connect_timeout,
+                    o.first_byte_timeout,
+                    o.between_bytes_timeout,
+                ]
+            })
+            .flatten()
+            .fold(left, Duration::min);
         Box::new(async move {
             let (Some(sender), true) = (sender, allowed) else {
                 return Err(HttpError::HttpRequestDenied);
@@ -197,12 +213,30 @@ impl WasiHttpHooks for Hooks {
             if over_limit {
                 return Err(HttpError::ConnectionLimitReached);
             }
-            if let Some(hit) = cache_key
-                .as_deref()
-                .and_then(|k| CACHE.lookup(k, revalidate, Instant::now()))
-            {
-                return Ok(answer(hit));
-            }
+            let mut _turn = None;
+            let fallback = match cache_key.as_deref() {
+                None => None,
+                Some(key) => {
+                    let asked = Instant::now();
+                    match CACHE.lookup(key, &directives, asked) {
+                        Lookup::Hit(kept) => return Ok(answer(kept)),
+                        Lookup::Fetch { fallback } => {
+                            // One fetch of a URL at a time: calls that start with
+                            // nothing kept (a cold start) wait for the first one's
+                            // answer instead of all asking the origin.
+                            let turn = tokio::time::timeout(timeout, turn_for(key).lock_owned())
+                                .await
+                                .map_err(|_| HttpError::ConnectionReadTimeout)?;
+                            if let Some(kept) = CACHE.fetched_since(key, asked, Instant::now()) {
+                                return Ok(answer(kept));
+                            }
+                            _turn = Some(turn);
+                            fallback
+                        }
+                    }
+                }
+            };
+            let uri = request.uri().to_string();
             let (parts, body) = request.into_parts();
             let body = Limited::new(body, MAX_OUTBOUND_BODY)
                 .collect()
@@ -210,10 +244,28 @@ impl WasiHttpHooks for Hooks {
                 .map_err(|_| HttpError::HttpRequestBodySize(None))?
                 .to_bytes();
             let req = http::Request::from_parts(parts, body);
-            match sender.send(req, left, MAX_OUTBOUND_BODY).await {
+            let result = sender.send(req, timeout, MAX_OUTBOUND_BODY).await;
+            let failure = match &result {
+                Ok(resp) if resp.status().is_server_error() => Some(resp.status().to_string()),
+                Ok(_) => None,
+                Err(e) => Some(format!("{e:?}")),
+            };
+            if let (Some(why), Some(kept)) = (failure, fallback) {
+                let age = kept.headers().get(http::header::AGE).cloned();
+                tracing::warn!(
+                    plugin = %plugin,
+                    url = %uri,
+                    error = %why,
+                    age = ?age,
+                    "outbound fetch failed; serving the answer kept before (stale-if-error)"
+                );
+                return Ok(answer(kept));
+            }
+            match result {
                 Ok(resp) => {
-                    if let (Some(key), Some(ttl)) = (cache_key, freshness(&resp)) {
-                        CACHE.store(key, &resp, ttl, Instant::now());
+                    // A 5xx leaves what is kept alone.
+                    if let Some(key) = cache_key.filter(|_| !resp.status().is_server_error()) {
+                        CACHE.store(key, &resp, &directives, Instant::now());
                     }
                     Ok(answer(resp))
                 }
@@ -229,6 +281,28 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
+/// Answers kept for plugins (see [`super::answers`]), shared by every worker: a plugin
+/// that is fresh on every call still fetches a key set once.
+static CACHE: std::sync::LazyLock<AnswerCache> = std::sync::LazyLock::new(AnswerCache::default);
+
+/// The URLs being fetched for kept answers, each with its turn: one fetch of a URL at a
+/// time (entries go with their last holder).
+static FETCHING: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// The turn to fetch `key`, shared by every call fetching it now.
+fn turn_for(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut fetching = FETCHING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(turn) = fetching.get(key).and_then(std::sync::Weak::upgrade) {
+        return turn;
+    }
+    fetching.retain(|_, t| t.strong_count() > 0);
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
+    fetching.insert(key.to_owned(), Arc::downgrade(&turn));
+    turn
+}
+
 /// The guest's view of an answer.
 fn answer(
     resp: http::Response<Bytes>,
@@ -239,131 +313,6 @@ fn answer(
     let resp = resp.map(|b| Full::new(b).map_err(|never| match never {}).boxed_unsync());
     let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
     (resp, done)
-}
-
-/// Longest an answer is kept, whatever its `max-age`.
-const MAX_FRESH: Duration = Duration::from_secs(3600);
-/// A request with `Cache-Control: no-cache` fetches again at most this often per URL;
-/// more often it gets the kept answer (a plugin that sees an unknown key id cannot
-/// make the gateway hammer the key server).
-const REVALIDATE_EVERY: Duration = Duration::from_secs(30);
-/// Largest answer body kept, and all of them together.
-const MAX_CACHED_BODY: usize = 1 << 20;
-const MAX_CACHED_TOTAL: usize = 16 << 20;
-/// Most answers kept.
-const MAX_CACHED_ENTRIES: usize = 1024;
-
-/// Answers to plain `GET`s that their origin allows to be kept (`Cache-Control:
-/// max-age`, not `no-store`, `no-cache` or `private`), per plugin and URL, shared by
-/// every worker: a plugin that is fresh on every call still fetches a key set once.
-static CACHE: std::sync::LazyLock<AnswerCache> = std::sync::LazyLock::new(AnswerCache::default);
-
-#[derive(Default)]
-struct AnswerCache {
-    entries: std::sync::Mutex<std::collections::HashMap<String, Kept>>,
-}
-
-struct Kept {
-    resp: http::Response<Bytes>,
-    fetched: Instant,
-    expires: Instant,
-    /// Its key, headers and body, for the total.
-    size: usize,
-}
-
-impl AnswerCache {
-    fn lookup(&self, key: &str, revalidate: bool, now: Instant) -> Option<http::Response<Bytes>> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = entries.get(key).filter(|k| k.expires > now)?;
-        if revalidate && now.duration_since(kept.fetched) >= REVALIDATE_EVERY {
-            return None;
-        }
-        let mut resp = http::Response::new(kept.resp.body().clone());
-        *resp.status_mut() = kept.resp.status();
-        *resp.headers_mut() = kept.resp.headers().clone();
-        if let Ok(age) =
-            http::HeaderValue::try_from(now.duration_since(kept.fetched).as_secs().to_string())
-        {
-            resp.headers_mut().insert(http::header::AGE, age);
-        }
-        Some(resp)
-    }
-
-    fn store(&self, key: String, resp: &http::Response<Bytes>, ttl: Duration, now: Instant) {
-        if resp.body().len() > MAX_CACHED_BODY {
-            return;
-        }
-        let size = key.len()
-            + resp.body().len()
-            + resp
-                .headers()
-                .iter()
-                .map(|(n, v)| n.as_str().len() + v.len())
-                .sum::<usize>();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.remove(&key);
-        let fits = |entries: &std::collections::HashMap<String, Kept>| {
-            entries.len() < MAX_CACHED_ENTRIES
-                && entries.values().map(|k| k.size).sum::<usize>() + size <= MAX_CACHED_TOTAL
-        };
-        if !fits(&entries) {
-            entries.retain(|_, k| k.expires > now);
-            if !fits(&entries) {
-                entries.clear();
-            }
-        }
-        let mut kept = http::Response::new(resp.body().clone());
-        *kept.status_mut() = resp.status();
-        *kept.headers_mut() = resp.headers().clone();
-        entries.insert(
-            key,
-            Kept {
-                resp: kept,
-                fetched: now,
-                expires: now + ttl.min(MAX_FRESH),
-                size,
-            },
-        );
-    }
-}
-
-/// A `GET` without credentials: its answer does not depend on who asks.
-fn cacheable_request<B>(req: &http::Request<B>) -> bool {
-    req.method() == http::Method::GET
-        && !req.headers().contains_key(http::header::AUTHORIZATION)
-        && !req.headers().contains_key(http::header::COOKIE)
-}
-
-/// Whether the request asks for a fresh answer (`Cache-Control: no-cache`).
-fn wants_revalidation(headers: &http::HeaderMap) -> bool {
-    cache_directives(headers).any(|d| d.eq_ignore_ascii_case("no-cache"))
-}
-
-fn cache_directives(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-}
-
-/// How long a `200` may be kept, by its `Cache-Control: max-age` (none without one).
-fn freshness(resp: &http::Response<Bytes>) -> Option<Duration> {
-    if resp.status() != http::StatusCode::OK || resp.headers().contains_key(http::header::VARY) {
-        return None;
-    }
-    let mut max_age = None;
-    for d in cache_directives(resp.headers()) {
-        let lower = d.to_ascii_lowercase();
-        if matches!(lower.as_str(), "no-store" | "no-cache" | "private") {
-            return None;
-        }
-        if let Some(v) = lower.strip_prefix("max-age=") {
-            max_age = v.trim_matches('"').parse::<u64>().ok();
-        }
-    }
-    max_age.filter(|s| *s > 0).map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -409,80 +358,5 @@ mod tests {
             let e = Allowed::parse(&[bad.to_owned()]).unwrap_err();
             assert!(e.contains(bad), "{e}");
         }
-    }
-
-    fn answer_with(cache_control: &str) -> http::Response<Bytes> {
-        let mut r = http::Response::new(Bytes::from_static(b"{\"keys\":[]}"));
-        if !cache_control.is_empty() {
-            r.headers_mut()
-                .insert(http::header::CACHE_CONTROL, cache_control.parse().unwrap());
-        }
-        r
-    }
-
-    #[test]
-    fn answers_are_kept_as_their_origin_allows() {
-        assert_eq!(
-            freshness(&answer_with("public, max-age=600")),
-            Some(Duration::from_secs(600))
-        );
-        for no in [
-            "",
-            "max-age=0",
-            "no-store",
-            "max-age=60, private",
-            "no-cache",
-        ] {
-            assert_eq!(freshness(&answer_with(no)), None, "{no}");
-        }
-        let cache = AnswerCache::default();
-        let t0 = Instant::now();
-        cache.store(
-            "p\0u".into(),
-            &answer_with("max-age=7200"),
-            Duration::from_secs(7200),
-            t0,
-        );
-        assert!(
-            cache
-                .lookup("p\0u", false, t0 + Duration::from_secs(3599))
-                .is_some()
-        );
-        // Kept at most an hour, whatever max-age says.
-        assert!(
-            cache
-                .lookup("p\0u", false, t0 + Duration::from_secs(3601))
-                .is_none()
-        );
-        // no-cache refetches, but not more than once per 30 s.
-        assert!(
-            cache
-                .lookup("p\0u", true, t0 + Duration::from_secs(10))
-                .is_some()
-        );
-        assert!(
-            cache
-                .lookup("p\0u", true, t0 + Duration::from_secs(31))
-                .is_none()
-        );
-        assert!(cache.lookup("q\0u", false, t0).is_none());
-        // However small the answers, the cache keeps at most MAX_CACHED_ENTRIES.
-        for i in 0..MAX_CACHED_ENTRIES + 100 {
-            cache.store(
-                format!("p\0u{i}"),
-                &answer_with(""),
-                Duration::from_secs(60),
-                t0,
-            );
-            let n = cache.entries.lock().unwrap().len();
-            assert!(n <= MAX_CACHED_ENTRIES, "{n}");
-        }
-        let get = http::Request::get("http://x/").body(()).unwrap();
-        assert!(cacheable_request(&get));
-        let with_auth = http::Request::get("http://x/")
-            .header("authorization", "Bearer t")
-            .body(())
-            .unwrap();
-        assert!(!cacheable_request(&with_auth));
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::keys::{Jwk, Jwks};
 
 const SECRET: &str = "test-secret";
 
@@ -7,10 +8,20 @@ fn config() -> Config {
         issuer: "iss".into(),
         audience: vec!["aud".into()],
         jwks: None,
+        jwks_uri: None,
         hs256_secret: Some(SECRET.into()),
         leeway: 0,
         claims_to_context: None,
     }
+}
+
+/// [`verify`] with the config's inline keys.
+fn check(token: &str, c: &Config, now: i64, scopes: &[String]) -> Result<Verified, Denial> {
+    let mut keys = |_| match &c.jwks {
+        Some(j) => j.keys(),
+        None => Err("no keys".to_owned()),
+    };
+    verify(token, c, now, scopes, &mut keys)
 }
 
 fn b64(v: &Value) -> String {
@@ -41,7 +52,7 @@ fn claims(extra: Value) -> Value {
 
 #[test]
 fn accepts_a_valid_token_and_exposes_claims() {
-    let v = verify(
+    let v = check(
         &format!("bearer {}", hs256(claims(serde_json::json!({})))),
         &config(),
         950,
@@ -61,19 +72,19 @@ fn time_claims_with_leeway() {
     let c = config();
     let t = hs256(claims(serde_json::json!({"nbf": 960})));
     assert!(matches!(
-        verify(&t, &c, 950, &[]),
+        check(&t, &c, 950, &[]),
         Err(Denial::Unauthorized(_))
     ));
-    assert!(verify(&t, &c, 970, &[]).is_ok());
+    assert!(check(&t, &c, 970, &[]).is_ok());
     assert!(
-        matches!(verify(&t, &c, 1000, &[]), Err(Denial::Unauthorized(_))),
+        matches!(check(&t, &c, 1000, &[]), Err(Denial::Unauthorized(_))),
         "exp is exclusive"
     );
     let lenient = Config {
         leeway: 30,
         ..config()
     };
-    assert!(verify(&t, &lenient, 1010, &[]).is_ok());
+    assert!(check(&t, &lenient, 1010, &[]).is_ok());
 }
 
 #[test]
@@ -81,12 +92,12 @@ fn scopes_from_scope_or_scp() {
     let c = config();
     let need = ["write".to_owned()];
     let t = hs256(claims(serde_json::json!({"scope": "read write"})));
-    assert!(verify(&t, &c, 950, &need).is_ok());
+    assert!(check(&t, &c, 950, &need).is_ok());
     let t = hs256(claims(serde_json::json!({"scp": ["write"]})));
-    assert!(verify(&t, &c, 950, &need).is_ok());
+    assert!(check(&t, &c, 950, &need).is_ok());
     let t = hs256(claims(serde_json::json!({"scope": "read"})));
     assert!(matches!(
-        verify(&t, &c, 950, &need),
+        check(&t, &c, 950, &need),
         Err(Denial::Forbidden(_))
     ));
 }
@@ -96,7 +107,7 @@ fn refuses_malformed_and_unsigned_tokens() {
     let c = config();
     for t in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
         assert!(
-            matches!(verify(t, &c, 950, &[]), Err(Denial::Unauthorized(_))),
+            matches!(check(t, &c, 950, &[]), Err(Denial::Unauthorized(_))),
             "{t}"
         );
     }
@@ -106,7 +117,7 @@ fn refuses_malformed_and_unsigned_tokens() {
         b64(&claims(serde_json::json!({})))
     );
     assert!(matches!(
-        verify(&none, &c, 950, &[]),
+        check(&none, &c, 950, &[]),
         Err(Denial::Unauthorized(_))
     ));
     let rs = format!(
@@ -115,7 +126,7 @@ fn refuses_malformed_and_unsigned_tokens() {
         b64(&claims(serde_json::json!({})))
     );
     assert!(
-        matches!(verify(&rs, &c, 950, &[]), Err(Denial::Unauthorized(_))),
+        matches!(check(&rs, &c, 950, &[]), Err(Denial::NoKeys(_))),
         "no jwks configured"
     );
 }
@@ -159,6 +170,7 @@ fn rsa_config(kids: &[Option<&str>]) -> Config {
             kid: kid.map(str::to_owned),
             n: Some(RSA_N.into()),
             e: Some("AQAB".into()),
+            ..Jwk::default()
         })
         .collect();
     Config {
@@ -171,7 +183,7 @@ fn rsa_config(kids: &[Option<&str>]) -> Config {
 #[test]
 fn rs256_with_and_without_kid() {
     let c = rsa_config(&[Some("k0"), Some("k1")]);
-    let v = verify(
+    let v = check(
         &format!("bearer {RS256_KID}"),
         &c,
         1000,
@@ -180,20 +192,23 @@ fn rs256_with_and_without_kid() {
     .unwrap();
     assert_eq!(v.subject, "rs-user");
     assert!(
-        verify(RS256_NO_KID, &c, 1000, &[]).is_err(),
+        check(RS256_NO_KID, &c, 1000, &[]).is_err(),
         "no kid needs exactly one key"
     );
-    assert!(verify(RS256_NO_KID, &rsa_config(&[None]), 1000, &[]).is_ok());
+    assert!(check(RS256_NO_KID, &rsa_config(&[None]), 1000, &[]).is_ok());
     assert!(
-        verify(RS256_KID, &rsa_config(&[Some("k2")]), 1000, &[]).is_err(),
+        check(RS256_KID, &rsa_config(&[Some("k2")]), 1000, &[]).is_err(),
         "unknown kid"
     );
     assert!(matches!(
-        verify(RS256_KID, &c, 1000, &["pets:write".into()]),
+        check(RS256_KID, &c, 1000, &["pets:write".into()]),
         Err(Denial::Forbidden(_))
     ));
     assert!(
-        verify(RS256_KID, &config(), 1000, &[]).is_err(),
+        matches!(
+            check(RS256_KID, &config(), 1000, &[]),
+            Err(Denial::NoKeys(_))
+        ),
         "no jwks configured"
     );
 }
@@ -204,14 +219,14 @@ fn rs256_tampering_is_caught() {
     let [h, p, s]: [&str; 3] = RS256_KID.split('.').collect::<Vec<_>>().try_into().unwrap();
     let forged_claims =
         URL_SAFE_NO_PAD.encode(r#"{"iss":"iss","aud":"aud","sub":"admin","exp":2000,"iat":900}"#);
-    assert!(verify(&format!("{h}.{forged_claims}.{s}"), &c, 1000, &[]).is_err());
+    assert!(check(&format!("{h}.{forged_claims}.{s}"), &c, 1000, &[]).is_err());
     let hs_header = b64(&serde_json::json!({"alg":"HS256","kid":"k1"}));
     assert!(
-        verify(&format!("{hs_header}.{p}.{s}"), &c, 1000, &[]).is_err(),
+        check(&format!("{hs_header}.{p}.{s}"), &c, 1000, &[]).is_err(),
         "alg switched to HS256 without a secret"
     );
     let mut sig = URL_SAFE_NO_PAD.decode(s).unwrap();
     sig[10] ^= 1;
     let s = URL_SAFE_NO_PAD.encode(sig);
-    assert!(verify(&format!("{h}.{p}.{s}"), &c, 1000, &[]).is_err());
+    assert!(check(&format!("{h}.{p}.{s}"), &c, 1000, &[]).is_err());
 }
