@@ -27,7 +27,6 @@ listen = "127.0.0.1:0"
 [plugins.jwt]
 file = {file}
 world = "authorizer"
-deadline = "4s"
 allow_outbound = ["{origin}"]
 [plugins.jwt.config]
 issuer = "{issuer}"

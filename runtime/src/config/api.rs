@@ -70,12 +70,15 @@ fn default_concurrency() -> u32 {
     DEFAULT_CONCURRENCY
 }
 impl Plugin {
-    /// The deadline of one call, and of the smoke call: as set, or 100 ms for policies
-    /// and 30 s for `function` components (an interpreter's start-up fits in it; their
-    /// served calls run within the route's timeout).
+    /// The deadline of one call, and of the smoke call: as set, or 100 ms for policies,
+    /// 4 s for policies that call out (`allow_outbound`: room for two fetches of 1.5 s,
+    /// such as an issuer's discovery document and keys) and 30 s for `function`
+    /// components (an interpreter's start-up fits in it; their served calls run within
+    /// the route's timeout).
     pub fn deadline(&self) -> Duration {
         self.deadline.unwrap_or(match self.world {
             World::Function => Duration::from_secs(30),
+            _ if !self.allow_outbound.is_empty() => Duration::from_secs(4),
             _ => Duration::from_millis(100),
         })
     }
