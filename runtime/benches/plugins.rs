@@ -87,6 +87,37 @@ fn bench(c: &mut Criterion) {
             .iter(|| async { authorizer.authorize(&auth_req, &ctx, None).await.unwrap() })
     });
 
+    // The public-key algorithms, inline keys (no fetching): the signature check is the
+    // guest's own arithmetic.
+    for alg in ["RS256", "ES256"] {
+        let key = weir_tests::jwt::SigningKey::generate(alg, "k1");
+        let config = serde_json::json!({
+            "issuer": "iss", "audience": ["aud"], "jwks": weir_tests::jwt::jwks(&[&key]),
+        });
+        let signed = host
+            .load::<AuthorizerWorld>(
+                "jwt-signed",
+                Path::new(JWT_AUTHORIZER),
+                limits.clone(),
+                config.to_string(),
+            )
+            .unwrap();
+        let token = key.sign(&serde_json::json!({
+            "iss": "iss", "aud": "aud", "sub": "u", "exp": weir_tests::jwt::now() + 3600,
+        }));
+        let req = AuthorizationRequest {
+            identity: vec![format!("Bearer {token}")],
+            ..auth_req.clone()
+        };
+        c.bench_function(
+            &format!("authorizer/jwt-authorizer {alg} (fresh instance)"),
+            |b| {
+                b.to_async(&rt)
+                    .iter(|| async { signed.authorize(&req, &ctx, None).await.unwrap() })
+            },
+        );
+    }
+
     let cors = host
         .load::<CorsWorld>(
             "cors",
