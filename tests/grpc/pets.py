@@ -53,7 +53,7 @@ def slow(request, context):
     return b"late"
 
 
-def serve():
+def serve(tls=None):
     handlers = {
         "Get": grpc.unary_unary_rpc_method_handler(get),
         "List": grpc.unary_stream_rpc_method_handler(list_pets),
@@ -65,7 +65,12 @@ def serve():
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("pets.Pets", handlers),)
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls:
+        cert, key = (open(path, "rb").read() for path in tls)
+        credentials = grpc.ssl_server_credentials([(key, cert)])
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
     # Until the test closes stdin (or kills the process).
@@ -117,6 +122,7 @@ def call(target):
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve()
+        # serve [CERT KEY]: over TLS (ALPN h2) with that certificate, else h2c.
+        serve(sys.argv[2:4] or None)
     else:
         call(sys.argv[2])

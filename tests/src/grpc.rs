@@ -29,11 +29,22 @@ pub struct PetsServer {
 }
 
 impl PetsServer {
-    /// Starts the service and waits until it listens.
+    /// Starts the service (h2c) and waits until it listens.
     pub fn start(runtime: &PythonRuntime) -> PetsServer {
+        PetsServer::spawn(runtime, &[])
+    }
+
+    /// Starts it over TLS (HTTP/2 by ALPN) with the certificate and key in the PEM
+    /// files `cert` and `key`.
+    pub fn start_tls(runtime: &PythonRuntime, cert: &Path, key: &Path) -> PetsServer {
+        PetsServer::spawn(runtime, &[cert, key])
+    }
+
+    fn spawn(runtime: &PythonRuntime, tls: &[&Path]) -> PetsServer {
         let mut child = Command::new(&runtime.python)
             .arg(script())
             .arg("serve")
+            .args(tls)
             .env("PYTHONPATH", &runtime.site)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
