@@ -120,6 +120,29 @@ async fn outbound_requests_reach_only_the_allowed_origins() {
     assert!(r.text().contains("HttpRequestDenied"), "{}", r.text());
 }
 
+/// What went wrong outside reaches the component as the `wasi:http` error it is:
+/// nothing listening, a certificate the gateway does not trust.
+#[tokio::test]
+async fn outbound_failures_arrive_as_their_error_codes() {
+    let up = Upstream::start().await;
+    let untrusted = Upstream::start_tls(&weir_tests::TestCa::new()).await;
+    let closed = format!("http://127.0.0.1:{}", weir_tests::closed_port());
+    let gw = weir(&config(
+        &up,
+        &format!("allow_outbound = [\"{closed}\", \"{}\"]", untrusted.base()),
+    ));
+    let c = Client::default();
+    for (url, code) in [
+        (format!("{closed}/x"), "ConnectionRefused"),
+        (format!("{}/x", untrusted.base()), "TlsCertificateError"),
+    ] {
+        let r = c.get(&gw.url(&format!("/fn/fetch?{url}"))).await;
+        assert_eq!(r.header("x-fetch-error"), Some("yes"), "{url}");
+        assert!(r.text().contains(code), "{url}: {}", r.text());
+    }
+    assert!(untrusted.seen().is_empty());
+}
+
 #[test]
 fn outbound_settings_are_checked() {
     let dir = weir_tests::test_dir();

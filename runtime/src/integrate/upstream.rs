@@ -150,9 +150,22 @@ impl Upstream {
     /// same.
     pub async fn send(
         &self,
-        mut req: http::Request<Full<Bytes>>,
+        req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        self.send_or_fail(req, timeout).await.map_err(|f| match f {
+            SendFailure::Timeout => GatewayError::IntegrationTimeout(timeout),
+            SendFailure::Client(e) => GatewayError::BadGateway(error_chain(&e)),
+            SendFailure::Answer(e) => e,
+        })
+    }
+
+    /// [`Upstream::send`], with the client's own error when there is no answer.
+    async fn send_or_fail(
+        &self,
+        mut req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, SendFailure> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut resends = 0;
         loop {
@@ -161,19 +174,55 @@ impl Upstream {
                 .client
                 .request(req.map(|b| b.map_err(|never| match never {}).boxed_unsync()));
             match tokio::time::timeout_at(deadline, sent).await {
-                Ok(Ok(resp)) => return check_framing(resp),
+                Ok(Ok(resp)) => return check_framing(resp).map_err(SendFailure::Answer),
                 Ok(Err(e)) => match again {
                     Some(again) if closed_before_answer(&e) => {
                         metrics::counter!("weir_upstream_retries_total").increment(1);
                         resends += 1;
                         req = again;
                     }
-                    _ => return Err(GatewayError::BadGateway(error_chain(&e))),
+                    _ => return Err(SendFailure::Client(e)),
                 },
-                Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
+                Err(_) => return Err(SendFailure::Timeout),
             }
         }
     }
+}
+
+/// Why [`Upstream::send_or_fail`] has no answer to pass on.
+enum SendFailure {
+    /// None within the timeout.
+    Timeout,
+    /// The client failed: connecting, TLS, or the connection broke.
+    Client(hyper_util::client::legacy::Error),
+    /// An answer that may not be passed on ([`check_framing`]).
+    Answer(GatewayError),
+}
+
+/// What a failed outbound request tells a plugin (a `wasi:http` error code), from the
+/// errors the client's failure carries: nothing listening, or TLS refused. (An
+/// `io::Error`'s `source` skips the error it wraps, so wrapped errors are looked into.)
+fn outbound_error(e: &(dyn std::error::Error + 'static)) -> crate::plugin::outbound::OutboundError {
+    use crate::plugin::outbound::OutboundError;
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.is::<rustls::Error>() {
+            return OutboundError::Tls;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return OutboundError::Refused;
+            }
+            if let Some(inner) = io.get_ref() {
+                let found = outbound_error(inner);
+                if found != OutboundError::Failed {
+                    return found;
+                }
+            }
+        }
+        source = s.source();
+    }
+    OutboundError::Failed
 }
 
 impl Upstream {
@@ -301,8 +350,9 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Outbound requests of `function` components go out through this client, as the
-/// gateway's own do: pooled, TLS verified against the gateway's trust store.
+/// Outbound requests of plugins (`function` components, authorizers with
+/// `allow_outbound`) go out through this client, as the gateway's own do: pooled, TLS
+/// verified against the gateway's trust store, errors told apart by their types.
 impl crate::plugin::outbound::Sender for Upstream {
     fn send(
         &self,
@@ -321,28 +371,21 @@ impl crate::plugin::outbound::Sender for Upstream {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let resp = upstream
-                .send(req.map(Full::new), timeout)
+                .send_or_fail(req.map(Full::new), timeout)
                 .await
-                .map_err(|e| match e {
-                    GatewayError::IntegrationTimeout(_) => OutboundError::Timeout,
-                    GatewayError::BadGateway(why) if why.contains("Connection refused") => {
-                        OutboundError::Refused
-                    }
-                    GatewayError::BadGateway(why) if why.contains("certificate") => {
-                        OutboundError::Tls
-                    }
-                    _ => OutboundError::Failed,
+                .map_err(|f| match f {
+                    SendFailure::Timeout => OutboundError::Timeout,
+                    SendFailure::Client(e) => outbound_error(&e),
+                    SendFailure::Answer(_) => OutboundError::Failed,
                 })?;
             let (parts, body) = resp.into_parts();
-            let body = read_upstream_body(body, max_body as u64, deadline, timeout)
-                .await
-                .map_err(|e| match e {
-                    GatewayError::IntegrationTimeout(_) => OutboundError::Timeout,
-                    GatewayError::BadGateway(why) if why.contains("exceeds") => {
-                        OutboundError::TooLarge
-                    }
-                    _ => OutboundError::Failed,
-                })?;
+            let limited = Limited::new(body, max_body).collect();
+            let body = match tokio::time::timeout_at(deadline, limited).await {
+                Err(_) => return Err(OutboundError::Timeout),
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(OutboundError::TooLarge),
+                Ok(Err(_)) => return Err(OutboundError::Failed),
+            };
             Ok(http::Response::from_parts(parts, body))
         })
     }
