@@ -44,6 +44,28 @@ pub(crate) async fn wait_ready(c: &Client, gw: &Weir) {
     }
 }
 
+/// `GET /slow?s=5` to a function with a 1 s timeout (its handler sleeps `s` seconds):
+/// `504` within the timeout, the process killed and said so; the next call is served.
+pub(crate) async fn check_timeout_kills_and_recovers(c: &Client, gw: &Weir) {
+    wait_ready(c, gw).await;
+    let started = Instant::now();
+    let r = c.get(&gw.url("/slow?s=5")).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = c.get(&gw.url("/slow?s=0")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["slept"], "0");
+    let logs = gw.logs();
+    assert!(
+        logs.contains("invocation timed out; process killed"),
+        "{logs}"
+    );
+}
+
 /// Sends the 2.0 and 1.0 requests of the payload-format tests to `gw` (routes
 /// `ANY /v2/{proxy+}` and `ANY /v1/{id}` to a function `app` with `TABLE = "orders"`
 /// whose handler answers the event and what it saw of its context) and checks both
@@ -276,23 +298,7 @@ async fn errors_crashes_and_timeouts() {
     }
 
     // Past the function's timeout: 504, the process is killed, the next call works.
-    wait_ready(&c, &gw).await;
-    let started = Instant::now();
-    let r = c.get(&gw.url("/slow?s=5")).await;
-    assert_eq!(r.status, 504, "{}", r.text());
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    let r = c.get(&gw.url("/slow?s=0")).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["slept"], "0");
-    let logs = gw.logs();
-    assert!(
-        logs.contains("invocation timed out; process killed"),
-        "{logs}"
-    );
+    check_timeout_kills_and_recovers(&c, &gw).await;
 
     let c2 = c.clone();
     let metrics = c2.get(&gw.admin_url("/metrics")).await.text();
