@@ -44,6 +44,32 @@ pub(crate) async fn wait_ready(c: &Client, gw: &Weir) {
     }
 }
 
+/// The answers of the payload-format tests' `hello` (a string), `plain` (an object),
+/// `cookies` (a full response with cookies) and `binary` (base64 both ways) functions,
+/// as AWS reads them, whatever the runtime.
+pub(crate) async fn check_answers(c: &Client, gw: &Weir) {
+    let r = c.send("POST", &gw.url("/hello"), &[], "").await;
+    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let r = c.send("POST", &gw.url("/plain"), &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["message"], "hi");
+    let r = c.send("POST", &gw.url("/cookies"), &[], "").await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.header("x-a"), Some("1"));
+    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    assert_eq!(r.text(), "made");
+    // Binary both ways.
+    let body: Vec<u8> = (0..=255u8).collect();
+    let r = c.send("POST", &gw.url("/binary"), &[], body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let mut reversed = body;
+    reversed.reverse();
+    assert_eq!(r.body, Bytes::from(reversed));
+}
+
 /// `GET /slow?s=5` to a function with a 1 s timeout (its handler sleeps `s` seconds):
 /// `504` within the timeout, the process killed and said so; the next call is served.
 pub(crate) async fn check_timeout_kills_and_recovers(c: &Client, gw: &Weir) {
@@ -200,25 +226,7 @@ async fn payload_formats_answers_and_binary_bodies() {
     );
 
     // Answers as AWS reads them.
-    let r = c.send("POST", &gw.url("/hello"), &[], "").await;
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let r = c.send("POST", &gw.url("/plain"), &[], "").await;
-    assert_eq!(r.json()["message"], "hi");
-    let r = c.send("POST", &gw.url("/cookies"), &[], "").await;
-    assert_eq!(r.status, 201);
-    assert_eq!(r.header("x-a"), Some("1"));
-    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
-    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
-    assert_eq!(r.text(), "made");
-
-    // Binary both ways.
-    let body: Vec<u8> = (0..=255u8).collect();
-    let r = c.send("POST", &gw.url("/binary"), &[], body.clone()).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    let mut reversed = body;
-    reversed.reverse();
-    assert_eq!(r.body, Bytes::from(reversed));
+    check_answers(&c, &gw).await;
 
     // Output goes to the log, escaped and bounded.
     let r = c.send("POST", &gw.url("/shout"), &[], "").await;

@@ -42,18 +42,7 @@ async fn node_payload_formats_answers_and_binary_bodies() {
 
     // Answers as AWS reads them: a string from an async handler, an object through
     // the callback, a full response, 1.0's multiValueHeaders.
-    let r = c.send("POST", &gw.url("/hello"), &[], "").await;
-    assert_eq!((r.status.as_u16(), r.text().as_str()), (200, "hello"));
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let r = c.send("POST", &gw.url("/plain"), &[], "").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json()["message"], "hi");
-    let r = c.send("POST", &gw.url("/cookies"), &[], "").await;
-    assert_eq!(r.status, 201);
-    assert_eq!(r.header("x-a"), Some("1"));
-    let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
-    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
-    assert_eq!(r.text(), "made");
+    crate::lambda::check_answers(&c, &gw).await;
     let r = c.send("POST", &gw.url("/multi"), &[], "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let xb: Vec<_> = r.headers.get_all("x-b").iter().collect();
@@ -61,15 +50,6 @@ async fn node_payload_formats_answers_and_binary_bodies() {
     let cookies: Vec<_> = r.headers.get_all("set-cookie").iter().collect();
     assert_eq!(cookies, ["c=3", "d=4"]);
     assert_eq!(r.text(), "multi");
-
-    // Binary both ways.
-    let body: Vec<u8> = (0..=255u8).collect();
-    let r = c.send("POST", &gw.url("/binary"), &[], body.clone()).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
-    let mut reversed = body;
-    reversed.reverse();
-    assert_eq!(r.body, Bytes::from(reversed));
 
     // console.log and console.error reach the log, tagged with the function.
     let r = c.send("POST", &gw.url("/shout"), &[], "").await;
