@@ -249,6 +249,7 @@ macro_rules! call {
         let _slot = $self.slot(until, started).await?;
         let mut call = $self.begin(false, started, $deadline);
         let result = tokio::time::timeout_at(until, async {
+            $crate::plugin::turns::behind_waiting().await;
             let guest = match call.guest.take() {
                 Some(g) => g,
                 None => W::instantiate(&$self.inner.pre, &mut call.store).await?,
