@@ -186,27 +186,30 @@ def weir_config(scenario, port):
     integration = f'{{ type = "http", url = "http://127.0.0.1:{UPSTREAM_PORT}" }}'
     if scenario == "mock":
         integration = '{ type = "mock", body = \'{"ok":true,"from":"upstream"}\' }'
-    if scenario in ("mapping", "full", "full-cors-cache"):
+    full = ("full", "full-cors-cache", "full-reuse")
+    # `full-reuse`: the full chain with opt-in instance reuse on every plugin.
+    reuse = "reuse = 1000\n" if scenario == "full-reuse" else ""
+    if scenario in ("mapping",) + full:
         plugins += f"""
 [plugins.params]
 file = "{PLUGINS}/param_mapping.wasm"
 world = "mapper"
-[plugins.params.config.request]
+{reuse}[plugins.params.config.request]
 "overwrite:header.x-user" = "$context.authorizer.principalId"
 "append:header.x-request" = "$context.requestId"
 "remove:header.x-debug" = "''"
 """
         route_extra += 'request_mapping = "params"\n'
-    if scenario in ("full", "full-cors-cache"):
+    if scenario in full:
         plugins += f"""
 [plugins.jwt]
 file = "{PLUGINS}/jwt_authorizer.wasm"
 world = "authorizer"
-config = {{ issuer = "bench", audience = ["bench"], hs256_secret = "{SECRET}" }}
+{reuse}config = {{ issuer = "bench", audience = ["bench"], hs256_secret = "{SECRET}" }}
 [plugins.cors]
 file = "{PLUGINS}/cors.wasm"
 world = "cors"
-config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "POST"] }}
+{reuse}config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "POST"] }}
 """
         route_extra += 'authorizer = { plugin = "jwt" }\n'
         api = '[api]\ncors = "cors"\n'
@@ -361,6 +364,9 @@ backend be
                   f"| {vs_direct:.2f}x | {vs_nginx} |")
         if "weir bare" in med and "weir full" in med:
             print(f"\nfull plugin chain / bare proxy: {med['weir full'][0] / med['weir bare'][0]:.2f}x")
+        for sc in ("full-reuse", "full-cors-cache"):
+            if "weir bare" in med and f"weir {sc}" in med:
+                print(f"{sc} / bare proxy: {med[f'weir {sc}'][0] / med['weir bare'][0]:.2f}x")
         if "weir jwt-inline" in med and "weir jwt-discovery" in med:
             print(f"\nJWT keys by discovery / inline: "
                   f"{med['weir jwt-discovery'][0] / med['weir jwt-inline'][0]:.2f}x req/s; "

@@ -83,7 +83,7 @@ fn main() {
         _ => usage(),
     };
     let path = std::env::var("PLUGIN_CALLS_COMPONENT").unwrap_or_else(|_| path.to_owned());
-    let bytes = weir::plugin::read_component(Path::new(&path), u64::MAX).unwrap();
+    let bytes = weir::plugin::read_component(Path::new(&path), 64 << 20).unwrap();
     let plugin = host.compile(which, &path, &bytes, world).unwrap().plugin(
         which,
         limits,

@@ -4,17 +4,22 @@
 
 mod policy;
 
+use std::sync::OnceLock;
+
 pub use policy::Policy;
 use weir_sdk::{Cors, Headers, RequestHead, Response};
 
 /// The exported plugin.
 pub struct CorsPlugin;
 
-fn policy() -> Option<Policy> {
-    match weir_sdk::config::<Policy>() {
+/// The policy, read from the config once per instance: a fresh instance (the default)
+/// reads it on its one call, a reused one (`reuse = N`) keeps it.
+fn policy() -> Option<&'static Policy> {
+    static POLICY: OnceLock<Result<Policy, String>> = OnceLock::new();
+    match POLICY.get_or_init(weir_sdk::config::<Policy>) {
         Ok(p) => Some(p),
         Err(e) => {
-            weir_sdk::log::error(&e);
+            weir_sdk::log::error(e);
             None
         }
     }

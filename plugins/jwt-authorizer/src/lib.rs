@@ -14,33 +14,60 @@ pub mod fetch;
 pub mod keys;
 mod verify;
 
+use std::sync::OnceLock;
 pub use verify::{Config, Denial, KeySource, MAX_AUDIENCES, MAX_SCOPES, Verified, verify};
+
 use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
 /// The exported plugin.
 pub struct JwtAuthorizer;
 
+/// The config and its inline keys, read once per instance: a fresh instance (the
+/// default) reads them on its one call, a reused one (`reuse = N`) keeps them.
+struct Setup {
+    config: Config,
+    /// The parsed `jwks`, when the config has one.
+    inline_keys: Option<Result<Vec<keys::Jwk>, String>>,
+}
+
+fn setup() -> Result<&'static Setup, &'static str> {
+    static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
+    SETUP
+        .get_or_init(|| {
+            let config: Config = weir_sdk::config()?;
+            if let Some(problem) = config.problem() {
+                return Err(format!("invalid plugin config: {problem}"));
+            }
+            let inline_keys = config.jwks.as_ref().map(|j| j.keys());
+            Ok(Setup {
+                config,
+                inline_keys,
+            })
+        })
+        .as_ref()
+        .map_err(String::as_str)
+}
+
 impl Authorizer for JwtAuthorizer {
     fn authorize(req: AuthorizationRequest, _ctx: &Context) -> Decision {
-        let config: Config = match weir_sdk::config() {
-            Ok(c) => c,
+        let Setup {
+            config,
+            inline_keys,
+        } = match setup() {
+            Ok(s) => s,
             Err(e) => {
-                weir_sdk::log::error(&e);
+                weir_sdk::log::error(e);
                 return Decision::unauthorized("Unauthorized");
             }
         };
-        if let Some(problem) = config.problem() {
-            weir_sdk::log::error(&format!("invalid plugin config: {problem}"));
-            return Decision::unauthorized("Unauthorized");
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let token = req.identity.first().map(String::as_str).unwrap_or("");
         let mut http = fetch::WasiHttp;
-        let mut keys = |refresh: bool| match &config.jwks {
-            Some(jwks) => jwks.keys(),
+        let mut keys = |refresh: bool| match inline_keys {
+            Some(keys) => keys.clone(),
             None if config.remote_keys() => fetch::Remote {
                 issuer: &config.issuer,
                 jwks_uri: config.jwks_uri.as_deref(),
@@ -49,7 +76,7 @@ impl Authorizer for JwtAuthorizer {
             .keys(refresh),
             None => Err("no `jwks`, `jwks_uri` or http(s) issuer to take keys from".into()),
         };
-        match verify(token, &config, now, &req.scopes, &mut keys) {
+        match verify(token, config, now, &req.scopes, &mut keys) {
             Ok(claims) => {
                 let mut decision = Decision::allow(claims.subject);
                 for (k, v) in claims.context {

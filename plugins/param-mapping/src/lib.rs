@@ -9,6 +9,7 @@ pub mod fuzzing;
 pub mod mapping;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use weir_sdk::{Context, Mapper, Request, Response};
@@ -46,18 +47,38 @@ fn client_cert(ops: &[mapping::Op]) -> Option<weir_sdk::ClientCert> {
         .flatten()
 }
 
+/// The operations of one side, parsed from the config once per instance: a fresh
+/// instance (the default) parses them on its one call, a reused one (`reuse = N`)
+/// keeps them for every call after.
+fn ops(side: Side) -> Result<&'static [mapping::Op], String> {
+    static CONFIG: OnceLock<Result<Config, String>> = OnceLock::new();
+    static REQUEST: OnceLock<Result<Vec<mapping::Op>, String>> = OnceLock::new();
+    static RESPONSE: OnceLock<Result<Vec<mapping::Op>, String>> = OnceLock::new();
+    let cell = match side {
+        Side::Request => &REQUEST,
+        Side::Response => &RESPONSE,
+    };
+    cell.get_or_init(|| {
+        let config = CONFIG.get_or_init(weir_sdk::config).as_ref()?;
+        match side {
+            Side::Request => parse_ops(&config.request, side),
+            Side::Response => parse_ops(&config.response, side),
+        }
+    })
+    .as_deref()
+    .map_err(Clone::clone)
+}
+
 impl Mapper for ParamMapping {
     fn map_request(req: Request, ctx: &Context) -> Result<Request, Response> {
-        let config: Config = weir_sdk::config().map_err(|e| internal_error(&e))?;
-        let ops = parse_ops(&config.request, Side::Request).map_err(|e| internal_error(&e))?;
-        let cert = client_cert(&ops);
-        apply_request(&ops, req, ctx, cert.as_ref()).map_err(|e| internal_error(&e))
+        let ops = ops(Side::Request).map_err(|e| internal_error(&e))?;
+        let cert = client_cert(ops);
+        apply_request(ops, req, ctx, cert.as_ref()).map_err(|e| internal_error(&e))
     }
 
     fn map_response(resp: Response, ctx: &Context) -> Response {
-        let result = weir_sdk::config::<Config>()
-            .and_then(|c| parse_ops(&c.response, Side::Response))
-            .and_then(|ops| apply_response(&ops, resp, ctx, client_cert(&ops).as_ref()));
+        let result = ops(Side::Response)
+            .and_then(|ops| apply_response(ops, resp, ctx, client_cert(ops).as_ref()));
         result.unwrap_or_else(|e| internal_error(&e))
     }
 }

@@ -32,7 +32,7 @@ pub fn read_component(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // The file may grow while it is read: never take more than the limit.
-    file.take(max + 1).read_to_end(&mut bytes)?;
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(too_large(max));
     }
