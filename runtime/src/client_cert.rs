@@ -5,8 +5,11 @@
 use base64::Engine;
 
 /// A verified client certificate as AWS describes it (`$context.identity.clientCert`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct ClientCert {
+    /// SHA-256 of its DER: what tells two certificates apart (equality and hashing use
+    /// it alone, so the authorizer cache's key hashes 32 bytes, not the PEM).
+    pub fingerprint: [u8; 32],
     /// The certificate, PEM.
     pub pem: String,
     /// Its subject, `CN=…, O=…`.
@@ -21,10 +24,25 @@ pub struct ClientCert {
     pub not_after: String,
 }
 
+impl PartialEq for ClientCert {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for ClientCert {}
+
+impl std::hash::Hash for ClientCert {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.fingerprint.hash(state);
+    }
+}
+
 impl ClientCert {
     /// From the DER of the certificate the handshake verified; `None` if it does not
     /// parse (it did for the verifier, so this is not expected).
     pub fn from_der(der: &[u8]) -> Option<Self> {
+        use sha2::Digest;
         use x509_parser::prelude::{FromDer, X509Certificate};
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -49,6 +67,7 @@ impl ClientCert {
             )
         };
         Some(ClientCert {
+            fingerprint: sha2::Sha256::digest(der).into(),
             pem,
             subject_dn: cert.subject().to_string(),
             issuer_dn: cert.issuer().to_string(),
