@@ -8,31 +8,44 @@
 //! other: with N long calls on a worker, a plugin-free request waited N slices per
 //! step. Here the waiting calls form a queue: only its head takes a slice, and only
 //! after a turn of the loop in which no slice was taken; the others sleep until they
-//! head the queue (polling them every turn cost 5% more CPU per request with 30 of
-//! them on a worker). So a request on any
-//! other route waits at most about one slice per step, however many long calls share
-//! its worker, and the long calls share the rest in turn. Calls that finish within a
-//! tick — nearly all — never come here.
+//! head the queue. So a request on any other route waits at most about one slice per
+//! step, however many long calls share its worker, and the long calls share the rest
+//! in turn. Calls that finish within a tick — nearly all — never come here.
 //!
 //! The queue is explicit because tokio wakes yielded tasks in the reverse order of
-//! their yields, and a call that starts while others wait queues behind them
-//! ([`behind_waiting`]). Without both, calls of about a tick each (an RS256 signature
-//! check) starved: a fresh call ran a whole tick at once and mostly finished, while one
-//! that had yielded got a slice only when it happened to wake first in a loop turn full
-//! of fresh calls — p50 4 ms but p99 1.5 s under 64 connections.
+//! their yields. And a call that starts while the head of the queue has waited over
+//! [`STARVING`] queues behind it ([`behind_waiting`]). Without both, calls of about a
+//! tick each (an RS256 signature check) starved: a fresh call ran a whole tick at once
+//! and mostly finished, while one that had yielded got a slice only when it happened
+//! to wake first in a loop turn full of fresh calls — p50 4 ms but p99 1.5 s under 64
+//! connections. Queueing every call that starts while any waits cost short calls 20%
+//! more CPU per request (most loop turns then let a single call start); a head that
+//! waited a few turns is the usual case and does not hold new calls back.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long the head of the queue may wait before calls that start queue behind it.
+const STARVING: Duration = Duration::from_millis(10);
 
 thread_local! {
     /// Slices taken on this thread by calls that had yielded.
     static TURNS: Cell<u64> = const { Cell::new(0) };
     /// Calls on this thread waiting for a slice, by ticket, in the order they came,
-    /// each with its waker once it sleeps (every one but the head does).
-    static QUEUE: RefCell<VecDeque<(u64, Option<Waker>)>> = const { RefCell::new(VecDeque::new()) };
+    /// each with its waker once it sleeps (every one but the head does) and when it
+    /// began to wait.
+    static QUEUE: RefCell<VecDeque<Waiter>> = const { RefCell::new(VecDeque::new()) };
     /// The next ticket.
     static TICKETS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// One entry of the queue.
+struct Waiter {
+    ticket: u64,
+    waker: Option<Waker>,
+    since: Instant,
 }
 
 /// A place in this thread's queue, left when dropped (also when its call is dropped
@@ -43,21 +56,27 @@ impl Ticket {
     fn take() -> Self {
         let n = TICKETS.get();
         TICKETS.set(n + 1);
-        QUEUE.with_borrow_mut(|q| q.push_back((n, None)));
+        QUEUE.with_borrow_mut(|q| {
+            q.push_back(Waiter {
+                ticket: n,
+                waker: None,
+                since: Instant::now(),
+            })
+        });
         Ticket(n)
     }
 
     fn is_head(&self) -> bool {
-        QUEUE.with_borrow(|q| q.front().is_some_and(|(t, _)| *t == self.0))
+        QUEUE.with_borrow(|q| q.front().is_some_and(|w| w.ticket == self.0))
     }
 
     /// Ready once this ticket heads the queue; asleep until then.
     async fn head(&self) {
         std::future::poll_fn(|cx| {
-            QUEUE.with_borrow_mut(|q| match q.iter_mut().position(|(t, _)| *t == self.0) {
+            QUEUE.with_borrow_mut(|q| match q.iter().position(|w| w.ticket == self.0) {
                 Some(0) | None => Poll::Ready(()),
                 Some(i) => {
-                    q[i].1 = Some(cx.waker().clone());
+                    q[i].waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
             })
@@ -69,10 +88,10 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         let next = QUEUE.with_borrow_mut(|q| {
-            let i = q.iter().position(|(t, _)| *t == self.0)?;
+            let i = q.iter().position(|w| w.ticket == self.0)?;
             q.remove(i);
             if i == 0 {
-                q.front_mut()?.1.take()
+                q.front_mut()?.waker.take()
             } else {
                 None
             }
@@ -100,9 +119,10 @@ pub(super) async fn next_turn() {
 }
 
 /// Before a call starts: queues it behind the calls of this thread that wait for a
-/// slice, if any do (one thread-local read otherwise).
+/// slice if the first of them has waited over [`STARVING`] (one thread-local read when
+/// none waits).
 pub(super) async fn behind_waiting() {
-    if QUEUE.with_borrow(|q| !q.is_empty()) {
+    if QUEUE.with_borrow(|q| q.front().is_some_and(|w| w.since.elapsed() > STARVING)) {
         next_turn().await;
     }
 }
@@ -143,10 +163,11 @@ mod tests {
         assert!(during >= 5, "the long calls starved: {during} slices");
     }
 
-    /// A call that starts while two others wait for slices gets its first slice after
-    /// theirs; with nobody waiting it starts at once.
+    /// A call that starts while two others wait for slices starts at once while they
+    /// have waited briefly, and gets its first slice after theirs once the first of
+    /// them has waited over `STARVING`.
     #[tokio::test]
-    async fn a_new_call_queues_behind_waiting_ones() {
+    async fn a_new_call_queues_behind_starving_ones() {
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         behind_waiting().await;
         assert!(QUEUE.with_borrow(|q| q.is_empty()));
@@ -162,11 +183,15 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(QUEUE.with_borrow(|q| q.len()), 2);
         behind_waiting().await;
-        order.lock().unwrap().push("new");
+        order.lock().unwrap().push("early");
+        // The event loop is held up past the limit: the next call queues.
+        std::thread::sleep(STARVING + Duration::from_millis(2));
+        behind_waiting().await;
+        order.lock().unwrap().push("late");
         for t in tasks {
             t.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), ["first", "second", "new"]);
+        assert_eq!(*order.lock().unwrap(), ["early", "first", "second", "late"]);
         assert!(QUEUE.with_borrow(|q| q.is_empty()));
     }
 }
