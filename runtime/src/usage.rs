@@ -196,15 +196,17 @@ impl Usage {
         route: usize,
         route_and_account: bool,
     ) -> Result<Option<QuotaLeft>, GatewayError> {
-        let now = match key {
+        let checked = match key {
             Some(k) if self.quotas.any() => {
                 let now = unix_now();
-                match &self.shared_quotas {
-                    Some(shared) => shared.check(k, now),
-                    None => self.quotas.check(k, now),
-                }
-                .map_err(GatewayError::from)?;
-                Some((k, now))
+                let shared = match &self.shared_quotas {
+                    Some(shared) => shared.check(k, now)?,
+                    None => {
+                        self.quotas.check(k, now)?;
+                        None
+                    }
+                };
+                Some((k, now, shared))
             }
             _ => None,
         };
@@ -217,16 +219,19 @@ impl Usage {
         } else if let Some((bucket, k)) = key_bucket {
             self.throttle.admit_key(bucket, k).await?;
         }
-        let Some((k, now)) = now else {
+        let Some((k, now, shared)) = checked else {
             return Ok(None);
         };
         // A concurrent request may have taken the last unit since the check above.
-        let left = match &self.shared_quotas {
-            Some(shared) => shared.consume(k, now).await.map_err(|r| match r {
-                QuotaRefusal::Exhausted(e) => GatewayError::from(e),
-                QuotaRefusal::StoreUnavailable => GatewayError::StoreUnavailable,
-            })?,
-            None => self.quotas.consume(k, now)?,
+        let left = match (&self.shared_quotas, shared) {
+            (Some(quotas), Some(checked)) => {
+                Some(quotas.consume(checked, now).await.map_err(|r| match r {
+                    QuotaRefusal::Exhausted(e) => GatewayError::from(e),
+                    QuotaRefusal::StoreUnavailable => GatewayError::StoreUnavailable,
+                })?)
+            }
+            (Some(_), None) => None,
+            (None, _) => self.quotas.consume(k, now)?,
         };
         Ok(left.filter(|_| self.quota_headers))
     }

@@ -137,6 +137,16 @@ pub enum QuotaRefusal {
     StoreUnavailable,
 }
 
+/// A key's quota as [`SharedQuotas::check`] found it: the period's counter and, in lease
+/// mode, the key's lease.
+pub struct Checked {
+    store_key: Arc<str>,
+    name: Arc<str>,
+    rule: QuotaRule,
+    end: i64,
+    lease: Option<Arc<Lease>>,
+}
+
 /// The quota counters of one compiled gateway, in the store.
 pub struct SharedQuotas {
     cluster: Arc<Cluster>,
@@ -218,27 +228,41 @@ impl SharedQuotas {
     }
 
     /// Refuses a key this node last saw used up, counting nothing and asking nothing
-    /// (in lease mode: for a second after the store said so).
-    pub fn check(&self, key: KeyId, now: i64) -> Result<(), Exhausted> {
+    /// (in lease mode: for a second after the store said so). What it found (the
+    /// period's counter and the key's lease) is for [`Self::consume`], so a request
+    /// looks them up once.
+    pub fn check(&self, key: KeyId, now: i64) -> Result<Option<Checked>, Exhausted> {
         let Some((store_key, name, rule, end)) = self.counter(key, now) else {
-            return Ok(());
+            return Ok(None);
         };
-        let used_up = match self.lease_of(key, &store_key, rule) {
+        let lease = self.lease_of(key, &store_key, rule);
+        let used_up = match &lease {
             Some(lease) => lease.refusing(self.cluster.now_ms()),
             None => self.cluster.quota_seen(&store_key) >= rule.limit,
         };
         if used_up {
             return Err(Self::exhausted(name, end, now));
         }
-        Ok(())
+        Ok(Some(Checked {
+            store_key,
+            name: name.clone(),
+            rule,
+            end,
+            lease,
+        }))
     }
 
-    /// Counts one request against the key's quota, or refuses it when used up.
-    pub async fn consume(&self, key: KeyId, now: i64) -> Result<Option<QuotaLeft>, QuotaRefusal> {
-        let Some((store_key, name, rule, end)) = self.counter(key, now) else {
-            return Ok(None);
-        };
-        let lease = self.lease_of(key, &store_key, rule);
+    /// Counts one request against the quota [`Self::check`] found, or refuses it when
+    /// used up.
+    pub async fn consume(&self, checked: Checked, now: i64) -> Result<QuotaLeft, QuotaRefusal> {
+        let Checked {
+            store_key,
+            name,
+            rule,
+            end,
+            lease,
+        } = checked;
+        let name = &name;
         // What is left: the store's count, less the units this node holds unused.
         let left = |used: u64| QuotaLeft {
             limit: rule.limit,
@@ -254,7 +278,7 @@ impl SharedQuotas {
                     if refill {
                         self.refill(l.clone(), rule, end);
                     }
-                    return Ok(Some(left(self.cluster.quota_seen(&store_key))));
+                    return Ok(left(self.cluster.quota_seen(&store_key)));
                 }
                 Local::Refused(_) => return refused(),
                 Local::Empty => {}
@@ -277,12 +301,12 @@ impl SharedQuotas {
                 if granted == 0 {
                     refused()
                 } else {
-                    Ok(Some(left(used)))
+                    Ok(left(used))
                 }
             }
             Err(_) if self.cluster.decides_locally() => {
                 match self.cluster.count_locally(&store_key, rule.limit, end) {
-                    Some(used) => Ok(Some(left(used))),
+                    Some(used) => Ok(left(used)),
                     None => Err(QuotaRefusal::Exhausted(Self::exhausted(name, end, now))),
                 }
             }
