@@ -59,8 +59,12 @@ pub struct CheckReport {
 }
 
 /// The plugin's table in a `weir.toml`: its file (resolved), world, limits, config
-/// and whether it is smoke-tested.
-fn from_config(path: &Path, plugin: &str) -> Result<(PathBuf, gateway::PluginSettings), String> {
+/// and whether it is smoke-tested; and the `[server]` table (for the client its
+/// outbound requests go through).
+fn from_config(
+    path: &Path,
+    plugin: &str,
+) -> Result<(PathBuf, gateway::PluginSettings, crate::config::Server), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     if !config.plugins.contains_key(plugin) {
         let names: Vec<&str> = config.plugins.keys().map(String::as_str).collect();
@@ -79,68 +83,74 @@ fn from_config(path: &Path, plugin: &str) -> Result<(PathBuf, gateway::PluginSet
     let Some(settings) = settings.remove(plugin) else {
         return Err(errors.join("\n"));
     };
-    Ok((crate::config::base_dir(path).join(&settings.file), settings))
+    Ok((
+        crate::config::base_dir(path).join(&settings.file),
+        settings,
+        config.server,
+    ))
 }
 
 /// `weir plugin check`: see the module docs.
 pub async fn check(host: Arc<PluginHost>, args: &CheckArgs) -> Result<CheckReport, CheckError> {
     let usage = CheckError::Usage;
-    let (file, world, limits, config_json, smoke_test, name) = match (&args.from, &args.plugin) {
-        (Some(from), Some(plugin)) => {
-            if args.config.is_some() {
-                return Err(usage(
-                    "--config and --from give the plugin's config twice: choose one".into(),
-                ));
-            }
-            let (file, s) = from_config(from, plugin).map_err(usage)?;
-            if let Some(w) = args.world
-                && w != s.world
-            {
-                return Err(usage(format!(
-                    "plugin `{plugin}` is a `{}` plugin in {}, not `{}`",
-                    s.world.name(),
-                    from.display(),
-                    w.name()
-                )));
-            }
-            let file = args.file.clone().unwrap_or(file);
-            (
-                file,
-                s.world,
-                s.limits,
-                s.config_json,
-                s.smoke_test,
-                plugin.clone(),
-            )
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(usage("--from and --plugin go together".into()));
-        }
-        (None, None) => {
-            let file = args.file.clone().ok_or_else(|| {
-                usage("name the component file (or use --from and --plugin)".into())
-            })?;
-            let world = args
-                .world
-                .ok_or_else(|| usage("--world is required without --from".into()))?;
-            let config_json = match &args.config {
-                Some(text) => {
-                    let value: serde_json::Value = serde_json::from_str(text)
-                        .map_err(|e| usage(format!("--config is not JSON: {e}")))?;
-                    value.to_string()
+    let (file, world, limits, config_json, smoke_test, name, server) =
+        match (&args.from, &args.plugin) {
+            (Some(from), Some(plugin)) => {
+                if args.config.is_some() {
+                    return Err(usage(
+                        "--config and --from give the plugin's config twice: choose one".into(),
+                    ));
                 }
-                None => "{}".to_owned(),
-            };
-            let name = file
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "plugin".to_owned());
-            let mut limits = Limits::new();
-            limits.allowed = crate::plugin::Allowed::parse(&args.allow_outbound)
-                .map_err(|e| usage(format!("--allow-outbound: {e}")))?;
-            (file, world, limits, config_json, true, name)
-        }
-    };
+                let (file, s, server) = from_config(from, plugin).map_err(usage)?;
+                if let Some(w) = args.world
+                    && w != s.world
+                {
+                    return Err(usage(format!(
+                        "plugin `{plugin}` is a `{}` plugin in {}, not `{}`",
+                        s.world.name(),
+                        from.display(),
+                        w.name()
+                    )));
+                }
+                let file = args.file.clone().unwrap_or(file);
+                (
+                    file,
+                    s.world,
+                    s.limits,
+                    s.config_json,
+                    s.smoke_test,
+                    plugin.clone(),
+                    Some(server),
+                )
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(usage("--from and --plugin go together".into()));
+            }
+            (None, None) => {
+                let file = args.file.clone().ok_or_else(|| {
+                    usage("name the component file (or use --from and --plugin)".into())
+                })?;
+                let world = args
+                    .world
+                    .ok_or_else(|| usage("--world is required without --from".into()))?;
+                let config_json = match &args.config {
+                    Some(text) => {
+                        let value: serde_json::Value = serde_json::from_str(text)
+                            .map_err(|e| usage(format!("--config is not JSON: {e}")))?;
+                        value.to_string()
+                    }
+                    None => "{}".to_owned(),
+                };
+                let name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "plugin".to_owned());
+                let mut limits = Limits::new();
+                limits.allowed = crate::plugin::Allowed::parse(&args.allow_outbound)
+                    .map_err(|e| usage(format!("--allow-outbound: {e}")))?;
+                (file, world, limits, config_json, true, name, None)
+            }
+        };
     let sample = match &args.request {
         Some(path) => Some(Sample::read(path).map_err(usage)?),
         None => None,
@@ -172,12 +182,11 @@ pub async fn check(host: Arc<PluginHost>, args: &CheckArgs) -> Result<CheckRepor
     // system's authorities, and with --from the config's `upstream_*` files.
     let sender = match (plugin.as_authorizer(), &sample) {
         (Some(p), Some(_)) if p.makes_outbound() => {
-            let tls = match &args.from {
-                Some(path) => {
-                    let config = Config::load(path).map_err(|e| usage(e.to_string()))?;
-                    UpstreamTls::from_config(&config.server, &crate::config::base_dir(path))
+            let tls = match (&args.from, &server) {
+                (Some(path), Some(server)) => {
+                    UpstreamTls::from_config(server, &crate::config::base_dir(path))
                 }
-                None => UpstreamTls::load(&Default::default()),
+                _ => UpstreamTls::load(&Default::default()),
             }
             .map_err(usage)?;
             Some(Arc::new(Upstream::new(&tls)) as Arc<dyn Sender>)
