@@ -12,7 +12,6 @@
 import argparse
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -20,18 +19,13 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, free_port, stop
+
 WEIR = os.path.join(ROOT, "target", "release", "weir")
 LUA = os.path.join(ROOT, "bench", "throttle.lua")
 KEY = "bench-key-0123456789abcdef"
 ARGS = None
 BIG = 'rate = 1000000000, burst = 1000000000'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start(work, name, body):
@@ -126,13 +120,7 @@ plan = "p"
             med = statistics.median(rs)
             print(f"  {name:28} {med:>9.0f} req/s  {med / base:.3f}x")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
 
 
 if __name__ == "__main__":
