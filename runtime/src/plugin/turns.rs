@@ -22,64 +22,94 @@
 //! more CPU per request (most loop turns then let a single call start); a head that
 //! waited a few turns is the usual case and does not hold new calls back.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How long the head of the queue may wait before calls that start queue behind it.
 const STARVING: Duration = Duration::from_millis(10);
 
-thread_local! {
-    /// Slices taken on this thread by calls that had yielded.
-    static TURNS: Cell<u64> = const { Cell::new(0) };
-    /// Calls on this thread waiting for a slice, by ticket, in the order they came,
-    /// each with its waker once it sleeps (every one but the head does) and when it
-    /// began to wait.
-    static QUEUE: RefCell<VecDeque<Waiter>> = const { RefCell::new(VecDeque::new()) };
+/// A worker thread's queue. A call's ticket holds the queue it joined, so a task that
+/// moves to another thread (a multi-threaded runtime) still leaves the right queue and
+/// never stays behind as a head nobody serves.
+#[derive(Default)]
+struct Queue {
+    /// Slices taken by calls that had yielded.
+    turns: u64,
     /// The next ticket.
-    static TICKETS: Cell<u64> = const { Cell::new(0) };
+    tickets: u64,
+    /// Calls waiting for a slice, in the order they came.
+    waiting: VecDeque<Waiter>,
 }
 
-/// One entry of the queue.
+thread_local! {
+    static QUEUE: Arc<Mutex<Queue>> = Arc::default();
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One entry of the queue: its ticket, its waker once it sleeps (every one but the
+/// head does) and when it began to wait.
 struct Waiter {
     ticket: u64,
     waker: Option<Waker>,
     since: Instant,
 }
 
-/// A place in this thread's queue, left when dropped (also when its call is dropped
-/// mid-wait); the call behind it is woken when it becomes the head.
-struct Ticket(u64);
+/// A place in a queue, left when dropped (also when its call is dropped mid-wait); the
+/// call behind it is woken when it becomes the head.
+struct Ticket {
+    queue: Arc<Mutex<Queue>>,
+    n: u64,
+}
 
 impl Ticket {
     fn take() -> Self {
-        let n = TICKETS.get();
-        TICKETS.set(n + 1);
-        QUEUE.with_borrow_mut(|q| {
-            q.push_back(Waiter {
+        let queue = QUEUE.with(Arc::clone);
+        let n = {
+            let mut q = lock(&queue);
+            let n = q.tickets;
+            q.tickets += 1;
+            q.waiting.push_back(Waiter {
                 ticket: n,
                 waker: None,
                 since: Instant::now(),
-            })
-        });
-        Ticket(n)
+            });
+            n
+        };
+        Ticket { queue, n }
     }
 
-    fn is_head(&self) -> bool {
-        QUEUE.with_borrow(|q| q.front().is_some_and(|w| w.ticket == self.0))
+    fn turns(&self) -> u64 {
+        lock(&self.queue).turns
+    }
+
+    /// Takes the slice if this ticket heads the queue and no slice was taken since
+    /// `seen` turns.
+    fn take_turn(&self, seen: u64) -> bool {
+        let mut q = lock(&self.queue);
+        let head = q.waiting.front().is_some_and(|w| w.ticket == self.n);
+        if head && q.turns == seen {
+            q.turns += 1;
+            return true;
+        }
+        false
     }
 
     /// Ready once this ticket heads the queue; asleep until then.
     async fn head(&self) {
         std::future::poll_fn(|cx| {
-            QUEUE.with_borrow_mut(|q| match q.iter().position(|w| w.ticket == self.0) {
+            let mut q = lock(&self.queue);
+            match q.waiting.iter().position(|w| w.ticket == self.n) {
                 Some(0) | None => Poll::Ready(()),
                 Some(i) => {
-                    q[i].waker = Some(cx.waker().clone());
+                    q.waiting[i].waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
-            })
+            }
         })
         .await
     }
@@ -87,15 +117,20 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let next = QUEUE.with_borrow_mut(|q| {
-            let i = q.iter().position(|w| w.ticket == self.0)?;
-            q.remove(i);
-            if i == 0 {
-                q.front_mut()?.waker.take()
-            } else {
-                None
+        let next = {
+            let mut q = lock(&self.queue);
+            match q.waiting.iter().position(|w| w.ticket == self.n) {
+                Some(0) => {
+                    q.waiting.pop_front();
+                    q.waiting.front_mut().and_then(|w| w.waker.take())
+                }
+                Some(i) => {
+                    q.waiting.remove(i);
+                    None
+                }
+                None => None,
             }
-        });
+        };
         if let Some(w) = next {
             w.wake();
         }
@@ -109,20 +144,25 @@ pub(super) async fn next_turn() {
     let ticket = Ticket::take();
     loop {
         ticket.head().await;
-        let seen = TURNS.get();
+        let seen = ticket.turns();
         tokio::task::yield_now().await;
-        if TURNS.get() == seen && ticket.is_head() {
-            TURNS.set(seen + 1);
+        if ticket.take_turn(seen) {
             return;
         }
     }
 }
 
 /// Before a call starts: queues it behind the calls of this thread that wait for a
-/// slice if the first of them has waited over [`STARVING`] (one thread-local read when
+/// slice if the first of them has waited over [`STARVING`] (one uncontended lock when
 /// none waits).
 pub(super) async fn behind_waiting() {
-    if QUEUE.with_borrow(|q| q.front().is_some_and(|w| w.since.elapsed() > STARVING)) {
+    let starving = QUEUE.with(|q| {
+        lock(q)
+            .waiting
+            .front()
+            .is_some_and(|w| w.since.elapsed() > STARVING)
+    });
+    if starving {
         next_turn().await;
     }
 }
@@ -130,8 +170,25 @@ pub(super) async fn behind_waiting() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Calls waiting in this thread's queue.
+    fn waiting() -> usize {
+        QUEUE.with(|q| lock(q).waiting.len())
+    }
+
+    /// A ticket dropped on another thread (its task moved) leaves the queue it joined.
+    #[test]
+    fn a_ticket_leaves_its_queue_from_any_thread() {
+        let first = Ticket::take();
+        let second = Ticket::take();
+        assert_eq!(waiting(), 2);
+        std::thread::spawn(move || drop(first)).join().unwrap();
+        assert_eq!(waiting(), 1);
+        assert!(second.take_turn(second.turns()));
+        drop(second);
+        assert_eq!(waiting(), 0);
+    }
 
     /// Eight long calls take slices; another task making ten steps (each a trip
     /// through the event loop, as a request's socket reads are) sees about one slice
@@ -170,7 +227,7 @@ mod tests {
     async fn a_new_call_queues_behind_starving_ones() {
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         behind_waiting().await;
-        assert!(QUEUE.with_borrow(|q| q.is_empty()));
+        assert_eq!(waiting(), 0);
         let mut tasks = Vec::new();
         for name in ["first", "second"] {
             let order = order.clone();
@@ -181,7 +238,7 @@ mod tests {
         }
         // Both have run up to their first yield.
         tokio::task::yield_now().await;
-        assert_eq!(QUEUE.with_borrow(|q| q.len()), 2);
+        assert_eq!(waiting(), 2);
         behind_waiting().await;
         order.lock().unwrap().push("early");
         // The event loop is held up past the limit: the next call queues.
@@ -192,6 +249,6 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["early", "first", "second", "late"]);
-        assert!(QUEUE.with_borrow(|q| q.is_empty()));
+        assert_eq!(waiting(), 0);
     }
 }
