@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use weir_test_artifacts as artifacts;
 
@@ -582,24 +582,11 @@ impl Upstream {
                 };
                 let record = record.clone();
                 let tls = tls.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let record = record.clone();
-                        async move { Ok::<_, Infallible>(answer(req, &record).await) }
-                    });
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        // A client that refuses the certificate ends the handshake.
-                        Some(tls) => {
-                            if let Ok(stream) = tls.accept(stream).await {
-                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                            }
-                        }
-                        None => {
-                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                        }
-                    }
+                let svc = service_fn(move |req| {
+                    let record = record.clone();
+                    async move { Ok::<_, Infallible>(answer(req, &record).await) }
                 });
+                tokio::spawn(serve_http1(stream, tls, svc));
             }
         });
         Upstream {
@@ -618,6 +605,30 @@ impl Upstream {
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Serves one accepted connection with HTTP/1.1, over TLS when `tls` is given (a client
+/// that refuses the certificate ends the handshake, and the connection).
+pub async fn serve_http1<S>(stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>, svc: S)
+where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        >,
+    S::Future: Send + 'static,
+{
+    let http = hyper::server::conn::http1::Builder::new();
+    match tls {
+        Some(tls) => {
+            if let Ok(stream) = tls.accept(stream).await {
+                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+            }
+        }
+        None => {
+            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::TestCa;
@@ -66,23 +65,11 @@ impl Provider {
                     continue;
                 };
                 let (state, tls, issuer) = (state.clone(), tls.clone(), issuer.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let answer = answer(&req, &state, &issuer);
-                        async move { Ok::<_, Infallible>(answer) }
-                    });
-                    let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(tls) => {
-                            if let Ok(stream) = tls.accept(stream).await {
-                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                            }
-                        }
-                        None => {
-                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
-                        }
-                    }
+                let svc = service_fn(move |req| {
+                    let answer = answer(&req, &state, &issuer);
+                    async move { Ok::<_, Infallible>(answer) }
                 });
+                tokio::spawn(crate::serve_http1(stream, tls, svc));
             }
         });
         provider
