@@ -6,6 +6,7 @@
 //! status or error in the request's context. Answers are read whole, or passed on as
 //! they arrive on streaming routes ([`stream`]).
 
+pub mod bounded;
 pub mod function;
 pub mod health;
 pub mod lambda;

@@ -12,14 +12,14 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::Response;
 use http::header::{self, HeaderMap};
 use hyper::body::{Frame, Incoming, SizeHint};
-use tokio::time::Sleep;
 
+use super::bounded::{Bounded, Cut};
 use super::{Exchange, Integration, Upstream, UpstreamRequest, integrate, pool, record};
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -78,10 +78,7 @@ pub async fn stream(
             )));
         }
         let body = Streamed {
-            body,
-            left: limit,
-            idle: exchange.timeout,
-            timer: Box::pin(tokio::time::sleep(exchange.timeout)),
+            body: Bounded::new(body, limit, exchange.timeout),
             _in_flight: in_flight,
         };
         Ok(Response::from_parts(parts, Body::new(body)))
@@ -102,10 +99,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 /// An upstream body passed on frame by frame, at most `left` more bytes, each frame
 /// within `idle` of the last.
 struct Streamed {
-    body: Incoming,
-    left: u64,
-    idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    body: Bounded<Incoming>,
     _in_flight: Option<InFlight>,
 }
 
@@ -118,40 +112,30 @@ impl hyper::body::Body for Streamed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len() as u64;
-                    if n > this.left {
-                        tracing::warn!("streamed answer cut off: larger than max_response_body");
-                        return Poll::Ready(Some(Err("the response body is too large".into())));
-                    }
-                    this.left -= n;
-                }
-                let next = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(next);
-                Poll::Ready(Some(Ok(frame)))
+        let error: BoxError = match std::task::ready!(this.body.poll_bounded(cx)) {
+            None => return Poll::Ready(None),
+            Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+            Some(Err(Cut::TooLarge)) => {
+                tracing::warn!("streamed answer cut off: larger than max_response_body");
+                "the response body is too large".into()
             }
-            Poll::Ready(Some(Err(e))) => {
+            Some(Err(Cut::Stalled)) => {
+                tracing::warn!(idle = ?this.body.idle, "streamed answer cut off: no data within the idle timeout");
+                "the upstream stalled".into()
+            }
+            Some(Err(Cut::Broken(e))) => {
                 tracing::warn!(error = %e, "streamed answer broke off upstream");
-                Poll::Ready(Some(Err(e.into())))
+                e.into()
             }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    tracing::warn!(idle = ?this.idle, "streamed answer cut off: no data within the idle timeout");
-                    Poll::Ready(Some(Err("the upstream stalled".into())))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        };
+        Poll::Ready(Some(Err(error)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body.body.size_hint()
     }
 }

@@ -19,8 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::time::Sleep;
 
+use super::bounded::{Bounded, Cut};
 use crate::error::GatewayError;
 use crate::pool::link::OutBody;
 use crate::respond::BoxError;
@@ -38,12 +38,7 @@ const CUT_TOO_LARGE: u8 = 1;
 const CUT_STALLED: u8 = 2;
 const CUT_BROKEN: u8 = 3;
 
-struct Source {
-    body: http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>,
-    left: u64,
-    idle: Duration,
-    timer: Pin<Box<Sleep>>,
-}
+type Source = Bounded<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>>;
 
 impl Upload {
     /// `body`, at most `limit` bytes, each frame within `idle` of the last.
@@ -52,12 +47,7 @@ impl Upload {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let source = Source {
-            body: body.map_err(Into::into).boxed_unsync(),
-            left: limit,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
-        };
+        let source = Bounded::new(body.map_err(Into::into).boxed_unsync(), limit, idle);
         Self {
             slot: Arc::new(Mutex::new(Some(source))),
             cut: Arc::default(),
@@ -118,8 +108,7 @@ impl Body for Attempt {
             let taken = this.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
             match taken {
                 Some(mut source) => {
-                    let next = tokio::time::Instant::now() + source.idle;
-                    source.timer.as_mut().reset(next);
+                    source.restart();
                     this.source = Some(source);
                 }
                 None => return Poll::Ready(Some(Err("the request body was already sent".into()))),
@@ -128,33 +117,15 @@ impl Body for Attempt {
         let Some(source) = this.source.as_mut() else {
             return Poll::Ready(None);
         };
-        match Pin::new(&mut source.body).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len() as u64;
-                    if n > source.left {
-                        this.cut.store(CUT_TOO_LARGE, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err("the request body is too large".into())));
-                    }
-                    source.left -= n;
-                }
-                let next = tokio::time::Instant::now() + source.idle;
-                source.timer.as_mut().reset(next);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.cut.store(CUT_BROKEN, Ordering::Relaxed);
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match source.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.cut.store(CUT_STALLED, Ordering::Relaxed);
-                    Poll::Ready(Some(Err("the client stalled sending its body".into())))
-                }
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let (why, error): (u8, BoxError) = match std::task::ready!(source.poll_bounded(cx)) {
+            None => return Poll::Ready(None),
+            Some(Ok(frame)) => return Poll::Ready(Some(Ok(frame))),
+            Some(Err(Cut::TooLarge)) => (CUT_TOO_LARGE, "the request body is too large".into()),
+            Some(Err(Cut::Stalled)) => (CUT_STALLED, "the client stalled sending its body".into()),
+            Some(Err(Cut::Broken(e))) => (CUT_BROKEN, e),
+        };
+        this.cut.store(why, Ordering::Relaxed);
+        Poll::Ready(Some(Err(error)))
     }
 
     fn is_end_stream(&self) -> bool {
