@@ -1,7 +1,7 @@
 //! The gateway's `host` interface: the plugin's config, structured logging, reuse
-//! declarations and the client's certificate.
+//! declarations, the client's certificate and values kept between calls.
 
-// Every world imports the same `weir:plugin/host@0.1.3`; the mapper world's bindings of
+// Every world imports the same `weir:plugin/host@0.1.4`; the mapper world's bindings of
 // it serve plugins of all worlds (the import names are identical).
 use crate::mapper::bindings::weir::plugin::host as imports;
 
@@ -50,6 +50,24 @@ pub fn client_cert() -> Option<ClientCert> {
         not_before: c.not_before,
         not_after: c.not_after,
     })
+}
+
+/// The value this plugin kept under `key` with [`keep`], unless its time is up. Kept
+/// values outlive the call and the instance: every later call of the plugin on this
+/// gateway process sees them (a fresh instance too), until their time is up or the
+/// plugin is reloaded. No other plugin sees them; other gateway nodes have their own.
+/// Needs a gateway that serves WIT 0.1.4.
+pub fn kept(key: &str) -> Option<Vec<u8>> {
+    imports::kept(key)
+}
+
+/// Keeps `value` under `key` for `seconds` (at most 86400; 0 removes it), for later
+/// calls to read with [`kept`]. Per plugin: keys of at most 256 bytes, values of at
+/// most 1 MiB, 1024 keys and 8 MiB in all (the values closest to their end make room
+/// for a new one). False when a key or value is over its bound. Needs a gateway that
+/// serves WIT 0.1.4.
+pub fn keep(key: &str, value: &[u8], seconds: u32) -> bool {
+    imports::keep(key, value, seconds)
 }
 
 /// The plugin's `config` table from `weir.toml`, deserialized.

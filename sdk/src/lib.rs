@@ -38,8 +38,9 @@
 //!
 //! Build with `cargo build --release --target wasm32-wasip2` and name the `.wasm` file in
 //! `weir.toml` with `world = "mapper"`. The gateway creates a fresh instance for every
-//! call, so a plugin keeps no state between requests. Read the plugin's `config` table
-//! with [`config`] and log with [`log`].
+//! call, so nothing in its memory survives a request; what later calls should see it
+//! keeps with [`keep`] and reads with [`kept`]. Read the plugin's `config` table with
+//! [`config`] and log with [`log`].
 //!
 //! # Worlds and component types
 //!
@@ -53,7 +54,7 @@
 //! and a cargo workspace of plugins of different worlds builds in one invocation.
 //!
 //! The logic of a plugin can be unit-tested on the host (`cargo test --target
-//! x86_64-unknown-linux-gnu`) as long as it does not call [`config`], [`log`] or [`client_cert`]: outside
+//! x86_64-unknown-linux-gnu`) as long as it does not call [`config`], [`log`], [`client_cert`], [`kept`] or [`keep`]: outside
 //! a wasm32 build those host functions panic.
 
 extern crate self as weir_sdk;
@@ -64,7 +65,7 @@ pub use types::*;
 
 mod host;
 
-pub use host::{ClientCert, cacheable, client_cert, config, config_json, log};
+pub use host::{ClientCert, cacheable, client_cert, config, config_json, keep, kept, log};
 
 pub mod json;
 

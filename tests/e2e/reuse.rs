@@ -1,6 +1,7 @@
 //! Opt-in instance reuse (`reuse = N`): an instance serves at most N calls, state survives
 //! between them, and a trapped instance is never used again. Without `reuse`, every call
-//! gets a fresh instance.
+//! gets a fresh instance. What a plugin keeps with `host.keep` outlives its instances,
+//! not its version.
 
 use weir_tests::artifacts::CALL_COUNTER;
 use weir_tests::{Client, Upstream, Weir};
@@ -29,12 +30,49 @@ request_mapping = "counter"
 
 /// `x-instance-calls` as the upstream saw it, for one request to `/count/{x}`.
 async fn calls(c: &Client, gw: &Weir, x: &str) -> String {
+    seen(c, gw, x, "x-instance-calls").await
+}
+
+/// The header `name` as the upstream saw it, for one request to `/count/{x}`.
+async fn seen(c: &Client, gw: &Weir, x: &str, name: &str) -> String {
     let r = c.get(&gw.url(&format!("/count/{x}"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["headers"]["x-instance-calls"]
+    r.json()["headers"][name]
         .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {name}: {}", r.text()))
         .to_owned()
+}
+
+#[tokio::test]
+async fn kept_values_outlive_fresh_instances_and_go_with_the_version() {
+    let up = Upstream::start().await;
+    let gw = weir(&config(&up, ""));
+    let c = Client::default();
+    for want in 1..=3 {
+        let r = c.get(&gw.url(&format!("/count/{want}"))).await;
+        let headers = &r.json()["headers"];
+        assert_eq!(
+            headers["x-instance-calls"], "1",
+            "a fresh instance per call"
+        );
+        assert_eq!(
+            headers["x-plugin-calls"],
+            want.to_string(),
+            "kept between them"
+        );
+    }
+    assert_eq!(seen(&c, &gw, "n", "x-plugin-calls").await, "4");
+    // A value over the bound is refused, and the call goes on.
+    assert_eq!(seen(&c, &gw, "big", "x-kept-big").await, "false");
+    assert_eq!(seen(&c, &gw, "n", "x-plugin-calls").await, "6");
+
+    // A new version of the plugin (its config changed) starts with nothing kept.
+    gw.edit_config_and_hup(
+        "world = \"mapper\"",
+        "world = \"mapper\"\nconfig = { v = 2 }",
+    );
+    gw.wait_for_logs("config reloaded", 1).await;
+    assert_eq!(seen(&c, &gw, "n", "x-plugin-calls").await, "1");
 }
 
 #[tokio::test]

@@ -7,6 +7,10 @@
 //! `no-cache`), `stale-if-error` (the last good answer when the issuer cannot be
 //! reached), and `no-cache` for a token whose key id is not in the set (the gateway
 //! asks the issuer at most once per 30 s per URL).
+//!
+//! The key set a call fetched is kept with `host.keep` for what is left of its
+//! lifetime (and its discovery document's), so later calls read it with one
+//! `host.kept` instead of two requests through the gateway.
 
 use crate::keys::{Jwk, parse_jwks};
 
@@ -36,11 +40,20 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// `GET url` with a `Cache-Control` request header, through the gateway.
+/// The gateway, as this module uses it: `GET url` with a `Cache-Control` request
+/// header, and values kept between calls.
 pub trait Http {
     /// The answer, or why there is none.
     fn get(&mut self, url: &str, cache_control: &str) -> Result<Answer, String>;
+    /// What an earlier call kept under `key`, unless its time is up.
+    fn kept(&mut self, key: &str) -> Option<Vec<u8>>;
+    /// Keeps `value` under `key` for `seconds`.
+    fn keep(&mut self, key: &str, value: &[u8], seconds: u64);
 }
+
+/// The key under which the key set is kept. The kept values are this plugin
+/// version's, whose config names one issuer: one key serves.
+pub const KEPT_JWKS: &str = "jwks";
 
 /// How long an answer's keys are used: its `max-age` within [5 min, 1 h], else 1 h.
 pub fn lifetime(max_age: Option<u64>) -> u64 {
@@ -51,7 +64,8 @@ pub fn lifetime(max_age: Option<u64>) -> u64 {
 
 /// A document: the kept one unless it outlived its [`lifetime`], then a fresh one (or,
 /// the issuer failing, the kept one again). `refresh` asks the issuer straight away.
-fn document(http: &mut dyn Http, url: &str, refresh: bool) -> Result<Vec<u8>, String> {
+/// With it, the seconds it is still fresh for.
+fn document(http: &mut dyn Http, url: &str, refresh: bool) -> Result<(Vec<u8>, u64), String> {
     let again = format!("no-cache, stale-if-error={STALE_IF_ERROR}");
     let mut answer = if refresh {
         http.get(url, &again)?
@@ -73,7 +87,8 @@ fn document(http: &mut dyn Http, url: &str, refresh: bool) -> Result<Vec<u8>, St
             answer.body.len()
         ));
     }
-    Ok(answer.body)
+    let fresh_for = lifetime(answer.max_age).saturating_sub(answer.age);
+    Ok((answer.body, fresh_for))
 }
 
 /// Where an issuer's keys are.
@@ -96,10 +111,11 @@ impl Remote<'_> {
     }
 
     /// The key set's URL: from the config, or from discovery (whose `issuer` must be
-    /// the configured one, as OpenID Connect Discovery §4.3 requires).
-    fn jwks_uri(&mut self) -> Result<String, String> {
+    /// the configured one, as OpenID Connect Discovery §4.3 requires); with the
+    /// seconds the discovery document is still fresh for.
+    fn jwks_uri(&mut self) -> Result<(String, u64), String> {
         if let Some(uri) = self.jwks_uri {
-            return Ok(uri.to_owned());
+            return Ok((uri.to_owned(), u64::MAX));
         }
         #[derive(serde::Deserialize)]
         struct Discovery {
@@ -107,7 +123,8 @@ impl Remote<'_> {
             jwks_uri: String,
         }
         let url = Self::discovery_url(self.issuer);
-        let doc: Discovery = serde_json::from_slice(&document(self.http, &url, false)?)
+        let (body, fresh_for) = document(self.http, &url, false)?;
+        let doc: Discovery = serde_json::from_slice(&body)
             .map_err(|e| format!("{url} is not an OpenID configuration: {e}"))?;
         if doc.issuer != self.issuer {
             return Err(format!(
@@ -115,23 +132,47 @@ impl Remote<'_> {
                 doc.issuer, self.issuer
             ));
         }
-        Ok(doc.jwks_uri)
+        Ok((doc.jwks_uri, fresh_for))
     }
 
-    /// The issuer's keys; `refresh` asks the issuer for the key set again (still at
-    /// most once per 30 s per URL: more often the gateway answers with what it keeps).
+    /// The issuer's keys: the key set an earlier call kept, or the one the gateway
+    /// answers with (then kept for the rest of its lifetime); `refresh` asks the
+    /// issuer for it again (still at most once per 30 s per URL: more often the gateway
+    /// answers with what it keeps).
     pub fn keys(&mut self, refresh: bool) -> Result<Vec<Jwk>, String> {
-        let uri = self.jwks_uri()?;
-        let body = document(self.http, &uri, refresh)?;
-        parse_jwks(&body).map_err(|e| format!("{uri}: {e}"))
+        if !refresh
+            && let Some(keys) = self
+                .http
+                .kept(KEPT_JWKS)
+                .and_then(|body| parse_jwks(&body).ok())
+        {
+            return Ok(keys);
+        }
+        let (uri, discovery_fresh_for) = self.jwks_uri()?;
+        let (body, fresh_for) = document(self.http, &uri, refresh)?;
+        let keys = parse_jwks(&body).map_err(|e| format!("{uri}: {e}"))?;
+        let fresh_for = fresh_for.min(discovery_fresh_for);
+        if fresh_for > 0 {
+            self.http.keep(KEPT_JWKS, &body, fresh_for);
+        }
+        Ok(keys)
     }
 }
 
-/// [`Http`] through `wasi:http/outgoing-handler`: the gateway lets the request out
-/// only to origins in the plugin's `allow_outbound`.
+/// [`Http`] through `wasi:http/outgoing-handler` (the gateway lets the request out
+/// only to origins in the plugin's `allow_outbound`) and `host.kept`/`host.keep`.
 pub struct WasiHttp;
 
 impl Http for WasiHttp {
+    fn kept(&mut self, key: &str) -> Option<Vec<u8>> {
+        weir_sdk::kept(key)
+    }
+
+    fn keep(&mut self, key: &str, value: &[u8], seconds: u64) {
+        // A set over the gateway's bound is not kept: later calls fetch it again.
+        weir_sdk::keep(key, value, u32::try_from(seconds).unwrap_or(u32::MAX));
+    }
+
     fn get(&mut self, url: &str, cache_control: &str) -> Result<Answer, String> {
         use wasip2::http::outgoing_handler;
         use wasip2::http::types::{

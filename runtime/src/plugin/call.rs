@@ -16,6 +16,7 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 
 use super::counts::{CallCounts, CallMetrics, Outcome};
 use super::engine::{ALIVE, Epoch, InCall, VERSIONS_ALIVE};
+use super::kept::Kept;
 use super::outbound::{Allowed, Hooks, Sender};
 use super::output::{self, GuestOutput};
 use super::reuse::{Idle, Warm};
@@ -202,6 +203,8 @@ pub(super) struct Loaded<W: WorldKind> {
     pub(super) allowed: Allowed,
     /// The handles of this plugin's call metrics, made at its first call.
     metrics: OnceLock<CallMetrics>,
+    /// What its calls keep for later ones (`host.keep`).
+    kept: Arc<Kept>,
     _world: PhantomData<W>,
 }
 
@@ -292,6 +295,7 @@ impl<W: WorldKind> Plugin<W> {
                 counts,
                 idle: Idle::default(),
                 metrics: OnceLock::new(),
+                kept: Arc::default(),
                 _world: PhantomData,
             }),
             engine,
@@ -345,11 +349,18 @@ impl<W: WorldKind> Plugin<W> {
             Some(warm) => (warm.store, Some(warm.guest), warm.calls),
             None => {
                 let inner = &self.inner;
+                // A smoke test keeps nothing for the calls that follow it.
+                let kept = if quiet {
+                    Arc::default()
+                } else {
+                    inner.kept.clone()
+                };
                 let store = State::store(
                     &self.engine,
                     &inner.name,
                     &inner.config_json,
                     &inner.limits,
+                    kept,
                     quiet,
                 );
                 (store, None, 0)

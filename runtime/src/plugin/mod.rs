@@ -25,6 +25,7 @@ mod counts;
 mod engine;
 mod http;
 pub(crate) mod json;
+mod kept;
 pub mod outbound;
 mod output;
 mod reuse;

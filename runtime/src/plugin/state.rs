@@ -1,6 +1,7 @@
 //! One instance's host state: its WASI context (no capabilities; stdout and stderr
 //! into a bounded pipe), its memory cap, and the host functions the WIT package gives
-//! every world (`host.log`, `host.config`; `json` lives in [`super::json`]).
+//! every world (`host.log`, `host.config`, ...; `json` lives in [`super::json`], the
+//! values `host.keep` keeps in [`super::kept`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::Limits;
 use super::bindings;
+use super::kept::Kept;
 use super::outbound::Hooks;
 use super::output::GuestOutput;
 use crate::client_cert::ClientCert;
@@ -49,6 +51,8 @@ pub struct State {
     pub(super) cache_for: Option<u32>,
     /// The certificate of the client of this call's request (`host.client-cert`).
     pub(super) client_cert: Option<Arc<ClientCert>>,
+    /// The plugin version's kept values (`host.kept`, `host.keep`).
+    kept: Arc<Kept>,
     /// `wasi:http` (function components): the context, and what may go out.
     http: WasiHttpCtx,
     pub(super) hooks: Hooks,
@@ -65,6 +69,7 @@ impl State {
         name: &Arc<str>,
         config_json: &Arc<str>,
         limits: &Limits,
+        kept: Arc<Kept>,
         quiet: bool,
     ) -> Store<State> {
         // A reused instance keeps its pipe: give it room for one more call's worth of
@@ -102,6 +107,7 @@ impl State {
                 log_cut: false,
                 cache_for: None,
                 client_cert: None,
+                kept,
                 http: WasiHttpCtx::new(),
                 hooks: Hooks::default(),
                 transcript: GuestOutput::default(),
@@ -278,6 +284,15 @@ impl bindings::mapper::weir::plugin::host::Host for State {
                 not_before: c.not_before.clone(),
                 not_after: c.not_after.clone(),
             })
+    }
+
+    fn kept(&mut self, key: String) -> Option<Vec<u8>> {
+        self.kept.get(&key, std::time::Instant::now())
+    }
+
+    fn keep(&mut self, key: String, value: Vec<u8>, seconds: u32) -> bool {
+        self.kept
+            .put(key, value, seconds, std::time::Instant::now())
     }
 }
 

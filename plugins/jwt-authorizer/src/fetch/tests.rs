@@ -2,11 +2,13 @@ use std::collections::HashMap;
 
 use super::*;
 
-/// The issuer's answers by URL, in turn (the last one repeats), and what was asked.
+/// The issuer's answers by URL, in turn (the last one repeats), and what was asked;
+/// and the values kept, with their seconds.
 #[derive(Default)]
 struct Issuer {
     answers: HashMap<String, Vec<Result<Answer, String>>>,
     asked: Vec<(String, String)>,
+    kept: HashMap<String, (Vec<u8>, u64)>,
 }
 
 impl Issuer {
@@ -25,6 +27,14 @@ impl Http for Issuer {
         } else {
             list[0].clone()
         }
+    }
+
+    fn kept(&mut self, key: &str) -> Option<Vec<u8>> {
+        self.kept.get(key).map(|(v, _)| v.clone())
+    }
+
+    fn keep(&mut self, key: &str, value: &[u8], seconds: u64) {
+        self.kept.insert(key.into(), (value.to_vec(), seconds));
     }
 }
 
@@ -162,4 +172,71 @@ fn refresh_asks_again_and_failures_are_errors() {
         .keys(false)
         .is_ok()
     );
+}
+
+#[test]
+fn the_key_set_is_kept_for_what_is_left_of_its_lifetime_and_discoverys() {
+    let jwks = "https://keys.example/jwks";
+    // The key set is fresh for 900 - 100 s; discovery for 3600 - 3000 = 600 s.
+    let mut issuer = Issuer::default()
+        .answers(DISCOVERY, vec![ok(DOC, None, 3000)])
+        .answers(jwks, vec![ok(JWKS, Some(900), 100)]);
+    let mut remote = Remote {
+        issuer: "https://idp.example",
+        jwks_uri: None,
+        http: &mut issuer,
+    };
+    remote.keys(false).unwrap();
+    // Later calls read the kept set: no requests.
+    let keys = remote.keys(false).unwrap();
+    assert_eq!(keys[0].kid.as_deref(), Some("k1"));
+    assert_eq!(issuer.asked.len(), 2);
+    assert_eq!(
+        issuer.kept[KEPT_JWKS],
+        (JWKS.as_bytes().to_vec(), 600),
+        "the shorter of the two lifetimes left"
+    );
+
+    // A refresh asks the gateway, whatever is kept, and keeps what it answers.
+    let other = r#"{"keys":[{"kty":"RSA","kid":"k2","n":"AQAB","e":"AQAB"}]}"#;
+    issuer
+        .answers
+        .insert(jwks.into(), vec![ok(other, Some(900), 0)]);
+    issuer.asked.clear();
+    let keys = Remote {
+        issuer: "x",
+        jwks_uri: Some(jwks),
+        http: &mut issuer,
+    }
+    .keys(true)
+    .unwrap();
+    assert_eq!(keys[0].kid.as_deref(), Some("k2"));
+    assert_eq!(issuer.asked, [(jwks.to_owned(), AGAIN.to_owned())]);
+    assert_eq!(issuer.kept[KEPT_JWKS], (other.as_bytes().to_vec(), 900));
+
+    // A stale answer (the issuer down, the gateway's last good one) is used, not kept.
+    let mut issuer = Issuer::default().answers(jwks, vec![ok(JWKS, None, 4000)]);
+    Remote {
+        issuer: "x",
+        jwks_uri: Some(jwks),
+        http: &mut issuer,
+    }
+    .keys(false)
+    .unwrap();
+    assert!(issuer.kept.is_empty());
+    // What is kept but unreadable is fetched again.
+    issuer
+        .kept
+        .insert(KEPT_JWKS.into(), (b"not json".to_vec(), 60));
+    issuer.answers.insert(jwks.into(), vec![ok(JWKS, None, 0)]);
+    issuer.asked.clear();
+    Remote {
+        issuer: "x",
+        jwks_uri: Some(jwks),
+        http: &mut issuer,
+    }
+    .keys(false)
+    .unwrap();
+    assert_eq!(issuer.asked.len(), 1);
+    assert_eq!(issuer.kept[KEPT_JWKS], (JWKS.as_bytes().to_vec(), 3600));
 }
