@@ -75,6 +75,7 @@ const SDK: &[(&str, &str)] = &[
     ("types.rs", include_str!("../../sdk/src/types.rs")),
     ("host.rs", include_str!("../../sdk/src/host.rs")),
     ("json.rs", include_str!("../../sdk/src/json.rs")),
+    ("http.rs", include_str!("../../sdk/src/http.rs")),
     ("mapper.rs", include_str!("../../sdk/src/mapper.rs")),
     ("authorizer.rs", include_str!("../../sdk/src/authorizer.rs")),
     ("cors.rs", include_str!("../../sdk/src/cors.rs")),
@@ -402,6 +403,7 @@ fn sdk_manifest() -> String {
         .replace("{{serde}}", &workspace_dep("serde"))
         .replace("{{serde_json}}", &workspace_dep("serde_json"))
         .replace("{{wit_bindgen}}", &workspace_dep("wit-bindgen"))
+        .replace("{{wasip2}}", &workspace_dep("wasip2"))
 }
 
 /// A `NAME=VALUE` pin of a shell script.

@@ -67,6 +67,7 @@ mod host;
 
 pub use host::{ClientCert, cacheable, client_cert, config, config_json, keep, kept, log};
 
+pub mod http;
 pub mod json;
 
 pub mod authorizer;

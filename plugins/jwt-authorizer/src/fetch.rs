@@ -159,8 +159,8 @@ impl Remote<'_> {
     }
 }
 
-/// [`Http`] through `wasi:http/outgoing-handler` (the gateway lets the request out
-/// only to origins in the plugin's `allow_outbound`) and `host.kept`/`host.keep`.
+/// [`Http`] through the gateway: `weir_sdk::http` (out only to origins in the plugin's
+/// `allow_outbound`) and `host.kept`/`host.keep`.
 pub struct WasiHttp;
 
 impl Http for WasiHttp {
@@ -174,52 +174,27 @@ impl Http for WasiHttp {
     }
 
     fn get(&mut self, url: &str, cache_control: &str) -> Result<Answer, String> {
-        use wasip2::http::outgoing_handler;
-        use wasip2::http::types::{
-            Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-        };
-
-        let (scheme, rest) = match url.split_once("://") {
-            Some(("https", rest)) => (Scheme::Https, rest),
-            Some(("http", rest)) => (Scheme::Http, rest),
-            _ => return Err(format!("{url} is not an http(s) URL")),
-        };
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let headers = Fields::from_list(&[
-            ("accept".into(), b"application/json".to_vec()),
-            ("cache-control".into(), cache_control.as_bytes().to_vec()),
-        ])
-        .map_err(|e| format!("{e:?}"))?;
-        let req = OutgoingRequest::new(headers);
-        let _ = req.set_method(&Method::Get);
-        let _ = req.set_scheme(Some(&scheme));
-        req.set_authority(Some(authority))
-            .map_err(|()| format!("{url}: bad authority"))?;
-        req.set_path_with_query(Some(if path.is_empty() { "/" } else { path }))
-            .map_err(|()| format!("{url}: bad path"))?;
-        let options = RequestOptions::new();
-        let timeout = TIMEOUT_MS * 1_000_000;
-        let _ = options.set_connect_timeout(Some(timeout));
-        let _ = options.set_first_byte_timeout(Some(timeout));
-        let _ = options.set_between_bytes_timeout(Some(timeout));
-        let outgoing = req.body().map_err(|()| "no request body")?;
-        let future =
-            outgoing_handler::handle(req, Some(options)).map_err(|e| format!("{url}: {e:?}"))?;
-        OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
-        future.subscribe().block();
-        let resp = future
-            .get()
-            .ok_or("no answer")?
-            .map_err(|()| "answer taken twice")?
-            .map_err(|e| format!("{url}: {e:?}"))?;
-        let header = |name: &str| -> Vec<String> {
-            resp.headers()
-                .get(name)
+        let answer = weir_sdk::http::Request::get(url)
+            .header("accept", "application/json")
+            .header("cache-control", cache_control)
+            .timeout(std::time::Duration::from_millis(TIMEOUT_MS))
+            .max_body(MAX_DOCUMENT)
+            .send()
+            .map_err(|e| match e {
+                weir_sdk::http::Error::TooLarge(_) => {
+                    format!("{url}: over the {MAX_DOCUMENT} allowed")
+                }
+                e => e.to_string(),
+            })?;
+        let values = |name: &str| -> Vec<String> {
+            answer
+                .headers
                 .iter()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
                 .collect()
         };
-        let max_age = header("cache-control")
+        let max_age = values("cache-control")
             .iter()
             .flat_map(|v| v.split(','))
             .filter_map(|d| {
@@ -229,25 +204,15 @@ impl Http for WasiHttp {
                     .map(str::to_owned)
             })
             .find_map(|v| v.trim_matches('"').parse().ok());
-        let age = header("age")
+        let age = values("age")
             .first()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        let status = resp.status();
-        let incoming = resp.consume().map_err(|()| "no answer body")?;
-        let stream = incoming.stream().map_err(|()| "no answer stream")?;
-        let mut body = Vec::new();
-        while let Ok(chunk) = stream.blocking_read(64 * 1024) {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT {
-                break;
-            }
-        }
         Ok(Answer {
-            status,
+            status: answer.status,
             max_age,
             age,
-            body,
+            body: answer.body,
         })
     }
 }

@@ -21,8 +21,6 @@
 
 use base64::Engine;
 use serde::Deserialize;
-use wasip2::http::outgoing_handler;
-use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
 use weir_sdk::{AuthorizationRequest, Authorizer, Context, Decision};
 
 /// The plugin's config.
@@ -121,65 +119,28 @@ fn form_encode(value: &str) -> String {
 
 /// POSTs the token to the endpoint and reads its answer.
 fn introspect(config: &Config, token: &str) -> Result<Introspection, String> {
-    let (scheme, rest) = match config.endpoint.split_once("://") {
-        Some(("https", rest)) => (Scheme::Https, rest),
-        Some(("http", rest)) => (Scheme::Http, rest),
-        _ => return Err("not an http(s) URL".into()),
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let credentials = format!(
         "{}:{}",
         form_encode(&config.client_id),
         form_encode(&config.client_secret)
     );
     let basic = base64::engine::general_purpose::STANDARD.encode(credentials);
-    let body = format!("token={}&token_type_hint=access_token", form_encode(token));
-    let headers = Fields::from_list(&[
-        (
-            "content-type".into(),
-            b"application/x-www-form-urlencoded".to_vec(),
-        ),
-        ("accept".into(), b"application/json".to_vec()),
-        (
-            "authorization".into(),
-            format!("Basic {basic}").into_bytes(),
-        ),
-    ])
-    .map_err(|e| format!("{e:?}"))?;
-    let req = OutgoingRequest::new(headers);
-    let _ = req.set_method(&Method::Post);
-    let _ = req.set_scheme(Some(&scheme));
-    let _ = req.set_authority(Some(authority));
-    let _ = req.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
-    let outgoing = req.body().map_err(|()| "no request body")?;
-    {
-        let stream = outgoing.write().map_err(|()| "no request stream")?;
-        stream
-            .blocking_write_and_flush(body.as_bytes())
-            .map_err(|e| format!("{e:?}"))?;
+    let answer = weir_sdk::http::Request::post(&config.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .header("authorization", format!("Basic {basic}"))
+        .body(format!(
+            "token={}&token_type_hint=access_token",
+            form_encode(token)
+        ))
+        .max_body(1 << 20)
+        .send()
+        .map_err(|e| e.to_string())?;
+    if answer.status != 200 {
+        return Err(format!("answered {}", answer.status));
     }
-    let future = outgoing_handler::handle(req, None).map_err(|e| format!("{e:?}"))?;
-    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
-    future.subscribe().block();
-    let resp = future
-        .get()
-        .ok_or("no answer")?
-        .map_err(|()| "answer taken twice")?
-        .map_err(|e| format!("{e:?}"))?;
-    let status = resp.status();
-    let incoming = resp.consume().map_err(|()| "no answer body")?;
-    let stream = incoming.stream().map_err(|()| "no answer stream")?;
-    let mut data = Vec::new();
-    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
-        data.extend_from_slice(&chunk);
-        if data.len() > 1 << 20 {
-            return Err("answer over 1 MiB".into());
-        }
-    }
-    if status != 200 {
-        return Err(format!("answered {status}"));
-    }
-    serde_json::from_slice(&data).map_err(|e| format!("answer is not introspection JSON: {e}"))
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| format!("answer is not introspection JSON: {e}"))
 }
 
 #[cfg(test)]
