@@ -174,6 +174,16 @@ fn refresh_asks_again_and_failures_are_errors() {
     );
 }
 
+/// The keys of an issuer whose config names its `jwks_uri`.
+fn keys_at(issuer: &mut Issuer, jwks_uri: &str, refresh: bool) -> Result<Vec<Jwk>, String> {
+    Remote {
+        issuer: "x",
+        jwks_uri: Some(jwks_uri),
+        http: issuer,
+    }
+    .keys(refresh)
+}
+
 #[test]
 fn the_key_set_is_kept_for_what_is_left_of_its_lifetime_and_discoverys() {
     let jwks = "https://keys.example/jwks";
@@ -203,26 +213,14 @@ fn the_key_set_is_kept_for_what_is_left_of_its_lifetime_and_discoverys() {
         .answers
         .insert(jwks.into(), vec![ok(other, Some(900), 0)]);
     issuer.asked.clear();
-    let keys = Remote {
-        issuer: "x",
-        jwks_uri: Some(jwks),
-        http: &mut issuer,
-    }
-    .keys(true)
-    .unwrap();
+    let keys = keys_at(&mut issuer, jwks, true).unwrap();
     assert_eq!(keys[0].kid.as_deref(), Some("k2"));
     assert_eq!(issuer.asked, [(jwks.to_owned(), AGAIN.to_owned())]);
     assert_eq!(issuer.kept[KEPT_JWKS], (other.as_bytes().to_vec(), 900));
 
     // A stale answer (the issuer down, the gateway's last good one) is used, not kept.
     let mut issuer = Issuer::default().answers(jwks, vec![ok(JWKS, None, 4000)]);
-    Remote {
-        issuer: "x",
-        jwks_uri: Some(jwks),
-        http: &mut issuer,
-    }
-    .keys(false)
-    .unwrap();
+    keys_at(&mut issuer, jwks, false).unwrap();
     assert!(issuer.kept.is_empty());
     // What is kept but unreadable is fetched again.
     issuer
@@ -230,13 +228,7 @@ fn the_key_set_is_kept_for_what_is_left_of_its_lifetime_and_discoverys() {
         .insert(KEPT_JWKS.into(), (b"not json".to_vec(), 60));
     issuer.answers.insert(jwks.into(), vec![ok(JWKS, None, 0)]);
     issuer.asked.clear();
-    Remote {
-        issuer: "x",
-        jwks_uri: Some(jwks),
-        http: &mut issuer,
-    }
-    .keys(false)
-    .unwrap();
+    keys_at(&mut issuer, jwks, false).unwrap();
     assert_eq!(issuer.asked.len(), 1);
     assert_eq!(issuer.kept[KEPT_JWKS], (JWKS.as_bytes().to_vec(), 3600));
 }
