@@ -37,7 +37,9 @@ pub struct State {
     config_json: Arc<str>,
     /// A smoke test: the guest's log lines are dropped.
     pub(super) quiet: bool,
-    wasi: WasiCtx,
+    /// Made when the guest first calls WASI: most calls of most plugins never do, and
+    /// making it is a tenth of a fresh call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(super) memory: MemoryCap,
     /// The guest's stdout and stderr, and how much of it has been logged already.
@@ -81,19 +83,13 @@ impl State {
             GUEST_OUTPUT_CAP
         };
         let output = MemoryOutputPipe::new(capacity);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
         let mut store = Store::new(
             engine,
             State {
                 name: name.clone(),
                 config_json: config_json.clone(),
                 quiet,
-                wasi,
+                wasi: None,
                 table: ResourceTable::new(),
                 memory: MemoryCap {
                     limit: limits.max_memory,
@@ -202,8 +198,17 @@ impl ResourceLimiter for MemoryCap {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let output = &self.output;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .stdout(output.clone())
+                .stderr(output.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }

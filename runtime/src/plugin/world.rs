@@ -80,7 +80,7 @@ macro_rules! world_kind {
             pre: &'a Self::Pre,
             store: &'a mut Store<State>,
         ) -> impl Future<Output = wasmtime::Result<Self::Guest>> + Send + 'a {
-            pre.instantiate_async(store)
+            pre.instantiate_checked_at_load(store)
         }
     };
 }
