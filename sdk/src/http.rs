@@ -72,12 +72,17 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The first value of the header `name` (lower-case), as text.
-    pub fn header(&self, name: &str) -> Option<String> {
+    /// Every value of the header `name` (lower-case), in order, as text.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = String> + 'a {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .filter(move |(n, _)| n == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// The first value of the header `name` (lower-case), as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.values(name).next()
     }
 }
 
@@ -184,6 +189,9 @@ impl Request {
             options
         });
         let outgoing = req.body().map_err(|()| failed(&"no request body"))?;
+        // Sent before its body is written, so a body larger than the gateway buffers
+        // flows out as it is written instead of waiting for room that never comes.
+        let future = outgoing_handler::handle(req, options).map_err(|e| failed(&e))?;
         if !self.body.is_empty() {
             let stream = outgoing
                 .write()
@@ -195,7 +203,6 @@ impl Request {
                     .map_err(|e| failed(&e))?;
             }
         }
-        let future = outgoing_handler::handle(req, options).map_err(|e| failed(&e))?;
         OutgoingBody::finish(outgoing, None).map_err(|e| failed(&e))?;
         future.subscribe().block();
         let resp = future
@@ -271,6 +278,7 @@ mod tests {
             body: Vec::new(),
         };
         assert_eq!(answer.header("age").as_deref(), Some("12"));
+        assert_eq!(answer.values("age").collect::<Vec<_>>(), ["12", "13"]);
         assert_eq!(answer.header("etag"), None);
         assert_eq!(
             Error::TooLarge(10).to_string(),

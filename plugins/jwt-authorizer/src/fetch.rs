@@ -186,26 +186,16 @@ impl Http for WasiHttp {
                 }
                 e => e.to_string(),
             })?;
-        let values = |name: &str| -> Vec<String> {
-            answer
-                .headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                .collect()
-        };
-        let max_age = values("cache-control")
-            .iter()
-            .flat_map(|v| v.split(','))
-            .filter_map(|d| {
-                d.trim()
-                    .to_ascii_lowercase()
-                    .strip_prefix("max-age=")
-                    .map(str::to_owned)
+        let max_age = answer
+            .values("cache-control")
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|d| d.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
             })
-            .find_map(|v| v.trim_matches('"').parse().ok());
-        let age = values("age")
-            .first()
+            .find_map(|d| d.strip_prefix("max-age=")?.trim_matches('"').parse().ok());
+        let age = answer
+            .header("age")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         Ok(Answer {
