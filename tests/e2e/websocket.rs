@@ -497,7 +497,18 @@ integration = { type = "mock" }
     assert_eq!((b_open, b_refused), (2, 2));
     let http = Client::default();
     assert_eq!(http.get(&gw.url("/http")).await.status, 429);
-    let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+    // A connection counts as open once its upgraded task runs, which can be just after
+    // the client has its 101: read the metrics until it is counted (or 5 s pass).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = http.get(&gw.admin_url("/metrics")).await.text();
+        if metrics.contains("weir_websocket_connections_open 5")
+            || std::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert!(
         metrics.contains(r#"weir_throttled_total{level="websocket connect"} 3"#),
         "{metrics}"
