@@ -319,7 +319,13 @@ backend be
             headers.append("x-jwt: " + rs256_token())
         results = {name: [] for name in targets}
         for rnd in range(args.rounds):
-            for name, port in targets.items():
+            # Every other round runs the targets in reverse order: a target's place in
+            # the round moves its figures (two copies of one build, always run one
+            # after the other, differ by 4-5%), so each gets both places.
+            order = list(targets.items())
+            if rnd % 2:
+                order.reverse()
+            for name, port in order:
                 before = cpu_seconds(pids[name]) if name in pids else None
                 r = wrk(port, args.duration, headers)
                 # CPU time of the target's processes per request served, in µs.

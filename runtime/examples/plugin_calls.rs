@@ -7,7 +7,8 @@
 //!
 //! `REUSE` is the plugin's `reuse` setting (0, the default: a fresh instance per call).
 //! `PLUGIN_CALLS_COMPONENT=path.wasm` loads that component instead of the one built for
-//! this test run (to compare hosts on the very same guest bytes).
+//! this test run (to compare hosts on the very same guest bytes);
+//! `PLUGIN_CALLS_CONFIG='{...}'` gives it that config (JSON) instead of the bench's.
 //! The compile and load happen before the first call, and the calls run in one async
 //! block of `main`: a profiler can count only them by collecting inside that block, e.g.
 //! `valgrind --tool=callgrind --toggle-collect='plugin_calls::main::{*'` (the difference
@@ -83,6 +84,7 @@ fn main() {
         _ => usage(),
     };
     let path = std::env::var("PLUGIN_CALLS_COMPONENT").unwrap_or_else(|_| path.to_owned());
+    let config = std::env::var("PLUGIN_CALLS_CONFIG").unwrap_or(config);
     let bytes = weir::plugin::read_component(Path::new(&path), 64 << 20).unwrap();
     let plugin = host.compile(which, &path, &bytes, world).unwrap().plugin(
         which,

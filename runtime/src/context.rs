@@ -64,6 +64,9 @@ pub struct IntegrationOutcome {
 pub struct RequestContext {
     /// `$context.requestId`.
     pub request_id: String,
+    /// The same as a header value (made once for the upstream's and the client's
+    /// `x-request-id`); `None` if the id is not one.
+    pub request_id_value: Option<http::HeaderValue>,
     /// When it arrived (`requestTime`).
     pub received: SystemTime,
     /// When it arrived, for latencies.
@@ -102,6 +105,7 @@ impl RequestContext {
     /// A request that arrived now from `peer`, continuing `trace`.
     pub fn new(request_id: String, stage: Arc<str>, peer: Peer, trace: TraceContext) -> Self {
         Self {
+            request_id_value: http::HeaderValue::from_str(&request_id).ok(),
             request_id,
             received: SystemTime::now(),
             started: Instant::now(),

@@ -119,8 +119,8 @@ where
     {
         cors::decorate(policy, &gw.cors_cache, &head, &mut resp).await;
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    if let Some(v) = &ctx.request_id_value {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
     if let Some(q) = ctx.quota {
         let h = resp.headers_mut();

@@ -340,8 +340,8 @@ fn forwarded_headers(headers: &mut HeaderMap, ctx: &RequestContext, host: Option
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        headers.insert(X_REQUEST_ID.clone(), v);
+    if let Some(v) = &ctx.request_id_value {
+        headers.insert(X_REQUEST_ID.clone(), v.clone());
     }
 }
 
@@ -359,25 +359,33 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including any named by `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Usually there are none: one pass over the names instead of nine removals.
+    // Usually there are none, or only `Connection` (an upstream's `keep-alive`): one
+    // pass over the names, then a removal of only those present, without parsing a
+    // name that is not there.
     let proxy_connection = HeaderName::from_static("proxy-connection");
-    if !headers
-        .keys()
-        .any(|n| HOP_BY_HOP.contains(n) || *n == proxy_connection)
-    {
+    let hop = |n: &HeaderName| HOP_BY_HOP.contains(n) || *n == proxy_connection;
+    if !headers.keys().any(hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let mut gone: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+    for token in headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .map(str::trim)
+    {
+        // `contains_key` on a `&str` parses the name on the stack.
+        if headers.contains_key(token)
+            && let Ok(name) = HeaderName::try_from(token)
+            && !gone.contains(&name)
+        {
+            gone.push(name);
+        }
+    }
+    for name in gone {
         headers.remove(name);
     }
-    headers.remove(HeaderName::from_static("proxy-connection"));
 }
 
 #[cfg(test)]
@@ -395,5 +403,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn strips_only_what_connection_names_and_is_there() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Keep-Alive, X-Gone , x-absent, bad name".parse().unwrap());
+        h.insert("x-gone", "1".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-kept"]);
+
+        // An upstream's usual `Connection: keep-alive` takes only itself.
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive".parse().unwrap());
+        h.insert(header::CONTENT_LENGTH, "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::CONTENT_LENGTH));
     }
 }
