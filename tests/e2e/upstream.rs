@@ -234,3 +234,83 @@ fn unusable_upstream_tls_files_stop_the_start() {
         crate::refused_at_start(&dir, &settings, want);
     }
 }
+
+/// A worker keeps its connections to a plain-HTTP upstream: requests one after the other
+/// share one, whatever their method or status; an upstream named by host name is
+/// reached too; and a connection whose answer was not read to its end (here, one over
+/// `max_response_body`) is not given to the next request.
+#[tokio::test]
+async fn plain_http_upstream_connections_are_kept_and_given_back_only_when_read_whole() {
+    let up = Upstream::start().await;
+    let gw = weir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+[limits]
+max_response_body = "2KiB"
+[[routes]]
+key = "ANY /ip/{{proxy+}}"
+integration = {{ type = "http", url = "http://{addr}/{{proxy+}}" }}
+[[routes]]
+key = "ANY /name/{{proxy+}}"
+integration = {{ type = "http", url = "http://localhost:{port}/{{proxy+}}" }}
+"#,
+        addr = up.addr,
+        port = up.addr.port(),
+    ));
+    let c = Client::default();
+    let exchanges = [
+        ("GET", "/ip/a?x=1", 200),
+        ("POST", "/ip/b", 200),
+        ("HEAD", "/ip/c", 200),
+        ("GET", "/ip/status/404", 404),
+        ("DELETE", "/ip/status/503", 503),
+        ("PUT", "/ip/d", 200),
+    ];
+    for round in 0..3 {
+        for (method, path, status) in exchanges {
+            let body = if method == "POST" || method == "PUT" {
+                Bytes::from_static(b"{\"n\":1}")
+            } else {
+                Bytes::new()
+            };
+            let r = c.send(method, &gw.url(path), &[], body).await;
+            assert_eq!(r.status, status, "{method} {path} (round {round})");
+            if method != "HEAD" {
+                assert_eq!(r.header("server"), Some("test-upstream"));
+            }
+        }
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "one worker, one client: one connection"
+    );
+    let seen = up.seen();
+    assert_eq!(seen.len(), 18);
+    assert_eq!(seen[0].uri, "/a?x=1", "the request line is in origin form");
+
+    // By host name: another authority, so another connection, kept as well.
+    for _ in 0..3 {
+        let r = c.get(&gw.url("/name/by-name")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["path"], "/by-name");
+    }
+    assert_eq!(up.connections(), 2);
+
+    // An answer over max_response_body is 502; its connection is not reused.
+    let big = Bytes::from(vec![b'x'; 4096]);
+    let r = c.send("POST", &gw.url("/ip/big"), &[], big).await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let r = c.get(&gw.url("/ip/after")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        up.connections(),
+        3,
+        "the unread answer's connection was not reused"
+    );
+    let r = c.get(&gw.url("/ip/again")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.connections(), 3);
+}

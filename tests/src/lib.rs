@@ -439,6 +439,7 @@ pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether it speaks HTTPS.
     tls: bool,
 }
@@ -575,11 +576,14 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
         let is_tls = tls.is_some();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let record = record.clone();
                 let tls = tls.clone();
                 let svc = service_fn(move |req| {
@@ -592,6 +596,7 @@ impl Upstream {
         Upstream {
             addr,
             seen,
+            accepted,
             tls: is_tls,
         }
     }
@@ -605,6 +610,11 @@ impl Upstream {
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod bounded;
 pub mod function;
+pub mod h1;
 pub mod health;
 pub mod lambda;
 pub mod pool;
@@ -287,12 +288,18 @@ async fn http(
     let method = req.method.clone();
     let up = http_request(target, exchange, req, ctx)?;
     let deadline = tokio::time::Instant::now() + exchange.timeout;
-    let resp = upstream.send(up, exchange.timeout).await?;
+    let (resp, lease) = upstream
+        .send_buffered(up, target.authority(), deadline, exchange.timeout)
+        .await?;
     let (mut parts, body) = resp.into_parts();
     upstream::response_headers(&mut parts.headers, &method);
     let body =
         upstream::read_upstream_body(body, exchange.max_response_body, deadline, exchange.timeout)
             .await?;
+    // Read to its end: the connection may carry the next request.
+    if let Some(lease) = lease {
+        lease.release();
+    }
     Ok(Response::from_parts(parts, body))
 }
 
@@ -408,7 +415,10 @@ mod tests {
     #[test]
     fn strips_only_what_connection_names_and_is_there() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, "Keep-Alive, X-Gone , x-absent, bad name".parse().unwrap());
+        h.insert(
+            header::CONNECTION,
+            "Keep-Alive, X-Gone , x-absent, bad name".parse().unwrap(),
+        );
         h.insert("x-gone", "1".parse().unwrap());
         h.insert("proxy-connection", "keep-alive".parse().unwrap());
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());

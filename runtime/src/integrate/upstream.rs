@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::h1::{self, H1Connections, Lease};
 use super::strip_hop_by_hop;
 use super::upload::Upload;
 use crate::error::GatewayError;
@@ -23,6 +24,9 @@ use crate::pool::link::OutBody;
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, OutBody>,
+    /// This worker's own keep-alive connections to plain-HTTP upstreams, for answers
+    /// read whole ([`Upstream::send_buffered`]).
+    h1: H1Connections,
 }
 
 impl Upstream {
@@ -45,7 +49,15 @@ impl Upstream {
             // One send() per request instead of a writev: measurably cheaper on loopback.
             .http1_writev(false)
             .build(connector);
-        Self { client }
+        Self {
+            client,
+            h1: H1Connections::default(),
+        }
+    }
+
+    /// Idle connections this worker keeps to plain-HTTP upstreams.
+    pub fn idle_h1_connections(&self) -> usize {
+        self.h1.idle()
     }
 }
 
@@ -189,6 +201,45 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// [`Upstream::send`] for an answer that will be read whole by `deadline` (`timeout`
+    /// from now): to a plain-HTTP upstream (`key` is its authority) the request goes
+    /// over this worker's own keep-alive connections ([`super::h1`]), and the
+    /// [`Lease`] gives the connection back once the answer's body has been read to its
+    /// end. An idempotent request is sent again as `send` does.
+    pub async fn send_buffered(
+        &self,
+        mut req: http::Request<Full<Bytes>>,
+        key: &http::HeaderValue,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Option<Lease>), GatewayError> {
+        if req.uri().scheme() != Some(&http::uri::Scheme::HTTP) {
+            return self.send(req, timeout).await.map(|resp| (resp, None));
+        }
+        let mut resends = 0;
+        loop {
+            let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
+            let failure = match tokio::time::timeout_at(deadline, self.h1.send(req, key)).await {
+                Ok(Ok((resp, lease))) => return check_framing(resp).map(|r| (r, Some(lease))),
+                Ok(Err(failure)) => failure,
+                Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
+            };
+            match (failure, again) {
+                (h1::Failure::Exchange { lost: true, .. }, Some(again)) => {
+                    metrics::counter!("weir_upstream_retries_total").increment(1);
+                    resends += 1;
+                    req = again;
+                }
+                (h1::Failure::Exchange { error, .. }, _) => {
+                    return Err(GatewayError::BadGateway(error_chain(&error)));
+                }
+                (h1::Failure::Connect(why), _) => return Err(GatewayError::BadGateway(why)),
+            }
+        }
+    }
+}
+
 /// Why [`Upstream::send_or_fail`] has no answer to pass on.
 enum SendFailure {
     /// None within the timeout.
@@ -296,10 +347,15 @@ fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
 /// Whether the connection was closed or reset after the request went out and before
 /// any of the response: not a refused connection, a bad answer or a broken body.
 pub(super) fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    if e.is_connect() {
-        return false;
-    }
-    let mut source = std::error::Error::source(e);
+    !e.is_connect() && lost_in(std::error::Error::source(e))
+}
+
+/// [`closed_before_answer`] for an exchange on one of [`super::h1`]'s connections.
+pub(super) fn lost_before_answer(e: &hyper::Error) -> bool {
+    lost_in(Some(e))
+}
+
+fn lost_in(mut source: Option<&(dyn std::error::Error + 'static)>) -> bool {
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>()
             && h.is_incomplete_message()

@@ -1,0 +1,245 @@
+//! Keep-alive HTTP/1.1 connections to plain-HTTP upstreams, one set per worker thread,
+//! for answers read whole (the common proxy route).
+//!
+//! hyper-util's pooled client serves every other request (HTTPS, streamed answers,
+//! plugins' outbound calls). For this one it costs more than the exchange needs: a
+//! hashed and locked pool checkout, a clone of the connector and a boxed future the size
+//! of the whole connect path on every request, and a spawned task per request to wait
+//! for the connection to be idle again. Here a request takes the connection used last
+//! for its `host:port` (a worker's lock is never contended), and gives it back once its
+//! answer has been read to the end, the point at which HTTP/1.1 lets the next request
+//! go out on it. A connection the upstream closed is seen as closed and dropped; idle
+//! ones are dropped after [`IDLE_TIMEOUT`] (by a task that looks every half of it), at
+//! most [`MAX_IDLE`] are kept per upstream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+
+/// How long an unused connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most unused connections kept per upstream `host:port` and worker.
+pub const MAX_IDLE: usize = 256;
+/// Time a new connection has to open (as hyper-util's client is given).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Sender = SendRequest<Full<Bytes>>;
+
+struct Idle {
+    sender: Sender,
+    since: Instant,
+}
+
+/// Idle connections by the upstream's authority as the route's URL names it.
+type IdleSets = Mutex<HashMap<HeaderValue, VecDeque<Idle>>>;
+
+/// One worker's keep-alive connections, by upstream.
+#[derive(Default, Clone)]
+pub struct H1Connections {
+    idle: Arc<IdleSets>,
+    /// Whether the task that drops expired idle connections runs.
+    reaping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A connection lent to one request: [`Lease::release`] gives it back once the answer
+/// has been read to its end; dropped otherwise (the connection then closes).
+pub struct Lease {
+    sender: Sender,
+    key: HeaderValue,
+    idle: Weak<IdleSets>,
+}
+
+impl Lease {
+    /// Gives the connection back for the next request to the same upstream.
+    pub fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let Some(idle) = self.idle.upgrade() else {
+            return;
+        };
+        let mut sets = idle.lock().unwrap_or_else(|e| e.into_inner());
+        let set = sets.entry(self.key).or_default();
+        if set.len() < MAX_IDLE {
+            set.push_back(Idle {
+                sender: self.sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// How a request failed to get an answer head.
+pub enum Failure {
+    /// No connection could be opened (nothing was sent).
+    Connect(String),
+    /// The exchange failed.
+    Exchange {
+        /// Why.
+        error: hyper::Error,
+        /// The connection closed after the request went out and before any of the
+        /// answer (a kept connection the upstream had just closed): an idempotent
+        /// request may be sent again.
+        lost: bool,
+    },
+}
+
+impl H1Connections {
+    /// Sends `req` (an absolute `http://` URI whose authority is `key`) on a kept
+    /// connection to its upstream, or a new one. A kept connection that turns out closed
+    /// before the request went out is passed over without the request being lost.
+    pub async fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+        key: &HeaderValue,
+    ) -> Result<(Response<Incoming>, Lease), Failure> {
+        // HTTP/1.1 to an origin server: the request line carries only path and query.
+        let origin = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .map_or_else(|| Uri::from_static("/"), Uri::from);
+        let absolute = std::mem::replace(req.uri_mut(), origin);
+        loop {
+            let mut sender = match self.checkout(key) {
+                Some(sender) => sender,
+                None => self.dial(&absolute).await?,
+            };
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Lease {
+                        sender,
+                        key: key.clone(),
+                        idle: Arc::downgrade(&self.idle),
+                    };
+                    return Ok((resp, lease));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: the connection closed first. Another one takes it.
+                    Some(unsent) => req = unsent,
+                    None => {
+                        let error = e.into_error();
+                        let lost = super::upstream::lost_before_answer(&error);
+                        return Err(Failure::Exchange { error, lost });
+                    }
+                },
+            }
+        }
+    }
+
+    /// The connection to `key` used last and still open, if any. (The most recently
+    /// used is taken, so what expires is at the front, for the reaper.)
+    fn checkout(&self, key: &HeaderValue) -> Option<Sender> {
+        let mut sets = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let set = sets.get_mut(key)?;
+        while let Some(idle) = set.pop_back() {
+            if !idle.sender.is_closed() {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// Opens a connection to the upstream of `uri` and spawns its driving task.
+    async fn dial(&self, uri: &Uri) -> Result<Sender, Failure> {
+        self.start_reaping();
+        let key = connect_address(uri);
+        let connect = tokio::net::TcpStream::connect(key.as_str());
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(Failure::Connect(format!("connecting to {key}: {e}"))),
+            Err(_) => {
+                return Err(Failure::Connect(format!(
+                    "connecting to {key}: no answer within {CONNECT_TIMEOUT:?}"
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            // One send() per request instead of a writev: measurably cheaper on loopback.
+            .writev(false)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|error| Failure::Exchange { error, lost: false })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Starts, once, the task that drops idle connections past [`IDLE_TIMEOUT`] (a
+    /// connection an upstream keeps open forever would otherwise stay until used).
+    fn start_reaping(&self) {
+        use std::sync::atomic::Ordering;
+        if self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let idle = Arc::downgrade(&self.idle);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(IDLE_TIMEOUT / 2);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(idle) = idle.upgrade() else {
+                    return;
+                };
+                let mut sets = idle.lock().unwrap_or_else(|e| e.into_inner());
+                sets.retain(|_, set| {
+                    expire(set);
+                    set.retain(|i| !i.sender.is_closed());
+                    !set.is_empty()
+                });
+            }
+        });
+    }
+
+    /// Idle connections kept, over all upstreams (for tests).
+    pub fn idle(&self) -> usize {
+        let sets = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        sets.values().map(VecDeque::len).sum()
+    }
+}
+
+/// Drops the connections of `set` idle for longer than [`IDLE_TIMEOUT`] (the oldest
+/// are at the front).
+fn expire(set: &mut VecDeque<Idle>) {
+    while set
+        .front()
+        .is_some_and(|i| i.since.elapsed() >= IDLE_TIMEOUT)
+    {
+        set.pop_front();
+    }
+}
+
+/// `host:port` of an `http://` URI (port 80 when it names none).
+fn connect_address(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or("");
+    let port = uri.port_u16().unwrap_or(80);
+    format!("{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_port() {
+        let key = |s: &str| connect_address(&s.parse().unwrap());
+        assert_eq!(key("http://127.0.0.1:8080/a?b"), "127.0.0.1:8080");
+        assert_eq!(key("http://example.com/a"), "example.com:80");
+        assert_eq!(key("http://[::1]:9000/"), "[::1]:9000");
+    }
+}
