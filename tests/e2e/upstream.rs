@@ -314,3 +314,49 @@ integration = {{ type = "http", url = "http://localhost:{port}/{{proxy+}}" }}
     assert_eq!(r.status, 200);
     assert_eq!(up.connections(), 3);
 }
+
+/// An upstream that closes every connection as soon as it accepts it: a quick 502, and
+/// a bounded number of attempts (the first send and the resends of an idempotent
+/// request), not a new connection after another until the route's timeout.
+#[tokio::test]
+async fn an_upstream_that_closes_every_connection_at_once_gets_a_quick_502() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let gw = weir(&format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+[[routes]]
+key = "ANY /gone"
+integration = {{ type = "http", url = "http://{addr}/" }}
+timeout = "10s"
+"#
+    ));
+    let c = Client::default();
+    for method in ["GET", "POST"] {
+        let before = accepted.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let r = c.send(method, &gw.url("/gone"), &[], Bytes::new()).await;
+        assert_eq!(r.status, 502, "{method}: {}", r.text());
+        assert!(r.json()["message"].is_string());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{method}: {:?}",
+            started.elapsed()
+        );
+        let tries = accepted.load(Ordering::SeqCst) - before;
+        let most = if method == "GET" { 3 } else { 1 };
+        assert!((1..=most).contains(&tries), "{method}: {tries} connections");
+    }
+}

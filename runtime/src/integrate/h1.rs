@@ -85,9 +85,10 @@ pub enum Failure {
     Exchange {
         /// Why.
         error: hyper::Error,
-        /// The connection closed after the request went out and before any of the
-        /// answer (a kept connection the upstream had just closed): an idempotent
-        /// request may be sent again.
+        /// No answer came because the connection closed: before the request went out
+        /// on a new connection, or after it went out and before any of the answer (a
+        /// kept connection the upstream had just closed). An idempotent request may be
+        /// sent again.
         lost: bool,
     },
 }
@@ -109,11 +110,18 @@ impl H1Connections {
             .map_or_else(|| Uri::from_static("/"), Uri::from);
         let absolute = std::mem::replace(req.uri_mut(), origin);
         loop {
-            let mut sender = match self.checkout(key) {
-                Some(sender) => sender,
-                None => self.dial(&absolute).await?,
+            // A kept connection found closed is passed over; a new one that fails
+            // before the request went out ends the attempt (nothing was sent, so the
+            // caller may send it again), or an upstream that closes every connection
+            // at once would be dialled until the deadline.
+            let (mut sender, fresh) = match self.checkout(key) {
+                Some(sender) => (sender, false),
+                None => (self.dial(&absolute).await?, true),
             };
-            if sender.ready().await.is_err() {
+            if let Err(error) = sender.ready().await {
+                if fresh {
+                    return Err(Failure::Exchange { error, lost: true });
+                }
                 continue;
             }
             match sender.try_send_request(req).await {
@@ -126,11 +134,10 @@ impl H1Connections {
                     return Ok((resp, lease));
                 }
                 Err(mut e) => match e.take_message() {
-                    // Not sent: the connection closed first. Another one takes it.
-                    Some(unsent) => req = unsent,
-                    None => {
+                    Some(unsent) if !fresh => req = unsent,
+                    taken => {
                         let error = e.into_error();
-                        let lost = super::upstream::lost_before_answer(&error);
+                        let lost = taken.is_some() || super::upstream::lost_before_answer(&error);
                         return Err(Failure::Exchange { error, lost });
                     }
                 },
