@@ -165,20 +165,31 @@ impl Upstream {
         req: http::Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
-        self.send_or_fail(req, timeout).await.map_err(|f| match f {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.send_by(req, deadline, timeout).await
+    }
+
+    /// [`Upstream::send`] with its deadline given.
+    async fn send_by(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<http::Response<hyper::body::Incoming>, GatewayError> {
+        self.send_or_fail(req, deadline).await.map_err(|f| match f {
             SendFailure::Timeout => GatewayError::IntegrationTimeout(timeout),
             SendFailure::Client(e) => GatewayError::BadGateway(error_chain(&e)),
             SendFailure::Answer(e) => e,
         })
     }
 
-    /// [`Upstream::send`], with the client's own error when there is no answer.
+    /// [`Upstream::send`], with the client's own error when there is no answer by
+    /// `deadline`.
     async fn send_or_fail(
         &self,
         mut req: http::Request<Full<Bytes>>,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<http::Response<hyper::body::Incoming>, SendFailure> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let mut resends = 0;
         loop {
             let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
@@ -215,7 +226,10 @@ impl Upstream {
         timeout: Duration,
     ) -> Result<(http::Response<hyper::body::Incoming>, Option<Lease>), GatewayError> {
         if req.uri().scheme() != Some(&http::uri::Scheme::HTTP) {
-            return self.send(req, timeout).await.map(|resp| (resp, None));
+            return self
+                .send_by(req, deadline, timeout)
+                .await
+                .map(|resp| (resp, None));
         }
         let mut resends = 0;
         loop {
@@ -427,7 +441,7 @@ impl crate::plugin::outbound::Sender for Upstream {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let resp = upstream
-                .send_or_fail(req.map(Full::new), timeout)
+                .send_or_fail(req.map(Full::new), deadline)
                 .await
                 .map_err(|f| match f {
                     SendFailure::Timeout => OutboundError::Timeout,
