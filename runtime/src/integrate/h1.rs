@@ -212,12 +212,6 @@ impl H1Connections {
             }
         });
     }
-
-    /// Idle connections kept, over all upstreams (for tests).
-    pub fn idle(&self) -> usize {
-        let sets = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        sets.values().map(VecDeque::len).sum()
-    }
 }
 
 /// Drops the connections of `set` idle for longer than [`IDLE_TIMEOUT`] (the oldest

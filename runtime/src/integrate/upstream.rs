@@ -54,11 +54,6 @@ impl Upstream {
             h1: H1Connections::default(),
         }
     }
-
-    /// Idle connections this worker keeps to plain-HTTP upstreams.
-    pub fn idle_h1_connections(&self) -> usize {
-        self.h1.idle()
-    }
 }
 
 /// How `https://` upstreams are reached: verified against the system's trusted
@@ -187,32 +182,20 @@ impl Upstream {
     /// `deadline`.
     async fn send_or_fail(
         &self,
-        mut req: http::Request<Full<Bytes>>,
+        req: http::Request<Full<Bytes>>,
         deadline: tokio::time::Instant,
     ) -> Result<http::Response<hyper::body::Incoming>, SendFailure> {
-        let mut resends = 0;
-        loop {
-            let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
-            let sent = self
-                .client
-                .request(req.map(|b| b.map_err(|never| match never {}).boxed_unsync()));
-            match tokio::time::timeout_at(deadline, sent).await {
-                Ok(Ok(resp)) => return check_framing(resp).map_err(SendFailure::Answer),
-                Ok(Err(e)) => match again {
-                    Some(again) if closed_before_answer(&e) => {
-                        metrics::counter!("weir_upstream_retries_total").increment(1);
-                        resends += 1;
-                        req = again;
-                    }
-                    _ => return Err(SendFailure::Client(e)),
-                },
-                Err(_) => return Err(SendFailure::Timeout),
-            }
+        let client = &self.client;
+        let sent = with_resends(req, deadline, closed_before_answer, move |req| {
+            client.request(req.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
+        });
+        match sent.await {
+            Ok(resp) => check_framing(resp).map_err(SendFailure::Answer),
+            Err(Some(e)) => Err(SendFailure::Client(e)),
+            Err(None) => Err(SendFailure::Timeout),
         }
     }
-}
 
-impl Upstream {
     /// [`Upstream::send`] for an answer that will be read whole by `deadline` (`timeout`
     /// from now): to a plain-HTTP upstream (`key` is its authority) the request goes
     /// over this worker's own keep-alive connections ([`super::h1`]), and the
@@ -220,7 +203,7 @@ impl Upstream {
     /// end. An idempotent request is sent again as `send` does.
     pub async fn send_buffered(
         &self,
-        mut req: http::Request<Full<Bytes>>,
+        req: http::Request<Full<Bytes>>,
         key: &http::HeaderValue,
         deadline: tokio::time::Instant,
         timeout: Duration,
@@ -231,25 +214,47 @@ impl Upstream {
                 .await
                 .map(|resp| (resp, None));
         }
-        let mut resends = 0;
-        loop {
-            let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
-            let failure = match tokio::time::timeout_at(deadline, self.h1.send(req, key)).await {
-                Ok(Ok((resp, lease))) => return check_framing(resp).map(|r| (r, Some(lease))),
-                Ok(Err(failure)) => failure,
-                Err(_) => return Err(GatewayError::IntegrationTimeout(timeout)),
-            };
-            match (failure, again) {
-                (h1::Failure::Exchange { lost: true, .. }, Some(again)) => {
+        let h1 = &self.h1;
+        let lost = |f: &h1::Failure| matches!(f, h1::Failure::Exchange { lost: true, .. });
+        let sent = with_resends(req, deadline, lost, move |req| h1.send(req, key));
+        match sent.await {
+            Ok((resp, lease)) => check_framing(resp).map(|resp| (resp, Some(lease))),
+            Err(Some(h1::Failure::Exchange { error, .. })) => {
+                Err(GatewayError::BadGateway(error_chain(&error)))
+            }
+            Err(Some(h1::Failure::Connect(why))) => Err(GatewayError::BadGateway(why)),
+            Err(None) => Err(GatewayError::IntegrationTimeout(timeout)),
+        }
+    }
+}
+
+/// Makes `attempt` with `req` by `deadline`; while an idempotent request's attempt
+/// failed with its connection closed before any answer (`lost`), makes it again with a
+/// copy, at most [`RESENDS`] times (see [`Upstream::send`]). The last attempt's error,
+/// or `None` past the deadline.
+async fn with_resends<T, E, Fut>(
+    mut req: http::Request<Full<Bytes>>,
+    deadline: tokio::time::Instant,
+    lost: impl Fn(&E) -> bool,
+    mut attempt: impl FnMut(http::Request<Full<Bytes>>) -> Fut,
+) -> Result<T, Option<E>>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut resends = 0;
+    loop {
+        let again = (resends < RESENDS && req.method().is_idempotent()).then(|| copy(&req));
+        match tokio::time::timeout_at(deadline, attempt(req)).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => match again {
+                Some(again) if lost(&e) => {
                     metrics::counter!("weir_upstream_retries_total").increment(1);
                     resends += 1;
                     req = again;
                 }
-                (h1::Failure::Exchange { error, .. }, _) => {
-                    return Err(GatewayError::BadGateway(error_chain(&error)));
-                }
-                (h1::Failure::Connect(why), _) => return Err(GatewayError::BadGateway(why)),
-            }
+                _ => return Err(Some(e)),
+            },
+            Err(_) => return Err(None),
         }
     }
 }
