@@ -160,7 +160,7 @@ def start(cmd, port, **kw):
     return proc
 
 
-def weir_config(scenario, port):
+def weir_config(scenario, port, plugin_dir=PLUGINS):
     up = f"http://127.0.0.1:{UPSTREAM_PORT}/"
     plugins = ""
     route_extra = ""
@@ -174,7 +174,7 @@ def weir_config(scenario, port):
     if scenario in ("mapping",) + full:
         plugins += f"""
 [plugins.params]
-file = "{PLUGINS}/param_mapping.wasm"
+file = "{plugin_dir}/param_mapping.wasm"
 world = "mapper"
 {reuse}[plugins.params.config.request]
 "overwrite:header.x-user" = "$context.authorizer.principalId"
@@ -185,11 +185,11 @@ world = "mapper"
     if scenario in full:
         plugins += f"""
 [plugins.jwt]
-file = "{PLUGINS}/jwt_authorizer.wasm"
+file = "{plugin_dir}/jwt_authorizer.wasm"
 world = "authorizer"
 {reuse}config = {{ issuer = "bench", audience = ["bench"], hs256_secret = "{SECRET}" }}
 [plugins.cors]
-file = "{PLUGINS}/cors.wasm"
+file = "{plugin_dir}/cors.wasm"
 world = "cors"
 {reuse}config = {{ allow_origins = ["https://app.example"], allow_methods = ["GET", "POST"] }}
 """
@@ -204,7 +204,7 @@ world = "cors"
                 else "")
         plugins += f"""
 [plugins.jwt]
-file = "{PLUGINS}/jwt_authorizer.wasm"
+file = "{plugin_dir}/jwt_authorizer.wasm"
 world = "authorizer"
 deadline = "4s"
 allow_outbound = ["{issuer()}"]
@@ -255,6 +255,9 @@ def main():
     ap.add_argument("--baseline", metavar="WEIR",
                     help="another weir binary (e.g. the last release) run through the same "
                          "scenarios in the same rounds: prints new / baseline per scenario")
+    ap.add_argument("--baseline-plugins", metavar="DIR",
+                    help="the plugin components the baseline loads (default: the same as "
+                         "this build's); with no --baseline, this binary runs again on them")
     args = ap.parse_args()
     scenarios = args.scenarios.split(",")
     idp = (start_idp() if any(sc.startswith("jwt-") for sc in scenarios) else None)
@@ -301,13 +304,16 @@ backend be
             procs.append(start(["haproxy", "-f", conf], port))
             targets["haproxy"] = port
             pids["haproxy"] = procs[-1].pid
-        binaries = [("weir", WEIR)] + ([("baseline", args.baseline)] if args.baseline else [])
+        binaries = [("weir", WEIR, PLUGINS)]
+        if args.baseline or args.baseline_plugins:
+            binaries.append(("baseline", args.baseline or WEIR,
+                             args.baseline_plugins or PLUGINS))
         for sc in scenarios:
-            for label, binary in binaries:
+            for label, binary, plugins in binaries:
                 port = free_port()
                 conf = os.path.join(work, f"{label}-{sc}.toml")
                 with open(conf, "w") as f:
-                    f.write(weir_config(sc, port))
+                    f.write(weir_config(sc, port, plugins))
                 env = dict(os.environ, RUST_LOG="warn")
                 procs.append(start([binary, "serve", "--config", conf], port, env=env))
                 targets[f"{label} {sc}"] = port
@@ -361,7 +367,7 @@ backend be
                   f"CPU per request {med['weir jwt-discovery'][4] / med['weir jwt-inline'][4]:.2f}x; "
                   f"the provider saw {idp[1]} (once per key set: later calls read the "
                   f"set the plugin kept)")
-        if args.baseline:
+        if len(binaries) > 1:
             print("\nweir / baseline per scenario, each round then the median:")
             for sc in scenarios:
                 new, old = results[f"weir {sc}"], results[f"baseline {sc}"]
