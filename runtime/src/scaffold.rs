@@ -75,6 +75,7 @@ const SDK: &[(&str, &str)] = &[
     ("types.rs", include_str!("../../sdk/src/types.rs")),
     ("host.rs", include_str!("../../sdk/src/host.rs")),
     ("json.rs", include_str!("../../sdk/src/json.rs")),
+    ("signatures.rs", include_str!("../../sdk/src/signatures.rs")),
     ("http.rs", include_str!("../../sdk/src/http.rs")),
     ("mapper.rs", include_str!("../../sdk/src/mapper.rs")),
     ("authorizer.rs", include_str!("../../sdk/src/authorizer.rs")),

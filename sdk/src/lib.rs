@@ -69,6 +69,7 @@ pub use host::{ClientCert, cacheable, client_cert, config, config_json, keep, ke
 
 pub mod http;
 pub mod json;
+pub mod signatures;
 
 pub mod authorizer;
 pub mod cors;

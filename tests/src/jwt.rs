@@ -154,9 +154,30 @@ impl SigningKey {
     pub fn sign(&self, claims: &serde_json::Value) -> String {
         let header = serde_json::json!({ "alg": self.alg, "typ": "JWT", "kid": self.kid });
         let input = signing_input(&header, claims);
-        let m = input.as_bytes();
+        let sig = self.signature(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig))
+    }
+
+    /// The public key's parts, big-endian: `(n, e)` of an RSA key, `(x, y)` of an EC one.
+    pub fn public_parts(&self) -> (Vec<u8>, Vec<u8>) {
+        let ec = |point: &[u8]| {
+            let size = (point.len() - 1) / 2;
+            (point[1..1 + size].to_vec(), point[1 + size..].to_vec())
+        };
+        match &self.secret {
+            Secret::Rsa(key) => (key.n().to_bytes_be(), key.e().to_bytes_be()),
+            Secret::P256(k) => ec(k.verifying_key().to_encoded_point(false).as_bytes()),
+            Secret::P384(k) => ec(k.verifying_key().to_encoded_point(false).as_bytes()),
+            Secret::P521(k) => ec(p521::ecdsa::VerifyingKey::from(k)
+                .to_encoded_point(false)
+                .as_bytes()),
+        }
+    }
+
+    /// This key's signature of `m` under its `alg`, as JWS encodes it.
+    pub fn signature(&self, m: &[u8]) -> Vec<u8> {
         use rsa::signature::RandomizedSigner;
-        let sig: Vec<u8> = match (&self.secret, self.alg) {
+        match (&self.secret, self.alg) {
             (Secret::Rsa(k), "RS256") => Pkcs1SigningKey::<Sha256>::new((**k).clone())
                 .sign(m)
                 .to_vec(),
@@ -191,8 +212,7 @@ impl SigningKey {
                 let s: p521::ecdsa::Signature = k.sign(m);
                 s.to_bytes().to_vec()
             }
-        };
-        format!("{input}.{}", B64.encode(sig))
+        }
     }
 }
 

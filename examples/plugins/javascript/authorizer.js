@@ -1,7 +1,7 @@
 // The example token authorizer in JavaScript: `Authorization: Bearer <token>` with the
 // tokens listed in the plugin's config (`tokens = { "<token>" = "<principal>" }`).
 // Same behaviour as examples/plugins/rust/authorizer.
-import { config, log } from 'weir:plugin/host@0.1.4';
+import { config, log } from 'weir:plugin/host@0.1.5';
 
 // QuickJS components have no `console`: this one sends console.log/info/warn/error to
 // the gateway's log, tagged with the plugin's name (`plugin=NAME`).

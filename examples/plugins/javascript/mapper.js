@@ -1,8 +1,8 @@
 // The example mapper in JavaScript: renames and adds headers from the plugin's config,
 // sets top-level fields of a JSON body, answers 400 for a malformed JSON body, and adds
 // headers to the response. Same behaviour as examples/plugins/rust/mapper.
-import { config, log } from 'weir:plugin/host@0.1.4';
-import { indexObject } from 'weir:plugin/json@0.1.4';
+import { config, log } from 'weir:plugin/host@0.1.5';
+import { indexObject } from 'weir:plugin/json@0.1.5';
 
 // QuickJS components have no `console`: this one sends console.log/info/warn/error to
 // the gateway's log, tagged with the plugin's name (`plugin=NAME`).

@@ -179,8 +179,72 @@ fn bytes(v: &Option<String>, what: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("key without a base64url `{what}`"))
 }
 
-/// Checks `signature` over `signed` with `key` (one that [`select`] chose for `alg`).
+/// Checks `signature` over `signed` with `key` (one that [`select`] chose for `alg`):
+/// natively by the gateway where it can (`signatures.verify`, in a wasm32 build),
+/// here otherwise.
 pub fn check(alg: Alg, key: &Jwk, signed: &[u8], signature: &[u8]) -> Result<(), String> {
+    #[cfg(target_family = "wasm")]
+    if let Some(checked) = native::check(alg, key, signed, signature) {
+        return checked;
+    }
+    check_here(alg, key, signed, signature)
+}
+
+/// The gateway's own check of `alg`, when it has one for this key.
+#[cfg(target_family = "wasm")]
+mod native {
+    use weir_sdk::signatures::{Algorithm, PublicKey, verify};
+
+    use super::{Alg, Hash, Jwk, bytes, rsa_key};
+    use rsa::traits::PublicKeyParts;
+
+    /// `None` where the gateway has no check for `alg` (HS256, ES512) or cannot use
+    /// the key: [`super::check_here`] then decides.
+    pub fn check(
+        alg: Alg,
+        key: &Jwk,
+        signed: &[u8],
+        signature: &[u8],
+    ) -> Option<Result<(), String>> {
+        let (algorithm, public) = match alg {
+            Alg::Hs256 | Alg::Es(Hash::S512) => return None,
+            Alg::Rs(_) | Alg::Ps(_) => {
+                // The same refusals as a check here (size, exponent).
+                let key = match rsa_key(key) {
+                    Ok(key) => key,
+                    Err(why) => return Some(Err(why)),
+                };
+                let algorithm = match alg {
+                    Alg::Rs(Hash::S256) => Algorithm::Rs256,
+                    Alg::Rs(Hash::S384) => Algorithm::Rs384,
+                    Alg::Rs(Hash::S512) => Algorithm::Rs512,
+                    Alg::Ps(Hash::S256) => Algorithm::Ps256,
+                    Alg::Ps(Hash::S384) => Algorithm::Ps384,
+                    _ => Algorithm::Ps512,
+                };
+                let parts = (key.n().to_bytes_be(), key.e().to_bytes_be());
+                (algorithm, PublicKey::Rsa(parts))
+            }
+            Alg::Es(h) => {
+                let algorithm = match h {
+                    Hash::S256 => Algorithm::Es256,
+                    _ => Algorithm::Es384,
+                };
+                let x = bytes(&key.x, "x").ok()?;
+                let y = bytes(&key.y, "y").ok()?;
+                (algorithm, PublicKey::Ec((x, y)))
+            }
+        };
+        match verify(algorithm, &public, signed, signature) {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => Some(Err(format!("bad {} signature", alg.name()))),
+            Err(_) => None,
+        }
+    }
+}
+
+/// Checks `signature` over `signed` with `key` in the plugin's own code.
+pub fn check_here(alg: Alg, key: &Jwk, signed: &[u8], signature: &[u8]) -> Result<(), String> {
     let bad = |_| format!("bad {} signature", alg.name());
     match alg {
         Alg::Hs256 => Err("HMAC is not checked with a public key".into()),

@@ -29,6 +29,7 @@ mod kept;
 pub mod outbound;
 mod output;
 mod reuse;
+mod signatures;
 mod source;
 mod state;
 mod turns;
