@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use weir_tests::artifacts::{CORS, COUNTING_AUTHORIZER, ECHO_MAPPER, LOUD_TRAP, TRAP};
+use weir_tests::artifacts::{
+    CORS, COUNTING_AUTHORIZER, ECHO_MAPPER, JWT_AUTHORIZER, LOUD_TRAP, TRAP,
+};
 use weir_tests::{Client, Weir};
 
 /// `loud-trap` is used here.
@@ -177,6 +179,36 @@ request_mapping = "loud"
             && failure.contains("loud-trap refuses: served and failed")
             && failure.contains("[stdio] loud-trap stdout: mapping /x"),
         "{failure}"
+    );
+}
+
+#[test]
+fn a_component_of_another_world_is_told_which_world_its_imports_belong_to() {
+    // The JWT authorizer imports `signatures`, which only authorizers get.
+    for world in ["mapper", "cors"] {
+        let (code, _, stderr) = weir(&["plugin", "check", JWT_AUTHORIZER, "--world", world]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("component does not fit the `{world}` world"))
+                && stderr.contains(&format!(
+                    "`weir:plugin/signatures` is imported only by the `authorizer` world, not by `{world}`"
+                )),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = weir(&[
+        "plugin",
+        "check",
+        JWT_AUTHORIZER,
+        "--world",
+        "authorizer",
+        "--config",
+        r#"{"issuer": "https://issuer.example", "audience": ["a"], "hs256_secret": "s"}"#,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(": ok (world authorizer, sha256 "),
+        "{stdout}"
     );
 }
 

@@ -273,8 +273,10 @@ impl PluginHost {
         };
         let linker = &self.linkers[world as usize];
         let pre = linker.instantiate_pre(&component).map_err(|e| {
+            let e = format!("{e:#}");
+            let hint = super::fit::hint(world, &e).map_or_else(String::new, |h| format!("; {h}"));
             invalid(format!(
-                "component does not fit the `{}` world: {e:#}",
+                "component does not fit the `{}` world: {e}{hint}",
                 world.name()
             ))
         })?;

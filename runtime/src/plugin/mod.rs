@@ -23,6 +23,7 @@ mod call;
 mod compiler;
 mod counts;
 mod engine;
+mod fit;
 mod http;
 pub(crate) mod json;
 mod kept;
