@@ -43,8 +43,8 @@ impl Lang {
     }
 }
 
-/// The WIT package every project is built against.
-const WIT: &str = include_str!("../../wit/weir.wit");
+// The WIT package every project is built against: the one this gateway serves.
+use crate::plugin::{WIT, wit_version};
 
 /// The versions the templates pin, from the files the examples build with.
 mod pins {
@@ -304,11 +304,7 @@ pub fn project(name: &str, world: World, lang: Lang) -> Result<Vec<ProjectFile>,
             ]);
         }
     }
-    let wit_version = WIT
-        .lines()
-        .find_map(|l| l.strip_prefix("package weir:plugin@"))
-        .map(|v| v.trim_end_matches(';'))
-        .unwrap_or("?");
+    let wit_version = wit_version();
     let componentize_py = shell_pin(pins::TOOLCHAINS, "COMPONENTIZE_PY_VERSION");
     let wit_bindgen = shell_pin(pins::TOOLCHAINS, "WIT_BINDGEN_VERSION");
     let wasm_tools = shell_pin(pins::TOOLCHAINS, "WASM_TOOLS_VERSION");

@@ -117,37 +117,24 @@ impl SigningKey {
 
     /// The public key as a JWK.
     pub fn jwk(&self) -> serde_json::Value {
-        let ec = |crv: &str, point: &[u8]| {
-            let size = (point.len() - 1) / 2;
-            serde_json::json!({
-                "kty": "EC", "crv": crv, "use": "sig", "alg": self.alg, "kid": self.kid,
-                "x": B64.encode(&point[1..1 + size]), "y": B64.encode(&point[1 + size..]),
-            })
-        };
-        match &self.secret {
-            Secret::Rsa(key) => {
-                let public = key.to_public_key();
-                serde_json::json!({
+        // (n, e) of an RSA key, (x, y) of an EC one.
+        let (first, second) = self.public_parts();
+        let (first, second) = (B64.encode(first), B64.encode(second));
+        let crv = match &self.secret {
+            Secret::Rsa(_) => {
+                return serde_json::json!({
                     "kty": "RSA", "use": "sig", "alg": self.alg, "kid": self.kid,
-                    "n": B64.encode(public.n().to_bytes_be()),
-                    "e": B64.encode(public.e().to_bytes_be()),
-                })
+                    "n": first, "e": second,
+                });
             }
-            Secret::P256(k) => ec(
-                "P-256",
-                k.verifying_key().to_encoded_point(false).as_bytes(),
-            ),
-            Secret::P384(k) => ec(
-                "P-384",
-                k.verifying_key().to_encoded_point(false).as_bytes(),
-            ),
-            Secret::P521(k) => ec(
-                "P-521",
-                p521::ecdsa::VerifyingKey::from(k)
-                    .to_encoded_point(false)
-                    .as_bytes(),
-            ),
-        }
+            Secret::P256(_) => "P-256",
+            Secret::P384(_) => "P-384",
+            Secret::P521(_) => "P-521",
+        };
+        serde_json::json!({
+            "kty": "EC", "crv": crv, "use": "sig", "alg": self.alg, "kid": self.kid,
+            "x": first, "y": second,
+        })
     }
 
     /// Signs `claims` as a JWT with this key's `alg` and `kid`.

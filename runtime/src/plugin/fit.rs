@@ -8,7 +8,14 @@ use std::sync::LazyLock;
 use crate::config::World;
 
 /// The WIT package this gateway serves (its newest version; earlier ones are subsets).
-const WIT: &str = include_str!("../../../wit/weir.wit");
+pub const WIT: &str = include_str!("../../../wit/weir.wit");
+
+/// [`WIT`]'s version, as its `package weir:plugin@…;` line gives it.
+pub fn wit_version() -> &'static str {
+    WIT.lines()
+        .find_map(|l| l.trim().strip_prefix("package weir:plugin@"))
+        .map_or("?", |v| v.trim_end_matches(';'))
+}
 
 /// The package's version, and which `weir:plugin` interfaces each world imports.
 struct Served {
@@ -18,11 +25,7 @@ struct Served {
 }
 
 static SERVED: LazyLock<Served> = LazyLock::new(|| {
-    let version = WIT
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("package weir:plugin@"))
-        .and_then(|v| parse_version(v.trim_end_matches(';')))
-        .unwrap_or_default();
+    let version = parse_version(wit_version()).unwrap_or_default();
     let mut imports = Vec::new();
     let mut world: Option<&str> = None;
     for line in WIT.lines() {
@@ -102,6 +105,7 @@ mod tests {
     fn the_served_wit_is_read_from_the_package() {
         let served = &*SERVED;
         assert!(served.version >= (0, 1, 5), "{:?}", served.version);
+        assert_eq!(parse_version(wit_version()), Some(served.version));
         let has = |w: &str, i: &str| served.imports.iter().any(|(a, b)| a == w && b == i);
         assert!(has("authorizer", "signatures"));
         assert!(has("mapper", "host") && has("cors", "json"));

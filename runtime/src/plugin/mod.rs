@@ -49,6 +49,7 @@ pub use call::{AnyPlugin, Plugin};
 pub use compiler::{Compiler, precompile_stdio};
 pub use counts::{CallCounts, CallTotals};
 pub use engine::{Compiled, PluginHost, return_freed_memory, versions_alive};
+pub use fit::{WIT, wit_version};
 pub use outbound::Allowed;
 pub use output::GuestOutput;
 pub use source::read_component;

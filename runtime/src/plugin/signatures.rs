@@ -14,6 +14,10 @@ use super::state::State;
 /// with the message (it is hashed); a JWS signing input is a few kilobytes.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
+/// Longest key part (an RSA modulus or exponent, an EC coordinate): 8192 bits and 16
+/// leading zero bytes. Checked before a part is read, so no key costs more than that.
+pub const MAX_KEY_PART: usize = 1040;
+
 /// RSA moduli ring checks: 2048 to 8192 bits.
 const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
 
@@ -52,6 +56,13 @@ pub fn verify(
         return Err(format!(
             "a message of {} bytes is over the {MAX_MESSAGE}-byte limit",
             message.len()
+        ));
+    }
+    let (PublicKey::Rsa((a, b)) | PublicKey::Ec((a, b))) = key;
+    if let Some(long) = [a, b].into_iter().find(|p| p.len() > MAX_KEY_PART) {
+        return Err(format!(
+            "a key part of {} bytes is over the {MAX_KEY_PART}-byte limit",
+            long.len()
         ));
     }
     let checked = match (algorithm, key) {

@@ -105,6 +105,12 @@ fn keys_it_cannot_use_are_errors_not_refusals() {
     assert!(err.contains("1024 bits"), "{err}");
     let huge = PublicKey::Rsa((vec![0xc5; 1025], e.clone()));
     assert!(verify(Algorithm::Rs256, &huge, message, &sig).is_err());
+    // Parts longer than any usable key are refused before they are read.
+    let padded = PublicKey::Rsa(([&[0; 1040 - 256][..], &n].concat(), e.clone()));
+    assert_eq!(verify(Algorithm::Rs256, &padded, message, &sig), Ok(true));
+    let zeros = PublicKey::Rsa((vec![0; MAX_KEY_PART + 1], e.clone()));
+    let err = verify(Algorithm::Rs256, &zeros, message, &sig).unwrap_err();
+    assert!(err.contains("over the 1040-byte limit"), "{err}");
     for bad_e in [vec![], vec![1], vec![0x01, 0x00, 0x00], vec![1; 6]] {
         let key = PublicKey::Rsa((n.clone(), bad_e.clone()));
         assert!(
