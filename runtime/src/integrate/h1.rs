@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri};
+use http::{HeaderValue, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -94,21 +94,15 @@ pub enum Failure {
 }
 
 impl H1Connections {
-    /// Sends `req` (an absolute `http://` URI whose authority is `key`) on a kept
-    /// connection to its upstream, or a new one. A kept connection that turns out closed
-    /// before the request went out is passed over without the request being lost.
+    /// Sends `req` (in origin form) to the upstream at `key` (its `host:port`, or `host`
+    /// for port 80) on a kept connection, or a new one. A kept connection that turns
+    /// out closed before the request went out is passed over without the request being
+    /// lost.
     pub async fn send(
         &self,
         mut req: Request<Full<Bytes>>,
         key: &HeaderValue,
     ) -> Result<(Response<Incoming>, Lease), Failure> {
-        // HTTP/1.1 to an origin server: the request line carries only path and query.
-        let origin = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .map_or_else(|| Uri::from_static("/"), Uri::from);
-        let absolute = std::mem::replace(req.uri_mut(), origin);
         loop {
             // A kept connection found closed is passed over; a new one that fails
             // before the request went out ends the attempt (nothing was sent, so the
@@ -116,7 +110,7 @@ impl H1Connections {
             // at once would be dialled until the deadline.
             let (mut sender, fresh) = match self.checkout(key) {
                 Some(sender) => (sender, false),
-                None => (self.dial(&absolute).await?, true),
+                None => (self.dial(key).await?, true),
             };
             if let Err(error) = sender.ready().await {
                 if fresh {
@@ -158,10 +152,10 @@ impl H1Connections {
         None
     }
 
-    /// Opens a connection to the upstream of `uri` and spawns its driving task.
-    async fn dial(&self, uri: &Uri) -> Result<Sender, Failure> {
+    /// Opens a connection to the upstream at `key` and spawns its driving task.
+    async fn dial(&self, key: &HeaderValue) -> Result<Sender, Failure> {
         self.start_reaping();
-        let key = connect_address(uri);
+        let key = connect_address(key);
         let connect = tokio::net::TcpStream::connect(key.as_str());
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => stream,
@@ -225,10 +219,11 @@ fn expire(set: &mut VecDeque<Idle>) {
     }
 }
 
-/// `host:port` of an `http://` URI (port 80 when it names none).
-fn connect_address(uri: &Uri) -> String {
-    let host = uri.host().unwrap_or("");
-    let port = uri.port_u16().unwrap_or(80);
+/// `host:port` of an `http://` upstream's authority (port 80 when it names none).
+fn connect_address(authority: &HeaderValue) -> String {
+    let authority = http::uri::Authority::try_from(authority.as_bytes()).ok();
+    let host = authority.as_ref().map_or("", |a| a.host());
+    let port = authority.as_ref().and_then(|a| a.port_u16()).unwrap_or(80);
     format!("{host}:{port}")
 }
 
@@ -238,9 +233,10 @@ mod tests {
 
     #[test]
     fn keys_name_the_port() {
-        let key = |s: &str| connect_address(&s.parse().unwrap());
-        assert_eq!(key("http://127.0.0.1:8080/a?b"), "127.0.0.1:8080");
-        assert_eq!(key("http://example.com/a"), "example.com:80");
-        assert_eq!(key("http://[::1]:9000/"), "[::1]:9000");
+        let key = |s: &'static str| connect_address(&HeaderValue::from_static(s));
+        assert_eq!(key("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(key("example.com"), "example.com:80");
+        assert_eq!(key("[::1]:9000"), "[::1]:9000");
+        assert_eq!(key("[::1]"), "[::1]:80");
     }
 }

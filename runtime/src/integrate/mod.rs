@@ -286,10 +286,10 @@ async fn http(
     ctx: &RequestContext,
 ) -> Result<Response<Bytes>, GatewayError> {
     let method = req.method.clone();
-    let up = http_request(target, exchange, req, ctx)?;
+    let up = http_request(target, exchange, req, ctx, target.is_plain())?;
     let deadline = tokio::time::Instant::now() + exchange.timeout;
     let (resp, lease) = upstream
-        .send_buffered(up, target.authority(), deadline, exchange.timeout)
+        .send_buffered(up, target, deadline, exchange.timeout)
         .await?;
     let (mut parts, body) = resp.into_parts();
     upstream::response_headers(&mut parts.headers, &method);
@@ -303,14 +303,22 @@ async fn http(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The request to a single-URL upstream.
+/// The request to a single-URL upstream; its URI in origin form for the worker's own
+/// connections ([`Upstream::send_buffered`] to a plain-HTTP upstream), else absolute.
 fn http_request(
     target: &HttpTarget,
     exchange: &Exchange<'_>,
     req: UpstreamRequest,
     ctx: &RequestContext,
+    origin_form: bool,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let uri = target.uri(
+    let uri = if origin_form {
+        HttpTarget::origin_uri
+    } else {
+        HttpTarget::uri
+    };
+    let uri = uri(
+        target,
         exchange.client_path,
         req.path_override.as_deref(),
         &ctx.path_parameters,

@@ -42,7 +42,7 @@ pub async fn stream(
         Integration::Http(target) => {
             let mut req = req;
             let upload = req.upload.take();
-            let up = super::http_request(target, &exchange, req, ctx)?;
+            let up = super::http_request(target, &exchange, req, ctx, false)?;
             match upload {
                 Some(upload) => {
                     let up = up.map(|_| upload.attempt());

@@ -16,6 +16,9 @@ enum Part {
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     scheme_authority: String,
+    /// `http://`: requests go out on the worker's own HTTP/1.1 connections
+    /// ([`super::h1`]), whose request line carries only path and query.
+    plain: bool,
     authority: HeaderValue,
     /// `None`: the template has no path, so the client's path is forwarded as is.
     path: Option<Vec<Part>>,
@@ -55,13 +58,15 @@ impl HttpTarget {
         };
         Ok(Self {
             scheme_authority: format!("{scheme}://{authority}"),
+            plain: scheme == "http",
             authority: HeaderValue::from_str(authority)
                 .map_err(|_| format!("`{url}`: invalid host `{authority}`"))?,
             path,
         })
     }
 
-    /// The upstream URI for a request. `path_override` is a path set by a mapper.
+    /// The upstream's absolute URI for a request. `path_override` is a path set by a
+    /// mapper.
     pub fn uri(
         &self,
         client_path: &str,
@@ -78,7 +83,21 @@ impl HttpTarget {
         )
     }
 
-    /// [`HttpTarget::uri`] on another `scheme://host:port` (a pool's target).
+    /// [`HttpTarget::uri`] in origin form (path and query), as the request line to an
+    /// origin server carries them: for the worker's own connections to a plain-HTTP
+    /// upstream, which are chosen by [`HttpTarget::authority`].
+    pub fn origin_uri(
+        &self,
+        client_path: &str,
+        path_override: Option<&str>,
+        params: &[(String, String)],
+        query: &str,
+    ) -> Result<Uri, GatewayError> {
+        self.uri_at("", client_path, path_override, params, query)
+    }
+
+    /// The absolute URI on another `scheme://host:port` (a pool's target), or in origin
+    /// form when `scheme_authority` is empty.
     pub fn uri_at(
         &self,
         scheme_authority: &str,
@@ -120,6 +139,11 @@ impl HttpTarget {
     /// The upstream's `host:port`.
     pub fn authority(&self) -> &HeaderValue {
         &self.authority
+    }
+
+    /// Whether the upstream is plain HTTP (its URIs are in origin form).
+    pub fn is_plain(&self) -> bool {
+        self.plain
     }
 }
 
@@ -170,8 +194,14 @@ mod tests {
         let p = vec![("id".into(), "7".into()), ("rest".into(), "a/b".into())];
         let uri = t.uri("/ignored", None, &p, "x=1").unwrap();
         assert_eq!(uri, "http://127.0.0.1:9000/pets/7/a/b?x=1");
+        let uri = t.origin_uri("/ignored", None, &p, "x=1").unwrap();
+        assert_eq!(uri, "/pets/7/a/b?x=1");
         let uri = t.uri("/ignored", Some("/v2/x"), &p, "").unwrap();
         assert_eq!(uri, "http://127.0.0.1:9000/v2/x");
+        assert_eq!(
+            t.uri_at("http://10.0.0.2:80", "/ignored", None, &p, "").unwrap(),
+            "http://10.0.0.2:80/pets/7/a/b"
+        );
     }
 
     #[test]
@@ -181,13 +211,19 @@ mod tests {
             t.uri("/a/b", None, &[], "").unwrap(),
             "http://localhost:81/a/b"
         );
+        assert_eq!(t.origin_uri("/a/b", None, &[], "").unwrap(), "/a/b");
+        assert!(t.is_plain());
         assert_eq!(t.authority(), "localhost:81");
+        // A path that looks like an authority stays a path.
+        let uri = t.origin_uri("//evil.example/x", None, &[], "").unwrap();
+        assert_eq!((uri.authority(), uri.path()), (None, "//evil.example/x"));
         let t = HttpTarget::parse("https://api.example/v1/{proxy}", &["proxy".into()]).unwrap();
         let params = [("proxy".to_owned(), "pets".to_owned())];
         assert_eq!(
             t.uri("/x", None, &params, "a=1").unwrap(),
             "https://api.example/v1/pets?a=1"
         );
+        assert!(!t.is_plain());
         assert_eq!(t.authority(), "api.example");
     }
 

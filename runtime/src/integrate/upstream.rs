@@ -197,23 +197,24 @@ impl Upstream {
     }
 
     /// [`Upstream::send`] for an answer that will be read whole by `deadline` (`timeout`
-    /// from now): to a plain-HTTP upstream (`key` is its authority) the request goes
-    /// over this worker's own keep-alive connections ([`super::h1`]), and the
-    /// [`Lease`] gives the connection back once the answer's body has been read to its
-    /// end. An idempotent request is sent again as `send` does.
+    /// from now), to `target`: to a plain-HTTP upstream (`req` in origin form) the
+    /// request goes over this worker's own keep-alive connections ([`super::h1`]), and
+    /// the [`Lease`] gives the connection back once the answer's body has been read to
+    /// its end. An idempotent request is sent again as `send` does.
     pub async fn send_buffered(
         &self,
         req: http::Request<Full<Bytes>>,
-        key: &http::HeaderValue,
+        target: &super::HttpTarget,
         deadline: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<(http::Response<hyper::body::Incoming>, Option<Lease>), GatewayError> {
-        if req.uri().scheme() != Some(&http::uri::Scheme::HTTP) {
+        if !target.is_plain() {
             return self
                 .send_by(req, deadline, timeout)
                 .await
                 .map(|resp| (resp, None));
         }
+        let key = target.authority();
         let h1 = &self.h1;
         let lost = |f: &h1::Failure| matches!(f, h1::Failure::Exchange { lost: true, .. });
         let sent = with_resends(req, deadline, lost, move |req| h1.send(req, key));
