@@ -138,8 +138,13 @@ UPSTREAM_PORT = 0
 
 def cpu_seconds(pid):
     """User + system CPU time of `pid` and its child processes (nginx's workers)."""
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid):
+    """(user, system) CPU time of `pid` and its child processes, in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -149,8 +154,9 @@ def cpu_seconds(pid):
         except OSError:
             continue
         if int(entry) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
+    return user, system
 
 
 def start(cmd, port, **kw):
@@ -168,10 +174,13 @@ def weir_config(scenario, port, plugin_dir=PLUGINS):
     integration = f'{{ type = "http", url = "http://127.0.0.1:{UPSTREAM_PORT}" }}'
     if scenario == "mock":
         integration = '{ type = "mock", body = \'{"ok":true,"from":"upstream"}\' }'
-    full = ("full", "full-cors-cache", "full-reuse")
+    # `full-no-mapping`: the full chain without its mapper (the authorizer's and the CORS
+    # policy's answers come from their caches after the first request): what the chain
+    # costs besides its one mapper call.
+    full = ("full", "full-cors-cache", "full-reuse", "full-no-mapping")
     # `full-reuse`: the full chain with opt-in instance reuse on every plugin.
     reuse = "reuse = 1000\n" if scenario == "full-reuse" else ""
-    if scenario in ("mapping",) + full:
+    if scenario in ("mapping",) + full and scenario != "full-no-mapping":
         plugins += f"""
 [plugins.params]
 file = "{plugin_dir}/param_mapping.wasm"
@@ -332,33 +341,41 @@ backend be
             if rnd % 2:
                 order.reverse()
             for name, port in order:
-                before = cpu_seconds(pids[name]) if name in pids else None
+                before = cpu_times(pids[name]) if name in pids else None
                 r = wrk(port, args.duration, headers)
-                # CPU time of the target's processes per request served, in µs.
-                cpu = (None if before is None
-                       else (cpu_seconds(pids[name]) - before) / max(r[4], 1) * 1e6)
-                r = r[:4] + (cpu,)
+                # CPU time of the target's processes per request served, in µs, and
+                # the part of it spent in user space (the rest is the kernel's).
+                cpu = user = None
+                if before is not None:
+                    after = cpu_times(pids[name])
+                    served = max(r[4], 1)
+                    cpu = (sum(after) - sum(before)) / served * 1e6
+                    user = (after[0] - before[0]) / served * 1e6
+                r = r[:4] + (cpu, user)
                 results[name].append(r)
-                cpu_text = "-" if cpu is None else f"{cpu:.1f} µs"
+                cpu_text = "-" if cpu is None else f"{cpu:.1f} µs (user {user:.1f})"
                 print(f"round {rnd + 1} {name:14} {r[0]:>10.0f} req/s  p50 {r[1]:.2f} ms  "
                       f"p99 {r[2]:.2f} ms  non-2xx {r[3]}  cpu/req {cpu_text}", file=sys.stderr)
 
         med = {n: (statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs),
                    statistics.median(x[2] for x in rs), sum(x[3] for x in rs),
-                   statistics.median(x[4] for x in rs) if rs[0][4] is not None else None)
+                   statistics.median(x[4] for x in rs) if rs[0][4] is not None else None,
+                   statistics.median(x[5] for x in rs) if rs[0][5] is not None else None)
                for n, rs in results.items()}
         print(f"\n{args.rounds} interleaved rounds of wrk -t2 -c64 -d{args.duration}s, medians\n")
-        print("| target | req/s | p50 ms | p99 ms | non-2xx | CPU µs/req | vs direct | vs nginx |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for name, (rps, p50, p99, errs, cpu) in med.items():
+        print("| target | req/s | p50 ms | p99 ms | non-2xx | CPU µs/req | of it user | vs direct "
+              "| vs nginx |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, (rps, p50, p99, errs, cpu, user) in med.items():
             vs_direct = rps / med["direct"][0]
             vs_nginx = f"{rps / med['nginx'][0]:.2f}x" if "nginx" in med else "-"
             cpu_text = "-" if cpu is None else f"{cpu:.1f}"
+            user_text = "-" if user is None else f"{user:.1f}"
             print(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errs} | {cpu_text} "
-                  f"| {vs_direct:.2f}x | {vs_nginx} |")
+                  f"| {user_text} | {vs_direct:.2f}x | {vs_nginx} |")
         if "weir bare" in med and "weir full" in med:
             print(f"\nfull plugin chain / bare proxy: {med['weir full'][0] / med['weir bare'][0]:.2f}x")
-        for sc in ("full-reuse", "full-cors-cache"):
+        for sc in ("full-reuse", "full-cors-cache", "full-no-mapping"):
             if "weir bare" in med and f"weir {sc}" in med:
                 print(f"{sc} / bare proxy: {med[f'weir {sc}'][0] / med['weir bare'][0]:.2f}x")
         if "weir jwt-inline" in med and "weir jwt-discovery" in med:
