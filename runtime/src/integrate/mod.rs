@@ -312,13 +312,13 @@ fn http_request(
     ctx: &RequestContext,
     origin_form: bool,
 ) -> Result<Request<Full<Bytes>>, GatewayError> {
-    let uri = if origin_form {
-        HttpTarget::origin_uri
+    let base = if origin_form {
+        ""
     } else {
-        HttpTarget::uri
+        target.scheme_authority()
     };
-    let uri = uri(
-        target,
+    let uri = target.uri_at(
+        base,
         exchange.client_path,
         req.path_override.as_deref(),
         &ctx.path_parameters,

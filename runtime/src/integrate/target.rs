@@ -65,39 +65,10 @@ impl HttpTarget {
         })
     }
 
-    /// The upstream's absolute URI for a request. `path_override` is a path set by a
-    /// mapper.
-    pub fn uri(
-        &self,
-        client_path: &str,
-        path_override: Option<&str>,
-        params: &[(String, String)],
-        query: &str,
-    ) -> Result<Uri, GatewayError> {
-        self.uri_at(
-            &self.scheme_authority,
-            client_path,
-            path_override,
-            params,
-            query,
-        )
-    }
-
-    /// [`HttpTarget::uri`] in origin form (path and query), as the request line to an
-    /// origin server carries them: for the worker's own connections to a plain-HTTP
-    /// upstream, which are chosen by [`HttpTarget::authority`].
-    pub fn origin_uri(
-        &self,
-        client_path: &str,
-        path_override: Option<&str>,
-        params: &[(String, String)],
-        query: &str,
-    ) -> Result<Uri, GatewayError> {
-        self.uri_at("", client_path, path_override, params, query)
-    }
-
-    /// The absolute URI on another `scheme://host:port` (a pool's target), or in origin
-    /// form when `scheme_authority` is empty.
+    /// The upstream URI for a request, on `scheme_authority` (this target's own, see
+    /// [`HttpTarget::scheme_authority`], or a pool target's `scheme://host:port`), or
+    /// in origin form (path and query, as the request line to an origin server carries
+    /// them) when it is empty. `path_override` is a path set by a mapper.
     pub fn uri_at(
         &self,
         scheme_authority: &str,
@@ -134,6 +105,11 @@ impl HttpTarget {
         uri.parse().map_err(|_| {
             GatewayError::BadRequest(format!("cannot build an upstream URI from `{uri}`"))
         })
+    }
+
+    /// The upstream's `scheme://host:port`.
+    pub fn scheme_authority(&self) -> &str {
+        &self.scheme_authority
     }
 
     /// The upstream's `host:port`.
@@ -192,14 +168,19 @@ mod tests {
         )
         .unwrap();
         let p = vec![("id".into(), "7".into()), ("rest".into(), "a/b".into())];
-        let uri = t.uri("/ignored", None, &p, "x=1").unwrap();
+        let uri = t
+            .uri_at(t.scheme_authority(), "/ignored", None, &p, "x=1")
+            .unwrap();
         assert_eq!(uri, "http://127.0.0.1:9000/pets/7/a/b?x=1");
-        let uri = t.origin_uri("/ignored", None, &p, "x=1").unwrap();
+        let uri = t.uri_at("", "/ignored", None, &p, "x=1").unwrap();
         assert_eq!(uri, "/pets/7/a/b?x=1");
-        let uri = t.uri("/ignored", Some("/v2/x"), &p, "").unwrap();
+        let uri = t
+            .uri_at(t.scheme_authority(), "/ignored", Some("/v2/x"), &p, "")
+            .unwrap();
         assert_eq!(uri, "http://127.0.0.1:9000/v2/x");
         assert_eq!(
-            t.uri_at("http://10.0.0.2:80", "/ignored", None, &p, "").unwrap(),
+            t.uri_at("http://10.0.0.2:80", "/ignored", None, &p, "")
+                .unwrap(),
             "http://10.0.0.2:80/pets/7/a/b"
         );
     }
@@ -208,19 +189,21 @@ mod tests {
     fn template_without_path_forwards_the_client_path() {
         let t = HttpTarget::parse("http://localhost:81", &[]).unwrap();
         assert_eq!(
-            t.uri("/a/b", None, &[], "").unwrap(),
+            t.uri_at(t.scheme_authority(), "/a/b", None, &[], "")
+                .unwrap(),
             "http://localhost:81/a/b"
         );
-        assert_eq!(t.origin_uri("/a/b", None, &[], "").unwrap(), "/a/b");
+        assert_eq!(t.uri_at("", "/a/b", None, &[], "").unwrap(), "/a/b");
         assert!(t.is_plain());
         assert_eq!(t.authority(), "localhost:81");
         // A path that looks like an authority stays a path.
-        let uri = t.origin_uri("//evil.example/x", None, &[], "").unwrap();
+        let uri = t.uri_at("", "//evil.example/x", None, &[], "").unwrap();
         assert_eq!((uri.authority(), uri.path()), (None, "//evil.example/x"));
         let t = HttpTarget::parse("https://api.example/v1/{proxy}", &["proxy".into()]).unwrap();
         let params = [("proxy".to_owned(), "pets".to_owned())];
         assert_eq!(
-            t.uri("/x", None, &params, "a=1").unwrap(),
+            t.uri_at(t.scheme_authority(), "/x", None, &params, "a=1")
+                .unwrap(),
             "https://api.example/v1/pets?a=1"
         );
         assert!(!t.is_plain());
