@@ -8,7 +8,6 @@
 
 pub mod bounded;
 pub mod function;
-pub mod h1;
 pub mod health;
 pub mod lambda;
 pub mod pool;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::upload::Upload;
@@ -27,6 +28,7 @@ use super::{Exchange, HttpTarget, TRACEPARENT, UpstreamRequest};
 use crate::config::Protocol;
 use crate::context::RequestContext;
 use crate::error::GatewayError;
+use crate::pool::h1::{self, Lease};
 use crate::pool::link::whole;
 use crate::pool::{InFlight, Members, Pool};
 
@@ -69,17 +71,68 @@ pub struct Answer {
     pub response: Response<Incoming>,
     /// Counts the request for `least_request` while its body is read.
     pub in_flight: InFlight,
+    /// The connection it came on, to give back once the body has been read to its end
+    /// (an answer read whole from a plain-HTTP target over HTTP/1.1).
+    pub lease: Option<Lease>,
+}
+
+/// Why an attempt got no answer: from the target's pooled client, or from its own
+/// HTTP/1.1 connections.
+enum AttemptError {
+    Pooled(hyper_util::client::legacy::Error),
+    Own(h1::Failure),
+}
+
+impl AttemptError {
+    /// No connection could be opened.
+    fn is_connect(&self) -> bool {
+        match self {
+            AttemptError::Pooled(e) => e.is_connect(),
+            AttemptError::Own(f) => matches!(f, h1::Failure::Connect(_)),
+        }
+    }
+
+    /// The connection closed before any byte of the answer.
+    fn closed_before_answer(&self) -> bool {
+        match self {
+            AttemptError::Pooled(e) => closed_before_answer(e),
+            AttemptError::Own(f) => matches!(f, h1::Failure::Exchange { lost: true, .. }),
+        }
+    }
+
+    fn into_gateway_error(self) -> GatewayError {
+        GatewayError::BadGateway(match self {
+            AttemptError::Pooled(e) => error_chain(&e),
+            AttemptError::Own(h1::Failure::Exchange { error, .. }) => error_chain(&error),
+            AttemptError::Own(h1::Failure::Connect(why)) => why,
+        })
+    }
 }
 
 /// Sends the request to the pool, retrying where safe (see the module docs), by
 /// `deadline`: each attempt over the picked target's own connections, among the
-/// targets the pool had when the request started.
+/// targets the pool had when the request started. The answer is passed on as it
+/// arrives.
 pub async fn send(
     route: &PoolRoute,
     exchange: &Exchange<'_>,
     req: UpstreamRequest,
     ctx: &RequestContext,
     deadline: tokio::time::Instant,
+) -> Result<Answer, GatewayError> {
+    attempts(route, exchange, req, ctx, deadline, false).await
+}
+
+/// [`send`] for an answer that will be read whole: to a plain-HTTP target over
+/// HTTP/1.1 with the body in memory, on the target's own connections ([`h1`]), which
+/// [`Answer::lease`] gives back.
+async fn attempts(
+    route: &PoolRoute,
+    exchange: &Exchange<'_>,
+    req: UpstreamRequest,
+    ctx: &RequestContext,
+    deadline: tokio::time::Instant,
+    read_whole: bool,
 ) -> Result<Answer, GatewayError> {
     let pool = &route.pool;
     let http2 = pool.protocol() != Protocol::Http1;
@@ -109,30 +162,50 @@ pub async fn send(
             target.retries.increment(1);
         }
         tried.push(i);
+        // The target's own connections: HTTP/1.1 to `http://`, the body in memory,
+        // the answer read whole (so the connection can be given back).
+        let own = read_whole && !http2 && req.upload.is_none() && target.plain;
         let uri = route.path.uri_at(
-            &target.base,
+            if own { "" } else { &target.base },
             exchange.client_path,
             req.path_override.as_deref(),
             &ctx.path_parameters,
             &req.query,
         )?;
-        let body = match &req.upload {
-            Some(upload) => upload.attempt(),
-            None => whole(req.body.clone()),
-        };
-        let mut up = Request::new(body);
-        *up.method_mut() = req.method.clone();
-        *up.uri_mut() = uri;
-        *up.headers_mut() = headers.clone();
+        let mut head = Request::new(());
+        *head.method_mut() = req.method.clone();
+        *head.uri_mut() = uri;
+        *head.headers_mut() = headers.clone();
         if http2 {
             // HTTP/2 names the target in `:authority` (from the URI).
-            up.headers_mut().remove(header::HOST);
+            head.headers_mut().remove(header::HOST);
         } else {
-            up.headers_mut()
+            head.headers_mut()
                 .insert(header::HOST, target.authority.clone());
         }
+        let (head, ()) = head.into_parts();
         let in_flight = pool.begin(target);
-        match tokio::time::timeout_at(deadline, target.send(up, http2)).await {
+        let sent = async {
+            if own {
+                let up = Request::from_parts(head, Full::new(req.body.clone()));
+                target
+                    .send_own(up)
+                    .await
+                    .map(|(response, lease)| (response, Some(lease)))
+                    .map_err(AttemptError::Own)
+            } else {
+                let body = match &req.upload {
+                    Some(upload) => upload.attempt(),
+                    None => whole(req.body.clone()),
+                };
+                target
+                    .send(Request::from_parts(head, body), http2)
+                    .await
+                    .map(|response| (response, None))
+                    .map_err(AttemptError::Pooled)
+            }
+        };
+        match tokio::time::timeout_at(deadline, sent).await {
             Err(_) => {
                 if let Some(e) = req.upload.as_ref().and_then(Upload::error) {
                     return Err(e);
@@ -140,7 +213,7 @@ pub async fn send(
                 pool.report(&members, i, false);
                 return Err(GatewayError::IntegrationTimeout(exchange.timeout));
             }
-            Ok(Ok(response)) => {
+            Ok(Ok((response, lease))) => {
                 let status = response.status().as_u16();
                 pool.report(&members, i, !matches!(status, 502..=504));
                 let retryable = may_retry_answer
@@ -157,6 +230,7 @@ pub async fn send(
                         return check_framing(response).map(|response| Answer {
                             response,
                             in_flight,
+                            lease,
                         });
                     }
                 }
@@ -171,9 +245,9 @@ pub async fn send(
                     && if e.is_connect() {
                         retries.connect
                     } else {
-                        closed_before_answer(&e) && retries.reset
+                        e.closed_before_answer() && retries.reset
                     };
-                let error = GatewayError::BadGateway(error_chain(&e));
+                let error = e.into_gateway_error();
                 match safe
                     .then(|| retry_target(pool, &members, &headers, &tried))
                     .flatten()
@@ -226,7 +300,7 @@ pub async fn buffered(
 ) -> Result<Response<Bytes>, GatewayError> {
     let deadline = tokio::time::Instant::now() + exchange.timeout;
     let method = req.method.clone();
-    let answer = send(route, exchange, req, ctx, deadline).await?;
+    let answer = attempts(route, exchange, req, ctx, deadline, true).await?;
     let (mut parts, body) = answer.response.into_parts();
     super::upstream::response_headers(&mut parts.headers, &method);
     let body = super::upstream::read_upstream_body(
@@ -237,5 +311,9 @@ pub async fn buffered(
     )
     .await?;
     drop(answer.in_flight);
+    // Read to its end: the connection may carry the next request.
+    if let Some(lease) = answer.lease {
+        lease.release();
+    }
     Ok(Response::from_parts(parts, body))
 }

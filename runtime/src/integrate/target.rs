@@ -17,7 +17,7 @@ enum Part {
 pub struct HttpTarget {
     scheme_authority: String,
     /// `http://`: requests go out on the worker's own HTTP/1.1 connections
-    /// ([`super::h1`]), whose request line carries only path and query.
+    /// ([`crate::pool::h1`]), whose request line carries only path and query.
     plain: bool,
     authority: HeaderValue,
     /// `None`: the template has no path, so the client's path is forwarded as is.

@@ -13,10 +13,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::h1::{self, H1Connections, Lease};
 use super::strip_hop_by_hop;
 use super::upload::Upload;
 use crate::error::GatewayError;
+use crate::pool::h1::{self, H1Connections, Lease};
 use crate::pool::link::OutBody;
 
 /// The pooled keep-alive client shared by every HTTP integration: plain HTTP, and HTTPS
@@ -198,7 +198,7 @@ impl Upstream {
 
     /// [`Upstream::send`] for an answer that will be read whole by `deadline` (`timeout`
     /// from now), to `target`: to a plain-HTTP upstream (`req` in origin form) the
-    /// request goes over this worker's own keep-alive connections ([`super::h1`]), and
+    /// request goes over this worker's own keep-alive connections ([`crate::pool::h1`]), and
     /// the [`Lease`] gives the connection back once the answer's body has been read to
     /// its end. An idempotent request is sent again as `send` does.
     pub async fn send_buffered(
@@ -367,30 +367,7 @@ fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
 /// Whether the connection was closed or reset after the request went out and before
 /// any of the response: not a refused connection, a bad answer or a broken body.
 pub(super) fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
-    !e.is_connect() && lost_in(std::error::Error::source(e))
-}
-
-/// [`closed_before_answer`] for an exchange on one of [`super::h1`]'s connections.
-pub(super) fn lost_before_answer(e: &hyper::Error) -> bool {
-    lost_in(Some(e))
-}
-
-fn lost_in(mut source: Option<&(dyn std::error::Error + 'static)>) -> bool {
-    while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>()
-            && h.is_incomplete_message()
-        {
-            return true;
-        }
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = s.source();
-    }
-    false
+    !e.is_connect() && h1::lost_in(std::error::Error::source(e))
 }
 
 /// Reads an upstream response body, at most `limit` bytes, by `deadline`: 504 when it

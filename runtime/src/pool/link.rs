@@ -26,6 +26,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
+use super::h1::H1Connections;
+
 /// How a target's connector finds the address to dial.
 #[derive(Clone)]
 pub enum Dial {
@@ -76,12 +78,16 @@ pub fn whole(bytes: Bytes) -> OutBody {
 pub type TargetClient = Client<HttpsConnector<HttpConnector<Dial>>, OutBody>;
 
 /// A target's two clients: HTTP/1.1 (`protocol = "http1"`) and HTTP/2 only (h2c by
-/// prior knowledge for `http://`, ALPN `h2` for `https://`).
+/// prior knowledge for `http://`, ALPN `h2` for `https://`); and for a plain-HTTP
+/// target's answers read whole, its HTTP/1.1 connections without the client's pool
+/// ([`super::h1`], as a single-URL route has them).
 pub struct Links {
     /// HTTP/1.1 (and `https://` with ALPN `http/1.1`).
     pub http1: TargetClient,
     /// HTTP/2 only.
     pub http2: TargetClient,
+    /// HTTP/1.1 to `http://`, for answers read whole.
+    pub own: H1Connections,
 }
 
 /// Makes targets' clients with the gateway's upstream TLS settings.
@@ -115,6 +121,10 @@ impl Dialer {
 
     /// The clients of a target dialed as `dial` says.
     pub fn links(&self, dial: Dial) -> Links {
+        let own = match &dial {
+            Dial::Fixed(address) => H1Connections::to_address(*address),
+            Dial::System(_) => H1Connections::default(),
+        };
         let mut connector = HttpConnector::new_with_resolver(dial);
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -142,7 +152,7 @@ impl Dialer {
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .http1_writev(false)
             .build(h1);
-        Links { http1, http2 }
+        Links { http1, http2, own }
     }
 }
 

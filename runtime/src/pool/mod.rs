@@ -18,6 +18,7 @@
 //! (the old snapshot, and so the old pool, lives until its last request ends).
 
 mod balance;
+pub mod h1;
 pub mod link;
 pub mod spec;
 
@@ -88,6 +89,8 @@ pub struct Target {
     pub origin: usize,
     /// `host:port`.
     pub authority: HeaderValue,
+    /// Plain HTTP (`http://`).
+    pub plain: bool,
     /// Relative share.
     pub weight: u32,
     /// Health and connections, shared with the same target in other versions of the
@@ -173,6 +176,18 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Sends a request (in origin form) over HTTP/1.1 on the target's own connections
+    /// ([`h1`]), and waits for the answer's head, with no timeout and no resend; the
+    /// [`h1::Lease`] gives the connection back once the answer was read to its end.
+    pub async fn send_own(
+        &self,
+        req: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<(http::Response<hyper::body::Incoming>, h1::Lease), h1::Failure> {
+        self.state.links.get().own.send(req, &self.authority).await
+    }
+}
+
 /// A request in flight to a target (counted for `least_request` until dropped).
 pub struct InFlight(Arc<TargetState>);
 
@@ -213,6 +228,7 @@ impl Pool {
         ];
         Target {
             base: t.base.as_str().into(),
+            plain: t.base.starts_with("http://"),
             origin,
             authority: t.authority.clone(),
             weight: t.weight,

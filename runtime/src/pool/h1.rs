@@ -1,8 +1,9 @@
-//! Keep-alive HTTP/1.1 connections to plain-HTTP upstreams, one set per worker thread,
-//! for answers read whole (the common proxy route).
+//! Keep-alive HTTP/1.1 connections to plain-HTTP upstreams, for answers read whole (the
+//! common proxy route): one set per worker thread for single-URL routes, and one per
+//! worker thread and pool target (its [`super::link::Links`]).
 //!
-//! hyper-util's pooled client serves every other request (HTTPS, streamed answers,
-//! plugins' outbound calls). For this one it costs more than the exchange needs: a
+//! hyper-util's pooled client serves every other request (HTTPS, HTTP/2, streamed
+//! answers and uploads, plugins' outbound calls). For this one it costs more than the exchange needs: a
 //! hashed and locked pool checkout, a clone of the connector and a boxed future the size
 //! of the whole connect path on every request, and a spawned task per request to wait
 //! for the connection to be idle again. Here a request takes the connection used last
@@ -13,6 +14,7 @@
 //! most [`MAX_IDLE`] are kept per upstream.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -47,6 +49,9 @@ pub struct H1Connections {
     idle: Arc<IdleSets>,
     /// Whether the task that drops expired idle connections runs.
     reaping: Arc<std::sync::atomic::AtomicBool>,
+    /// The address every connection is opened to (a pool target resolved by the pool);
+    /// `None`: the upstream's name, resolved at each new connection.
+    address: Option<SocketAddr>,
 }
 
 /// A connection lent to one request: [`Lease::release`] gives it back once the answer
@@ -94,6 +99,14 @@ pub enum Failure {
 }
 
 impl H1Connections {
+    /// Connections that always open to `address` (the upstream keeps its name in `Host`).
+    pub fn to_address(address: SocketAddr) -> Self {
+        Self {
+            address: Some(address),
+            ..Self::default()
+        }
+    }
+
     /// Sends `req` (in origin form) to the upstream at `key` (its `host:port`, or `host`
     /// for port 80) on a kept connection, or a new one. A kept connection that turns
     /// out closed before the request went out is passed over without the request being
@@ -131,7 +144,7 @@ impl H1Connections {
                     Some(unsent) if !fresh => req = unsent,
                     taken => {
                         let error = e.into_error();
-                        let lost = taken.is_some() || super::upstream::lost_before_answer(&error);
+                        let lost = taken.is_some() || lost_in(Some(&error));
                         return Err(Failure::Exchange { error, lost });
                     }
                 },
@@ -156,10 +169,18 @@ impl H1Connections {
     async fn dial(&self, key: &HeaderValue) -> Result<Sender, Failure> {
         self.start_reaping();
         let key = connect_address(key);
-        let connect = tokio::net::TcpStream::connect(key.as_str());
+        let connect = async {
+            match self.address {
+                Some(address) => tokio::net::TcpStream::connect(address).await,
+                None => tokio::net::TcpStream::connect(key.as_str()).await,
+            }
+        };
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Failure::Connect(format!("connecting to {key}: {e}"))),
+            Ok(Err(e)) => {
+                let at = self.address.map(|a| format!(" at {a}")).unwrap_or_default();
+                return Err(Failure::Connect(format!("connecting to {key}{at}: {e}")));
+            }
             Err(_) => {
                 return Err(Failure::Connect(format!(
                     "connecting to {key}: no answer within {CONNECT_TIMEOUT:?}"
@@ -225,6 +246,26 @@ fn connect_address(authority: &HeaderValue) -> String {
     let host = authority.as_ref().map_or("", |a| a.host());
     let port = authority.as_ref().and_then(|a| a.port_u16()).unwrap_or(80);
     format!("{host}:{port}")
+}
+
+/// Whether an exchange's error says its connection closed or was reset after the
+/// request went out and before any of the answer (see [`Failure::Exchange`]).
+pub fn lost_in(mut source: Option<&(dyn std::error::Error + 'static)>) -> bool {
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]
