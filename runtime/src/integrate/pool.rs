@@ -123,9 +123,9 @@ pub async fn send(
     attempts(route, exchange, req, ctx, deadline, false).await
 }
 
-/// [`send`] for an answer that will be read whole: to a plain-HTTP target over
-/// HTTP/1.1 with the body in memory, on the target's own connections ([`h1`]), which
-/// [`Answer::lease`] gives back.
+/// The attempts of [`send`]. With `read_whole` (the caller reads the answer whole), an
+/// attempt to a plain-HTTP target over HTTP/1.1 with the body in memory goes on the
+/// target's own connections ([`h1`]); [`Answer::lease`] then gives the connection back.
 async fn attempts(
     route: &PoolRoute,
     exchange: &Exchange<'_>,
