@@ -428,7 +428,7 @@ impl Pool {
             .is_ok()
     }
 
-    /// Whether [`Pools::start`] has started its health task (only once).
+    /// Marks its health task started; true the first time (see [`Pools::commit`]).
     pub fn mark_started(&self) -> bool {
         !self.started.swap(true, Ordering::Relaxed)
     }
