@@ -23,7 +23,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::upload::Upload;
-use super::upstream::{check_framing, closed_before_answer, error_chain};
+use super::upstream::{bad_gateway, check_framing, closed_before_answer, error_chain};
 use super::{Exchange, HttpTarget, TRACEPARENT, UpstreamRequest};
 use crate::config::Protocol;
 use crate::context::RequestContext;
@@ -96,16 +96,15 @@ impl AttemptError {
     fn closed_before_answer(&self) -> bool {
         match self {
             AttemptError::Pooled(e) => closed_before_answer(e),
-            AttemptError::Own(f) => matches!(f, h1::Failure::Exchange { lost: true, .. }),
+            AttemptError::Own(f) => f.lost(),
         }
     }
 
     fn into_gateway_error(self) -> GatewayError {
-        GatewayError::BadGateway(match self {
-            AttemptError::Pooled(e) => error_chain(&e),
-            AttemptError::Own(h1::Failure::Exchange { error, .. }) => error_chain(&error),
-            AttemptError::Own(h1::Failure::Connect(why)) => why,
-        })
+        match self {
+            AttemptError::Pooled(e) => GatewayError::BadGateway(error_chain(&e)),
+            AttemptError::Own(f) => bad_gateway(f),
+        }
     }
 }
 

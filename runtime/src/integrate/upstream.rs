@@ -198,9 +198,9 @@ impl Upstream {
 
     /// [`Upstream::send`] for an answer that will be read whole by `deadline` (`timeout`
     /// from now), to `target`: to a plain-HTTP upstream (`req` in origin form) the
-    /// request goes over this worker's own keep-alive connections ([`crate::pool::h1`]), and
-    /// the [`Lease`] gives the connection back once the answer's body has been read to
-    /// its end. An idempotent request is sent again as `send` does.
+    /// request goes over this worker's own keep-alive connections
+    /// ([`crate::pool::h1`]), and the [`Lease`] gives the connection back once the
+    /// answer's body has been read to its end. An idempotent request is sent again as `send` does.
     pub async fn send_buffered(
         &self,
         req: http::Request<Full<Bytes>>,
@@ -216,14 +216,12 @@ impl Upstream {
         }
         let key = target.authority();
         let h1 = &self.h1;
-        let lost = |f: &h1::Failure| matches!(f, h1::Failure::Exchange { lost: true, .. });
-        let sent = with_resends(req, deadline, lost, move |req| h1.send(req, key));
+        let sent = with_resends(req, deadline, h1::Failure::lost, move |req| {
+            h1.send(req, key)
+        });
         match sent.await {
             Ok((resp, lease)) => check_framing(resp).map(|resp| (resp, Some(lease))),
-            Err(Some(h1::Failure::Exchange { error, .. })) => {
-                Err(GatewayError::BadGateway(error_chain(&error)))
-            }
-            Err(Some(h1::Failure::Connect(why))) => Err(GatewayError::BadGateway(why)),
+            Err(Some(failure)) => Err(bad_gateway(failure)),
             Err(None) => Err(GatewayError::IntegrationTimeout(timeout)),
         }
     }
@@ -362,6 +360,15 @@ fn copy(req: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
     *again.version_mut() = req.version();
     *again.headers_mut() = req.headers().clone();
     again
+}
+
+/// The `502` for an exchange on one of [`crate::pool::h1`]'s connections that got no
+/// answer.
+pub(super) fn bad_gateway(failure: h1::Failure) -> GatewayError {
+    GatewayError::BadGateway(match failure {
+        h1::Failure::Exchange { error, .. } => error_chain(&error),
+        h1::Failure::Connect(why) => why,
+    })
 }
 
 /// Whether the connection was closed or reset after the request went out and before

@@ -3,10 +3,10 @@
 //! worker thread and pool target (its [`super::link::Links`]).
 //!
 //! hyper-util's pooled client serves every other request (HTTPS, HTTP/2, streamed
-//! answers and uploads, plugins' outbound calls). For this one it costs more than the exchange needs: a
-//! hashed and locked pool checkout, a clone of the connector and a boxed future the size
-//! of the whole connect path on every request, and a spawned task per request to wait
-//! for the connection to be idle again. Here a request takes the connection used last
+//! answers and uploads, plugins' outbound calls). For this one it costs more than the
+//! exchange needs: a hashed and locked pool checkout, a clone of the connector and a
+//! boxed future the size of the whole connect path on every request, and a spawned task
+//! per request to wait for the connection to be idle again. Here a request takes the connection used last
 //! for its `host:port` (a worker's lock is never contended), and gives it back once its
 //! answer has been read to the end, the point at which HTTP/1.1 lets the next request
 //! go out on it. A connection the upstream closed is seen as closed and dropped; idle
@@ -98,6 +98,13 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// The connection closed before any answer (see [`Failure::Exchange`]).
+    pub fn lost(&self) -> bool {
+        matches!(self, Failure::Exchange { lost: true, .. })
+    }
+}
+
 impl H1Connections {
     /// Connections that always open to `address` (the upstream keeps its name in `Host`).
     pub fn to_address(address: SocketAddr) -> Self {
@@ -175,17 +182,14 @@ impl H1Connections {
                 None => tokio::net::TcpStream::connect(key.as_str()).await,
             }
         };
+        let failed = |why: String| {
+            let at = self.address.map(|a| format!(" at {a}")).unwrap_or_default();
+            Failure::Connect(format!("connecting to {key}{at}: {why}"))
+        };
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                let at = self.address.map(|a| format!(" at {a}")).unwrap_or_default();
-                return Err(Failure::Connect(format!("connecting to {key}{at}: {e}")));
-            }
-            Err(_) => {
-                return Err(Failure::Connect(format!(
-                    "connecting to {key}: no answer within {CONNECT_TIMEOUT:?}"
-                )));
-            }
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => return Err(failed(format!("no answer within {CONNECT_TIMEOUT:?}"))),
         };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
